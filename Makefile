@@ -1,0 +1,65 @@
+# starttlsd: a transparent TLS-upgrading SMTP proxy.
+#   make              build build/starttlsd
+#   make SANITIZE=1   build with AddressSanitizer + UBSan into build/san/
+#   make test         install what is missing, run every test (unit + integration)
+#   make demo         install what is missing, build, show the main job live
+#   make install      PREFIX=/usr/local DESTDIR=
+
+CC        ?= gcc
+VERSION   := 0.1.0
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+BSSL_INC  := /usr/include/android
+BSSL_LIB  := /usr/lib/$(MULTIARCH)/android
+
+ifeq ($(SANITIZE),1)
+BUILD     ?= build/san
+SANFLAGS  := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+OPT       := -O1 -g
+else
+BUILD     ?= build
+SANFLAGS  :=
+OPT       := -O2 -g
+endif
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wpointer-arith -Wformat=2 -Wcast-qual -Wwrite-strings -Wvla -Wno-unused-parameter
+HARDEN   := -fstack-protector-strong -fPIE -D_FORTIFY_SOURCE=2 -fno-strict-aliasing
+CPPFLAGS += -DSTARTTLSD_VERSION=\"$(VERSION)\" -Iinclude -isystem $(BSSL_INC) -D_GNU_SOURCE
+CFLAGS   ?= $(OPT)
+CFLAGS   += -std=c11 $(WARN) $(HARDEN) $(SANFLAGS) -MMD -MP
+LDFLAGS  += $(SANFLAGS) -pie -Wl,-z,relro,-z,now -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB)
+LDLIBS   += -lev -lssl -lcrypto -lpthread
+
+LIB_SRCS := $(filter-out proxy/main.c,$(wildcard proxy/*.c))
+LIB_OBJS := $(LIB_SRCS:proxy/%.c=$(BUILD)/obj/%.o)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%)
+
+.PHONY: all clean test unit integration demo install deps
+all: $(BUILD)/starttlsd
+
+$(BUILD)/obj/%.o: proxy/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libstarttlsd.a: $(LIB_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/starttlsd: $(BUILD)/obj/main.o $(BUILD)/libstarttlsd.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libstarttlsd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libstarttlsd.a $(LDLIBS) -lcmocka
+
+unit: $(UNIT_BINS)
+	@tests/run-unit.sh $(UNIT_BINS)
+
+deps:
+	@tests/deps.sh
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJS:.o=.d) $(BUILD)/obj/main.d

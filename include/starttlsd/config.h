@@ -1,0 +1,90 @@
+/*
+ * config: the configuration file and the command line, turned into one
+ * validated struct config. Every key is also a long option ("helo_name" is
+ * "--helo-name"); the command line wins over the file. Keys are a table
+ * (name, type, default, bounds), see proxy/config.c and docs/starttlsd.conf.5.
+ */
+#ifndef STARTTLSD_CONFIG_H
+#define STARTTLSD_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CONFIG_MAX_LISTEN 16
+#define CONFIG_DEFAULT_PATH "/etc/starttlsd/starttlsd.conf"
+
+struct config_list {
+	char *item[CONFIG_MAX_LISTEN];
+	size_t n;
+};
+
+struct config {
+	/* process */
+	char *config_file;      /* NULL: none */
+	bool foreground;
+	bool log_stderr;
+	bool check_config;      /* command line only */
+	char *pid_file;
+
+	/* listening and destination */
+	struct config_list listen;
+	char *upstream;         /* HOST:PORT, NULL: transparent mode */
+	uint32_t upstream_mark; /* SO_MARK on upstream sockets, 0: none */
+
+	/* SMTP */
+	char *helo_name;
+
+	/* TLS */
+	int tls_min_version;    /* TLS1_2_VERSION or TLS1_3_VERSION */
+	char *ca_file;
+	char *client_cert;      /* LAN-leg STARTTLS, both or neither */
+	char *client_key;
+
+	/* timeouts, seconds */
+	unsigned connect_timeout;
+	unsigned greeting_timeout;
+	unsigned reply_timeout;
+	unsigned tls_timeout;
+	unsigned data_timeout;
+	unsigned client_timeout;
+	unsigned drain_timeout;
+
+	/* limits */
+	unsigned max_line_length;
+	unsigned max_reply_lines;
+	unsigned buffer_size;
+	unsigned max_sessions;
+};
+
+enum config_result {
+	CONFIG_OK,
+	CONFIG_ERROR,   /* message in err */
+	CONFIG_EXIT,    /* --help or --version printed; exit 0 */
+};
+
+/*
+ * Build a configuration from argv and the file named by -c (if any). On
+ * CONFIG_ERROR, err holds "FILE:LINE: key: why" or "--option: why".
+ * out is always safe to pass to config_free afterwards.
+ */
+enum config_result config_load(struct config *out, int argc, char *const argv[],
+    char *err, size_t errlen);
+void config_free(struct config *c);
+
+/*
+ * Parse "ADDR:PORT" or "[V6ADDR]:PORT" (numeric only). Returns 0 or -1.
+ */
+int config_parse_addr(const char *s, struct sockaddr_storage *out,
+    socklen_t *out_len);
+
+/* Split "HOST:PORT" or "[HOST]:PORT" into host (cap bytes) and port. */
+int config_split_hostport(const char *s, char *host, size_t cap,
+    unsigned *port);
+
+/* The options for --help. */
+void config_usage(FILE *fp);
+
+#endif

@@ -1,0 +1,108 @@
+/*
+ * conn: one TCP leg of a session, plaintext or TLS. It owns the fd, the
+ * input and output buffers, the SSL object, the libev watchers and a timer,
+ * and is the only place that turns SSL_ERROR_WANT_READ/WRITE into watcher
+ * changes. Protocol code sees events, never the socket.
+ *
+ * Callbacks return 0, or -1 when they freed the conn (or its owner): the
+ * conn code then touches nothing more.
+ */
+#ifndef STARTTLSD_CONN_H
+#define STARTTLSD_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <ev.h>
+#include <openssl/ssl.h>
+
+#include "starttlsd/buf.h"
+
+enum conn_event {
+	CONN_EV_CONNECTED, /* outgoing connect finished */
+	CONN_EV_READ,      /* new bytes in c->in */
+	CONN_EV_DRAINED,   /* c->out became empty */
+	CONN_EV_TLS_DONE,  /* handshake finished */
+	CONN_EV_EOF,       /* peer closed its sending side; c->in may hold bytes */
+	CONN_EV_ERROR,     /* reset, TLS failure, ...: c->errstr says what */
+	CONN_EV_TIMEOUT,   /* the timer set by conn_timeout() ran out */
+};
+
+enum conn_state {
+	CONN_S_IDLE,
+	CONN_S_CONNECTING,
+	CONN_S_OPEN,
+	CONN_S_TLS_PENDING, /* plaintext output still to flush before the handshake */
+	CONN_S_HANDSHAKE,
+	CONN_S_FAILED,
+};
+
+struct conn;
+typedef int (*conn_cb)(struct conn *c, enum conn_event ev, void *arg);
+
+struct conn {
+	struct ev_loop *loop;
+	int fd;
+	SSL *ssl;               /* owned; NULL in plaintext */
+	enum conn_state state;
+	struct buf in;
+	struct buf out;
+	ev_io rio, wio;
+	ev_timer timer;
+	conn_cb cb;
+	void *arg;
+
+	bool reading;           /* the owner wants bytes */
+	bool eof;               /* peer finished sending */
+	bool eof_unclean;       /* TLS peer closed without close_notify */
+	bool shut_wr;           /* half-close once out is empty */
+	bool shut_done;
+	bool read_wants_write;  /* SSL_read said WANT_WRITE */
+	bool write_wants_read;  /* SSL_write said WANT_READ */
+	bool timer_on_io;       /* restart the timer on I/O progress */
+	bool error_pending;     /* an error was found outside a callback */
+	char errstr[160];
+
+	uint64_t bytes_read;    /* application bytes */
+	uint64_t bytes_written;
+};
+
+/* Embedded object. fd may be -1 (use conn_connect later). */
+void conn_init(struct conn *c, struct ev_loop *loop, int fd, size_t bufmax,
+    conn_cb cb, void *arg);
+/* Stops everything, frees the SSL object and buffers, closes the fd. */
+void conn_cleanup(struct conn *c);
+
+/*
+ * Start a non-blocking connect; CONN_EV_CONNECTED or CONN_EV_ERROR follow.
+ * mark: SO_MARK (0: none); *mark_failed is set when it could not be applied.
+ * Returns -1 (errstr set) when it fails at once.
+ */
+int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t salen,
+    uint32_t mark, bool *mark_failed);
+
+/* Turn reading on or off (backpressure). */
+void conn_read(struct conn *c, bool on);
+
+/* Queue bytes for the peer. -1 when over the cap (nothing queued). */
+int conn_write(struct conn *c, const void *p, size_t n);
+static inline size_t conn_out_room(const struct conn *c) { return buf_room(&c->out); }
+
+/*
+ * Begin a TLS handshake on this connection (client or server side). Any
+ * queued plaintext output is flushed first. CONN_EV_TLS_DONE or
+ * CONN_EV_ERROR follow. ssl is taken over (set0).
+ */
+void conn_start_tls(struct conn *c, SSL *ssl, bool server);
+
+/* Arm the timer (seconds; 0 stops it). on_io: restart it on I/O progress. */
+void conn_timeout(struct conn *c, unsigned seconds, bool on_io);
+
+/* Close the sending side once out is empty (TLS: close_notify, then FIN). */
+void conn_shutdown_write(struct conn *c);
+
+/* Free buffer memory while idle (keeps a session's idle footprint small). */
+void conn_trim(struct conn *c);
+
+#endif

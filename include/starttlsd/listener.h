@@ -1,0 +1,33 @@
+/*
+ * listener: the listening sockets, accept, and where each connection was
+ * going (SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST after a REDIRECT), with the
+ * loop check: a connection whose destination is starttlsd itself is refused.
+ */
+#ifndef STARTTLSD_LISTENER_H
+#define STARTTLSD_LISTENER_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include <ev.h>
+
+struct sess_env;
+
+struct listener {
+	int fd;
+	ev_io w;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	char name[64];
+};
+
+/* Bind and listen on "ADDR:PORT"; IPv6 sockets are v6-only. */
+int listener_open(struct listener *l, const char *spec, char *err,
+    size_t errlen);
+void listener_start(struct ev_loop *loop, struct listener *ls, size_t n);
+/* Stop accepting and close the sockets. */
+void listener_close(struct ev_loop *loop, struct listener *ls, size_t n);
+/* The configuration new sessions get (a reference is taken). */
+void listener_set_env(struct sess_env *env);
+
+#endif

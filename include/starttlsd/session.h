@@ -1,0 +1,59 @@
+/*
+ * session: one intercepted connection. It owns both legs, the relay state
+ * (the queue of replies owed to the client, in command order, and where the
+ * client's byte stream is: commands, DATA body, BDAT chunk), the phase
+ * timers and the single event=session log line written at the end.
+ */
+#ifndef STARTTLSD_SESSION_H
+#define STARTTLSD_SESSION_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include <ev.h>
+#include <openssl/ssl.h>
+
+#include "starttlsd/config.h"
+#include "starttlsd/upstream.h"
+
+/*
+ * What every session of one configuration shares. Reference-counted, so a
+ * reload can swap in a new one while running sessions keep theirs.
+ */
+struct sess_env {
+	unsigned refs;
+	struct config cfg;        /* owned */
+	SSL_CTX *up_ctx;          /* owned */
+	SSL_CTX *client_ctx;      /* owned; NULL: no STARTTLS on the LAN leg */
+	struct up_params up;
+	struct sockaddr_storage upstream_addr; /* smarthost mode */
+	socklen_t upstream_len;   /* 0: transparent */
+	char upstream_host[256];
+};
+
+struct sess_env *sess_env_ref(struct sess_env *e);
+void sess_env_unref(struct sess_env *e);
+
+/*
+ * Take over an accepted client socket. dst is where the client was going
+ * (ignored in smarthost mode). refuse: if not NULL, answer 421 and log
+ * this reason instead of relaying (loop, limits, shutting down).
+ */
+void sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
+    const struct sockaddr *client, const struct sockaddr *dst,
+    socklen_t dstlen, const char *refuse);
+
+/* Number of live sessions. */
+unsigned sess_count(void);
+/*
+ * Shutdown: sessions idle at a command boundary are ended now with 421;
+ * the others when they reach one (or at sess_close_all()).
+ */
+void sess_drain(void);
+/* End every session at once (drain timeout): 421 to clients, log lines. */
+void sess_close_all(const char *reason);
+
+/* "192.0.2.1:25" / "[2001:db8::1]:25" */
+void sess_addr_str(const struct sockaddr *sa, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * tls: BoringSSL contexts and what we learn from a handshake. The only
+ * module that converts BoringSSL's 1/0 returns into our 0/-1.
+ */
+#ifndef STARTTLSD_TLS_H
+#define STARTTLSD_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+struct config;
+
+/* What one handshake showed; empty strings where unknown. */
+struct tls_info {
+	char version[16];       /* "TLSv1.3" */
+	char cipher[64];        /* "TLS_AES_256_GCM_SHA384" */
+	char subject[256];      /* RFC 2253 */
+	char issuer[256];
+	char spki_sha256[65];   /* hex SHA-256 of the leaf's SubjectPublicKeyInfo */
+	char verify[96];        /* "ok" or why the chain did not verify */
+	bool verified;
+};
+
+/*
+ * The context for the server (Internet) leg: TLS 1.2 (or cfg's minimum) to
+ * 1.3, system CA bundle loaded so the chain result can be recorded; the
+ * handshake does not fail on a bad chain (opportunistic TLS, RFC 7435).
+ * Returns NULL with err filled on failure.
+ */
+SSL_CTX *tls_upstream_ctx_new(const struct config *cfg, char *err, size_t errlen);
+
+/* The context for STARTTLS offered to LAN clients (client_cert/client_key). */
+SSL_CTX *tls_client_ctx_new(const struct config *cfg, char *err, size_t errlen);
+
+/*
+ * A new SSL for one upstream connection. sni/verify_name may be NULL (a
+ * transparent session knows only the IP address).
+ */
+SSL *tls_upstream_new(SSL_CTX *ctx, const char *sni);
+
+/* Fill out from a finished handshake. */
+void tls_info_get(SSL *ssl, struct tls_info *out);
+
+#endif

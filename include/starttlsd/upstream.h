@@ -1,0 +1,92 @@
+/*
+ * upstream: the server leg, from connect to "ready to relay": greeting,
+ * EHLO (or HELO), STARTTLS, the BoringSSL handshake and EHLO again, with the
+ * opportunistic fallback of RFC 7435 (reconnect without STARTTLS when it is
+ * refused or the handshake fails). It never talks to the client: it hands
+ * the session a result and, on success, a connected struct conn.
+ */
+#ifndef STARTTLSD_UPSTREAM_H
+#define STARTTLSD_UPSTREAM_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include "starttlsd/conn.h"
+#include "starttlsd/smtp.h"
+#include "starttlsd/tls.h"
+
+enum up_state {
+	UP_CONNECT,
+	UP_GREETING,
+	UP_EHLO,
+	UP_HELO,
+	UP_STARTTLS,
+	UP_HANDSHAKE,
+	UP_EHLO_TLS,
+	UP_READY,
+	UP_DONE,      /* refused or failed: the conn is closed */
+};
+
+enum up_result {
+	UP_RES_READY,   /* relay may start; greeting holds the server's 220 */
+	UP_RES_REFUSED, /* the server said no (421/554...): reply holds it */
+	UP_RES_FAILED,  /* no usable answer: reason says why */
+};
+
+/* What the Internet leg ended up as; the session log's "action". */
+enum up_action {
+	UP_ACT_NONE,
+	UP_ACT_UPGRADED,  /* TLS */
+	UP_ACT_PLAINTEXT, /* the server offered no STARTTLS */
+	UP_ACT_FALLBACK,  /* STARTTLS was tried, failed, plaintext reconnect */
+};
+
+/* Settings shared by all sessions of one configuration (borrowed). */
+struct up_params {
+	const char *helo_name;
+	SSL_CTX *ctx;
+	const char *sni;        /* smarthost name, or NULL */
+	uint32_t mark;
+	unsigned connect_timeout, greeting_timeout, reply_timeout, tls_timeout;
+	size_t max_line, max_lines, bufmax;
+};
+
+struct upstream;
+/* Returns -1 when the owner freed itself (nothing may be touched). */
+typedef int (*up_done_cb)(struct upstream *up, enum up_result res, void *arg);
+
+struct upstream {
+	struct conn conn;           /* valid from up_start to up_cleanup */
+	enum up_state state;
+	const struct up_params *p;
+	struct sockaddr_storage dst;
+	socklen_t dstlen;
+	unsigned attempt;           /* 1, or 2 after a fallback reconnect */
+	bool no_starttls;           /* the fallback attempt never tries TLS */
+	bool mark_failed;
+	enum up_action action;
+	struct smtp_caps caps;      /* the last EHLO reply's */
+	bool esmtp;                 /* EHLO accepted (else HELO) */
+	bool tls;
+	struct tls_info tls_info;
+	char tls_error[160];        /* why TLS was not used */
+	char *greeting;             /* the server's 220, for the client */
+	size_t greeting_len;
+	char *reply;                /* a refusal to relay to the client */
+	size_t reply_len;
+	char reason[160];           /* failure */
+	up_done_cb done;
+	void *arg;
+};
+
+/* Begin. done() is called exactly once unless up_cleanup comes first. */
+int up_start(struct upstream *up, struct ev_loop *loop,
+    const struct up_params *p, const struct sockaddr *dst, socklen_t dstlen,
+    up_done_cb done, void *arg);
+/* Frees the greeting/reply and closes the conn if still owned. */
+void up_cleanup(struct upstream *up);
+
+const char *up_state_str(enum up_state s);
+const char *up_action_str(enum up_action a);
+
+#endif

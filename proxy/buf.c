@@ -1,0 +1,103 @@
+/* buf: bounded byte buffers. */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "starttlsd/buf.h"
+
+#define BUF_MIN_ALLOC 4096
+
+void
+buf_init(struct buf *b, size_t max)
+{
+	memset(b, 0, sizeof(*b));
+	b->max = max;
+}
+
+void
+buf_cleanup(struct buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->off = b->len = b->cap = 0;
+}
+
+char *
+buf_reserve(struct buf *b, size_t want, size_t *out_avail)
+{
+	size_t room = buf_room(b);
+
+	*out_avail = 0;
+	if (room == 0)
+		return NULL;
+	if (want > room)
+		want = room;
+	if (want == 0)
+		want = 1;
+	if (b->len == 0)
+		b->off = 0;
+	if (b->off + b->len + want > b->cap) {
+		/* Slide the data to the front before growing. */
+		if (b->off > 0) {
+			memmove(b->data, b->data + b->off, b->len);
+			b->off = 0;
+		}
+		if (b->len + want > b->cap) {
+			size_t ncap = b->cap ? b->cap : BUF_MIN_ALLOC;
+			char *n;
+
+			while (ncap < b->len + want)
+				ncap *= 2;
+			if (ncap > b->max)
+				ncap = b->max;
+			if ((n = realloc(b->data, ncap)) == NULL)
+				return NULL;
+			b->data = n;
+			b->cap = ncap;
+		}
+	}
+	*out_avail = b->cap - b->off - b->len;
+	if (*out_avail > room)
+		*out_avail = room;
+	return b->data + b->off + b->len;
+}
+
+void
+buf_commit(struct buf *b, size_t n)
+{
+	assert(b->off + b->len + n <= b->cap);
+	b->len += n;
+}
+
+int
+buf_append(struct buf *b, const void *p, size_t n)
+{
+	size_t avail;
+	char *w;
+
+	if (n == 0)
+		return 0;
+	if (n > buf_room(b))
+		return -1;
+	if ((w = buf_reserve(b, n, &avail)) == NULL || avail < n)
+		return -1;
+	memcpy(w, p, n);
+	buf_commit(b, n);
+	return 0;
+}
+
+void
+buf_consume(struct buf *b, size_t n)
+{
+	assert(n <= b->len);
+	b->off += n;
+	b->len -= n;
+	if (b->len == 0)
+		b->off = 0;
+}
+
+void
+buf_clear(struct buf *b)
+{
+	b->off = b->len = 0;
+}

@@ -1,0 +1,593 @@
+/*
+ * config: one table of keys drives the file parser, the long options, the
+ * defaults, the bounds and --help, so the three cannot drift apart.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+
+#include "starttlsd/config.h"
+
+#define CONFIG_LINE_MAX 4096
+
+enum ck_type { CK_BOOL, CK_STR, CK_UINT, CK_DURATION, CK_SIZE, CK_LIST, CK_TLSVER };
+
+struct config_key {
+	const char *name;
+	enum ck_type type;
+	size_t off;
+	const char *def;   /* default, as it would be written in the file */
+	uint64_t min, max; /* numeric types */
+	const char *help;
+};
+
+#define OFF(f) offsetof(struct config, f)
+
+static const struct config_key config_keys[] = {
+	{ "foreground", CK_BOOL, OFF(foreground), "no", 0, 0,
+	  "stay in the foreground (-f)" },
+	{ "log_stderr", CK_BOOL, OFF(log_stderr), "no", 0, 0,
+	  "mirror every log line to stderr" },
+	{ "pid_file", CK_STR, OFF(pid_file), NULL, 0, 0,
+	  "write the process id here" },
+	{ "listen", CK_LIST, OFF(listen), "0.0.0.0:10025 [::]:10025", 0, 0,
+	  "ADDR:PORT or [V6]:PORT to accept redirected connections on (repeatable)" },
+	{ "upstream", CK_STR, OFF(upstream), NULL, 0, 0,
+	  "HOST:PORT: fixed destination instead of the original one (smarthost mode)" },
+	{ "upstream_mark", CK_UINT, OFF(upstream_mark), "0x2525", 0, UINT32_MAX,
+	  "SO_MARK on upstream sockets, so an output-chain redirect skips them (0: none)" },
+	{ "helo_name", CK_STR, OFF(helo_name), NULL, 0, 0,
+	  "name for our own EHLO to the server (default: the host name)" },
+	{ "tls_min_version", CK_TLSVER, OFF(tls_min_version), "1.2", 0, 0,
+	  "lowest TLS version offered upstream: 1.2 or 1.3" },
+	{ "ca_file", CK_STR, OFF(ca_file), "/etc/ssl/certs/ca-certificates.crt", 0, 0,
+	  "CA bundle the server's chain is checked against (recorded, not enforced)" },
+	{ "client_cert", CK_STR, OFF(client_cert), NULL, 0, 0,
+	  "certificate chain (PEM) for STARTTLS offered to clients on the LAN leg" },
+	{ "client_key", CK_STR, OFF(client_key), NULL, 0, 0,
+	  "private key (PEM) for client_cert" },
+	{ "connect_timeout", CK_DURATION, OFF(connect_timeout), "30s", 1, 3600,
+	  "upstream TCP connect" },
+	{ "greeting_timeout", CK_DURATION, OFF(greeting_timeout), "5m", 1, 3600,
+	  "upstream 220 greeting (RFC 5321 4.5.3.2.1)" },
+	{ "reply_timeout", CK_DURATION, OFF(reply_timeout), "5m", 1, 3600,
+	  "any other upstream reply (RFC 5321 4.5.3.2.2-5)" },
+	{ "tls_timeout", CK_DURATION, OFF(tls_timeout), "1m", 1, 3600,
+	  "TLS handshake, either leg" },
+	{ "data_timeout", CK_DURATION, OFF(data_timeout), "10m", 1, 7200,
+	  "reply to the end of DATA or BDAT LAST (RFC 5321 4.5.3.2.6)" },
+	{ "client_timeout", CK_DURATION, OFF(client_timeout), "5m", 1, 7200,
+	  "client silent while the proxy waits for it (RFC 5321 4.5.3.2.7)" },
+	{ "drain_timeout", CK_DURATION, OFF(drain_timeout), "1m", 0, 3600,
+	  "on SIGTERM, how long running sessions may take to finish" },
+	{ "max_line_length", CK_SIZE, OFF(max_line_length), "4096", 512, 65536,
+	  "longest command line from a client (RFC 5321 minimum: 512)" },
+	{ "max_reply_lines", CK_UINT, OFF(max_reply_lines), "256", 1, 10000,
+	  "most lines in one server reply" },
+	{ "buffer_size", CK_SIZE, OFF(buffer_size), "256k", 16384, 67108864,
+	  "cap on bytes buffered per direction per session" },
+	{ "max_sessions", CK_UINT, OFF(max_sessions), "10000", 1, 1000000,
+	  "sessions at once; more are answered 421 4.3.2" },
+};
+
+#define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
+
+static void
+set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static const struct config_key *
+key_find(const char *name)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(config_keys[i].name, name) == 0)
+			return &config_keys[i];
+	return NULL;
+}
+
+static void
+list_free(struct config_list *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->item[i]);
+	l->n = 0;
+}
+
+static int
+parse_u64(const char *s, uint64_t *out, const char **end)
+{
+	char *e;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	*out = strtoull(s, &e, 0);
+	if (errno != 0)
+		return -1;
+	*end = e;
+	return 0;
+}
+
+static int
+parse_bool(const char *v, bool *out)
+{
+	static const char *yes[] = { "yes", "on", "true", "1" };
+	static const char *no[] = { "no", "off", "false", "0" };
+
+	for (size_t i = 0; i < 4; i++) {
+		if (strcasecmp(v, yes[i]) == 0)
+			return *out = true, 0;
+		if (strcasecmp(v, no[i]) == 0)
+			return *out = false, 0;
+	}
+	return -1;
+}
+
+/* Apply one value to its key. Returns 0, or -1 with why. */
+static int
+key_set(struct config *c, const struct config_key *k, const char *v,
+    const char **why)
+{
+	char *field = (char *)c + k->off;
+	uint64_t n = 0, mult = 1;
+	const char *end;
+
+	switch (k->type) {
+	case CK_BOOL:
+		if (parse_bool(v, (bool *)(void *)field) < 0)
+			return *why = "expected yes or no", -1;
+		return 0;
+	case CK_STR: {
+		char **s = (char **)(void *)field;
+		free(*s);
+		*s = NULL;
+		if (*v == '\0')
+			return 0;
+		if ((*s = strdup(v)) == NULL)
+			return *why = "out of memory", -1;
+		return 0;
+	}
+	case CK_LIST: {
+		struct config_list *l = (struct config_list *)(void *)field;
+		char *copy, *tok, *save = NULL;
+
+		list_free(l);
+		if ((copy = strdup(v)) == NULL)
+			return *why = "out of memory", -1;
+		for (tok = strtok_r(copy, " \t", &save); tok != NULL;
+		    tok = strtok_r(NULL, " \t", &save)) {
+			if (l->n == CONFIG_MAX_LISTEN) {
+				free(copy);
+				return *why = "too many values (at most 16)", -1;
+			}
+			if ((l->item[l->n] = strdup(tok)) == NULL) {
+				free(copy);
+				return *why = "out of memory", -1;
+			}
+			l->n++;
+		}
+		free(copy);
+		return 0;
+	}
+	case CK_TLSVER:
+		if (strcmp(v, "1.2") == 0 || strcasecmp(v, "TLSv1.2") == 0)
+			*(int *)(void *)field = TLS1_2_VERSION;
+		else if (strcmp(v, "1.3") == 0 || strcasecmp(v, "TLSv1.3") == 0)
+			*(int *)(void *)field = TLS1_3_VERSION;
+		else
+			return *why = "expected 1.2 or 1.3", -1;
+		return 0;
+	case CK_UINT:
+	case CK_DURATION:
+	case CK_SIZE:
+		if (parse_u64(v, &n, &end) < 0)
+			return *why = "expected a number", -1;
+		if (k->type == CK_DURATION) {
+			switch (*end) {
+			case '\0': case 's': mult = 1; break;
+			case 'm': mult = 60; break;
+			case 'h': mult = 3600; break;
+			case 'd': mult = 86400; break;
+			default: return *why = "expected a duration like 30s, 5m, 1h", -1;
+			}
+			if (*end != '\0')
+				end++;
+		} else if (k->type == CK_SIZE) {
+			switch (tolower((unsigned char)*end)) {
+			case '\0': mult = 1; break;
+			case 'k': mult = 1024; break;
+			case 'm': mult = 1024 * 1024; break;
+			default: return *why = "expected a size like 4096, 64k, 1m", -1;
+			}
+			if (*end != '\0')
+				end++;
+		}
+		if (*end != '\0')
+			return *why = "trailing characters after the number", -1;
+		if (n > UINT32_MAX / mult || n * mult < k->min || n * mult > k->max) {
+			static char range[96];
+			snprintf(range, sizeof(range), "out of range (%llu..%llu)",
+			    (unsigned long long)k->min, (unsigned long long)k->max);
+			return *why = range, -1;
+		}
+		*(unsigned *)(void *)field = (unsigned)(n * mult);
+		return 0;
+	}
+	return *why = "bad key type", -1;
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+static int
+load_file(struct config *c, const char *path, char *err, size_t errlen)
+{
+	bool seen[NKEYS] = { false };
+	char line[CONFIG_LINE_MAX + 2];
+	unsigned lineno = 0;
+	FILE *fp;
+
+	if ((fp = fopen(path, "r")) == NULL) {
+		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		const struct config_key *k;
+		char *p, *key, *val, *hash;
+		const char *why;
+
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(fp)) {
+			set_err(err, errlen, "%s:%u: line longer than %d bytes",
+			    path, lineno, CONFIG_LINE_MAX);
+			goto fail;
+		}
+		/* '#' starts a comment at the start of a line or after a blank. */
+		for (hash = line; (hash = strchr(hash, '#')) != NULL; hash++)
+			if (hash == line || isspace((unsigned char)hash[-1])) {
+				*hash = '\0';
+				break;
+			}
+		p = trim(line);
+		if (*p == '\0')
+			continue;
+		key = p;
+		while (*p != '\0' && *p != '=' && !isspace((unsigned char)*p))
+			p++;
+		val = p;
+		if (*val != '\0') {
+			*val++ = '\0';
+			val = trim(val);
+			if (*val == '=')
+				val = trim(val + 1);
+		}
+		if ((k = key_find(key)) == NULL) {
+			set_err(err, errlen, "%s:%u: %s: unknown key", path,
+			    lineno, key);
+			goto fail;
+		}
+		if (seen[k - config_keys]) {
+			set_err(err, errlen, "%s:%u: %s: given twice", path,
+			    lineno, key);
+			goto fail;
+		}
+		seen[k - config_keys] = true;
+		if (key_set(c, k, val, &why) < 0) {
+			set_err(err, errlen, "%s:%u: %s: %s", path, lineno, key,
+			    why);
+			goto fail;
+		}
+	}
+	if (ferror(fp)) {
+		set_err(err, errlen, "%s: read error", path);
+		goto fail;
+	}
+	fclose(fp);
+	return 0;
+fail:
+	fclose(fp);
+	return -1;
+}
+
+int
+config_split_hostport(const char *s, char *host, size_t cap, unsigned *port)
+{
+	const char *colon, *h = s;
+	size_t hlen;
+	char *end;
+	unsigned long p;
+
+	if (*s == '[') {
+		const char *rb = strchr(s, ']');
+		if (rb == NULL || rb[1] != ':')
+			return -1;
+		h = s + 1;
+		hlen = (size_t)(rb - h);
+		colon = rb + 1;
+	} else {
+		if ((colon = strrchr(s, ':')) == NULL)
+			return -1;
+		if (memchr(s, ':', (size_t)(colon - s)) != NULL)
+			return -1; /* bare IPv6 needs brackets */
+		hlen = (size_t)(colon - s);
+	}
+	if (hlen == 0 || hlen >= cap || !isdigit((unsigned char)colon[1]))
+		return -1;
+	errno = 0;
+	p = strtoul(colon + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || p == 0 || p > 65535)
+		return -1;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	*port = (unsigned)p;
+	return 0;
+}
+
+int
+config_parse_addr(const char *s, struct sockaddr_storage *out,
+    socklen_t *out_len)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	unsigned port;
+
+	memset(out, 0, sizeof(*out));
+	if (config_split_hostport(s, host, sizeof(host), &port) < 0)
+		return -1;
+	if (s[0] == '[') {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)out;
+		if (inet_pton(AF_INET6, host, &s6->sin6_addr) != 1)
+			return -1;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		*out_len = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)out;
+		if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+			return -1;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		*out_len = sizeof(*s4);
+	}
+	return 0;
+}
+
+static int
+validate(struct config *c, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	char host[256];
+	unsigned port;
+
+	if (c->listen.n == 0) {
+		set_err(err, errlen, "listen: at least one address is needed");
+		return -1;
+	}
+	for (size_t i = 0; i < c->listen.n; i++)
+		if (config_parse_addr(c->listen.item[i], &ss, &sl) < 0) {
+			set_err(err, errlen, "listen: %s: expected ADDR:PORT or "
+			    "[V6ADDR]:PORT with a numeric address",
+			    c->listen.item[i]);
+			return -1;
+		}
+	if (c->upstream != NULL && config_split_hostport(c->upstream, host,
+	    sizeof(host), &port) < 0) {
+		set_err(err, errlen, "upstream: %s: expected HOST:PORT",
+		    c->upstream);
+		return -1;
+	}
+	if ((c->client_cert == NULL) != (c->client_key == NULL)) {
+		set_err(err, errlen, "client_cert and client_key go together");
+		return -1;
+	}
+	if (c->helo_name == NULL) {
+		char name[256];
+		if (gethostname(name, sizeof(name) - 1) < 0 || name[0] == '\0')
+			strcpy(name, "localhost");
+		name[sizeof(name) - 1] = '\0';
+		if ((c->helo_name = strdup(name)) == NULL) {
+			set_err(err, errlen, "out of memory");
+			return -1;
+		}
+	}
+	for (const char *p = c->helo_name; *p != '\0'; p++)
+		if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-' &&
+		    *p != '[' && *p != ']' && *p != ':') {
+			set_err(err, errlen, "helo_name: %s: not a host name",
+			    c->helo_name);
+			return -1;
+		}
+	return 0;
+}
+
+#define OPT_BASE 256
+
+struct cli_setting {
+	const struct config_key *key;
+	const char *val;
+};
+
+enum config_result
+config_load(struct config *c, int argc, char *const argv[], char *err,
+    size_t errlen)
+{
+	struct option opts[NKEYS + 5];
+	char names[NKEYS][48];
+	struct cli_setting *cli = NULL;
+	size_t ncli = 0;
+	size_t nlisten_cli = 0;
+	const char *why;
+	int ch;
+
+	memset(c, 0, sizeof(*c));
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct config_key *k = &config_keys[i];
+		if (k->def != NULL && key_set(c, k, k->def, &why) < 0) {
+			set_err(err, errlen, "%s: bad default: %s", k->name, why);
+			return CONFIG_ERROR;
+		}
+		snprintf(names[i], sizeof(names[i]), "%s", k->name);
+		for (char *p = names[i]; *p != '\0'; p++)
+			if (*p == '_')
+				*p = '-';
+		opts[i].name = names[i];
+		opts[i].has_arg = k->type == CK_BOOL ? optional_argument :
+		    required_argument;
+		opts[i].flag = NULL;
+		opts[i].val = OPT_BASE + (int)i;
+	}
+	opts[NKEYS + 0] = (struct option){ "config", required_argument, NULL, 'c' };
+	opts[NKEYS + 1] = (struct option){ "check-config", no_argument, NULL, 'C' };
+	opts[NKEYS + 2] = (struct option){ "help", no_argument, NULL, 'h' };
+	opts[NKEYS + 3] = (struct option){ "version", no_argument, NULL, 'V' };
+	opts[NKEYS + 4] = (struct option){ NULL, 0, NULL, 0 };
+
+	if ((cli = calloc((size_t)argc + 1, sizeof(*cli))) == NULL) {
+		set_err(err, errlen, "out of memory");
+		return CONFIG_ERROR;
+	}
+	optind = 0; /* full re-initialisation: config_load runs again on reload */
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, ":c:fhV", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			free(c->config_file);
+			c->config_file = strdup(optarg);
+			break;
+		case 'C':
+			c->check_config = true;
+			break;
+		case 'f':
+			cli[ncli++] = (struct cli_setting){ key_find("foreground"), "yes" };
+			break;
+		case 'h':
+			config_usage(stdout);
+			free(cli);
+			return CONFIG_EXIT;
+		case 'V':
+			printf("starttlsd %s\n", STARTTLSD_VERSION);
+			free(cli);
+			return CONFIG_EXIT;
+		case ':':
+			set_err(err, errlen, "%s: needs a value", argv[optind - 1]);
+			goto fail;
+		case '?':
+			set_err(err, errlen, "%s: unknown option (see --help)",
+			    argv[optind - 1]);
+			goto fail;
+		default: {
+			const struct config_key *k = &config_keys[ch - OPT_BASE];
+			cli[ncli++] = (struct cli_setting){ k,
+			    optarg != NULL ? optarg : "yes" };
+			break;
+		}
+		}
+	}
+	if (optind < argc) {
+		set_err(err, errlen, "%s: unexpected argument", argv[optind]);
+		goto fail;
+	}
+	if (c->config_file != NULL && load_file(c, c->config_file, err, errlen) < 0)
+		goto fail;
+	for (size_t i = 0; i < ncli; i++) {
+		const struct config_key *k = cli[i].key;
+		if (k->type == CK_LIST && nlisten_cli++ > 0) {
+			/* Repeated --listen adds to the first one given. */
+			struct config_list *l = (struct config_list *)(void *)
+			    ((char *)c + k->off);
+			if (l->n == CONFIG_MAX_LISTEN) {
+				set_err(err, errlen, "--%s: at most %d", opts[k - config_keys].name,
+				    CONFIG_MAX_LISTEN);
+				goto fail;
+			}
+			if ((l->item[l->n++] = strdup(cli[i].val)) == NULL) {
+				set_err(err, errlen, "out of memory");
+				goto fail;
+			}
+			continue;
+		}
+		if (key_set(c, k, cli[i].val, &why) < 0) {
+			set_err(err, errlen, "--%s: %s: %s",
+			    opts[k - config_keys].name, cli[i].val, why);
+			goto fail;
+		}
+	}
+	free(cli);
+	if (validate(c, err, errlen) < 0)
+		return CONFIG_ERROR;
+	return CONFIG_OK;
+fail:
+	free(cli);
+	return CONFIG_ERROR;
+}
+
+void
+config_free(struct config *c)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct config_key *k = &config_keys[i];
+		char *field = (char *)c + k->off;
+		if (k->type == CK_STR) {
+			free(*(char **)(void *)field);
+			*(char **)(void *)field = NULL;
+		} else if (k->type == CK_LIST) {
+			list_free((struct config_list *)(void *)field);
+		}
+	}
+	free(c->config_file);
+	c->config_file = NULL;
+}
+
+void
+config_usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: starttlsd [-f] [-c FILE] [--check-config] [--option VALUE ...]\n"
+	    "\n"
+	    "  -c, --config FILE       configuration file (key = value lines)\n"
+	    "      --check-config      validate the configuration and exit\n"
+	    "  -h, --help              this text\n"
+	    "  -V, --version           print the version\n"
+	    "\n"
+	    "Every configuration key is also an option, '_' written '-':\n");
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct config_key *k = &config_keys[i];
+		char opt[48];
+		snprintf(opt, sizeof(opt), "%s", k->name);
+		for (char *p = opt; *p != '\0'; p++)
+			if (*p == '_')
+				*p = '-';
+		fprintf(fp, "  --%-20s %s%s%s%s\n", opt, k->help,
+		    k->def ? " [" : "", k->def ? k->def : "", k->def ? "]" : "");
+	}
+}

@@ -1,0 +1,533 @@
+/*
+ * conn: buffered, non-blocking I/O for one leg, plaintext or TLS.
+ *
+ * Rules that keep it simple to reason about:
+ *  - only the libev handlers (rio, wio, timer) fire callbacks; calls made by
+ *    the owner (conn_write, conn_read, conn_start_tls, ...) never do, so the
+ *    owner is never re-entered;
+ *  - conn_update() is the one place that maps the state (and what BoringSSL
+ *    asked for) to watcher start/stop.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "starttlsd/conn.h"
+
+#define CONN_READ_CHUNK 16384
+
+static void conn_rio_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void conn_wio_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+void
+conn_init(struct conn *c, struct ev_loop *loop, int fd, size_t bufmax,
+    conn_cb cb, void *arg)
+{
+	memset(c, 0, sizeof(*c));
+	c->loop = loop;
+	c->fd = fd;
+	c->cb = cb;
+	c->arg = arg;
+	c->state = fd >= 0 ? CONN_S_OPEN : CONN_S_IDLE;
+	buf_init(&c->in, bufmax);
+	buf_init(&c->out, bufmax);
+	ev_io_init(&c->rio, conn_rio_cb, fd, EV_READ);
+	ev_io_init(&c->wio, conn_wio_cb, fd, EV_WRITE);
+	ev_init(&c->timer, conn_timer_cb);
+	c->rio.data = c->wio.data = c->timer.data = c;
+	if (fd >= 0) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+}
+
+void
+conn_cleanup(struct conn *c)
+{
+	ev_io_stop(c->loop, &c->rio);
+	ev_io_stop(c->loop, &c->wio);
+	ev_timer_stop(c->loop, &c->timer);
+	if (c->ssl != NULL) {
+		/* Best effort close_notify on a healthy connection. */
+		if (c->state == CONN_S_OPEN && !c->shut_wr)
+			SSL_shutdown(c->ssl);
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	c->state = CONN_S_FAILED;
+	buf_cleanup(&c->in);
+	buf_cleanup(&c->out);
+}
+
+static void
+watch(struct conn *c, ev_io *w, bool on)
+{
+	if (on && !ev_is_active(w))
+		ev_io_start(c->loop, w);
+	else if (!on && ev_is_active(w))
+		ev_io_stop(c->loop, w);
+}
+
+/* The only place that decides which watchers run. */
+static void
+conn_update(struct conn *c)
+{
+	bool r = false, w = false;
+
+	switch (c->state) {
+	case CONN_S_CONNECTING:
+	case CONN_S_TLS_PENDING:
+		w = true;
+		break;
+	case CONN_S_HANDSHAKE:
+		/* read_wants_write doubles as "the handshake wants to write". */
+		w = c->read_wants_write;
+		r = !c->read_wants_write;
+		break;
+	case CONN_S_OPEN:
+		r = (c->reading && !c->eof && !buf_full(&c->in)) ||
+		    c->write_wants_read;
+		w = (buf_len(&c->out) > 0 && !c->write_wants_read) ||
+		    c->read_wants_write;
+		break;
+	case CONN_S_IDLE:
+	case CONN_S_FAILED:
+		break;
+	}
+	if (c->error_pending)
+		w = true;
+	watch(c, &c->rio, r);
+	watch(c, &c->wio, w);
+}
+
+static void
+set_err(struct conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+set_err(struct conn *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->errstr, sizeof(c->errstr), fmt, ap);
+	va_end(ap);
+}
+
+/* Describe a failed SSL call; consumes BoringSSL's error queue. */
+static void
+set_ssl_err(struct conn *c, const char *what, int ret, int sslerr)
+{
+	unsigned long e = ERR_get_error();
+	char tmp[120];
+
+	if (e != 0) {
+		ERR_error_string_n(e, tmp, sizeof(tmp));
+		/* "error:1000007d:SSL routines:OPENSSL_internal:REASON": keep REASON. */
+		const char *reason = strrchr(tmp, ':');
+		set_err(c, "%s: %s", what, reason ? reason + 1 : tmp);
+	} else if (sslerr == SSL_ERROR_SYSCALL && ret == 0) {
+		set_err(c, "%s: connection closed by peer", what);
+	} else if (sslerr == SSL_ERROR_SYSCALL) {
+		set_err(c, "%s: %s", what, strerror(errno));
+	} else {
+		set_err(c, "%s: error %d", what, sslerr);
+	}
+	ERR_clear_error();
+}
+
+/* Enter FAILED and report. Returns what the callback returned. */
+static int
+conn_fail(struct conn *c)
+{
+	c->state = CONN_S_FAILED;
+	c->error_pending = false;
+	conn_update(c);
+	ev_timer_stop(c->loop, &c->timer);
+	return c->cb(c, CONN_EV_ERROR, c->arg);
+}
+
+static void
+progress(struct conn *c)
+{
+	if (c->timer_on_io && ev_is_active(&c->timer))
+		ev_timer_again(c->loop, &c->timer);
+}
+
+/*
+ * Write out as much as the socket takes. Never calls back: a failure is
+ * recorded (error_pending) and reported from the write handler.
+ */
+static void
+conn_flush(struct conn *c)
+{
+	size_t before = buf_len(&c->out);
+
+	while (buf_len(&c->out) > 0) {
+		ssize_t n;
+
+		if (c->ssl != NULL) {
+			int r = SSL_write(c->ssl, buf_head(&c->out),
+			    buf_len(&c->out) > INT32_MAX ? INT32_MAX :
+			    (int)buf_len(&c->out));
+			if (r > 0) {
+				buf_consume(&c->out, (size_t)r);
+				continue;
+			}
+			int e = SSL_get_error(c->ssl, r);
+			if (e == SSL_ERROR_WANT_WRITE)
+				break;
+			if (e == SSL_ERROR_WANT_READ) {
+				c->write_wants_read = true;
+				break;
+			}
+			set_ssl_err(c, "TLS write", r, e);
+			c->error_pending = true;
+			break;
+		}
+		n = send(c->fd, buf_head(&c->out), buf_len(&c->out),
+		    MSG_NOSIGNAL);
+		if (n > 0) {
+			buf_consume(&c->out, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		set_err(c, "write: %s", n < 0 ? strerror(errno) : "short write");
+		c->error_pending = true;
+		break;
+	}
+	if (buf_len(&c->out) != before) {
+		c->bytes_written += before - buf_len(&c->out);
+		progress(c);
+	}
+	if (buf_len(&c->out) == 0 && c->shut_wr && !c->shut_done &&
+	    c->state == CONN_S_OPEN && !c->error_pending) {
+		c->shut_done = true;
+		if (c->ssl != NULL)
+			SSL_shutdown(c->ssl);
+		shutdown(c->fd, SHUT_WR);
+	}
+}
+
+/* Read what there is. Returns -1 when the owner went away. */
+static int
+conn_do_read(struct conn *c)
+{
+	size_t got = 0;
+
+	while (!buf_full(&c->in) && !c->eof) {
+		size_t avail;
+		char *p = buf_reserve(&c->in, CONN_READ_CHUNK, &avail);
+
+		if (p == NULL) {
+			set_err(c, "read: out of memory");
+			return conn_fail(c);
+		}
+		if (c->ssl != NULL) {
+			int r = SSL_read(c->ssl, p,
+			    avail > INT32_MAX ? INT32_MAX : (int)avail);
+			if (r > 0) {
+				buf_commit(&c->in, (size_t)r);
+				got += (size_t)r;
+				continue;
+			}
+			int e = SSL_get_error(c->ssl, r);
+			if (e == SSL_ERROR_WANT_READ)
+				break;
+			if (e == SSL_ERROR_WANT_WRITE) {
+				c->read_wants_write = true;
+				break;
+			}
+			if (e == SSL_ERROR_ZERO_RETURN) {
+				c->eof = true;
+				break;
+			}
+			if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 &&
+			    r == 0) {
+				/* TCP FIN without close_notify. */
+				c->eof = c->eof_unclean = true;
+				break;
+			}
+			set_ssl_err(c, "TLS read", r, e);
+			return conn_fail(c);
+		}
+		ssize_t n = read(c->fd, p, avail);
+		if (n > 0) {
+			buf_commit(&c->in, (size_t)n);
+			got += (size_t)n;
+			if ((size_t)n < avail)
+				break; /* drained: spare the EAGAIN round trip */
+			continue;
+		}
+		if (n == 0) {
+			c->eof = true;
+			break;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			break;
+		set_err(c, "read: %s", strerror(errno));
+		return conn_fail(c);
+	}
+	if (got > 0) {
+		c->bytes_read += got;
+		progress(c);
+		if (c->cb(c, CONN_EV_READ, c->arg) < 0)
+			return -1;
+	}
+	if (c->eof) {
+		/* Reported once: after this, reading is never asked again. */
+		ev_io_stop(c->loop, &c->rio);
+		if (c->cb(c, CONN_EV_EOF, c->arg) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+conn_handshake(struct conn *c)
+{
+	int r = SSL_do_handshake(c->ssl);
+
+	if (r == 1) {
+		c->state = CONN_S_OPEN;
+		c->read_wants_write = false;
+		progress(c);
+		conn_update(c);
+		return c->cb(c, CONN_EV_TLS_DONE, c->arg);
+	}
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		c->read_wants_write = e == SSL_ERROR_WANT_WRITE;
+		conn_update(c);
+		return 0;
+	}
+	set_ssl_err(c, "TLS handshake", r, e);
+	return conn_fail(c);
+}
+
+static void
+conn_rio_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct conn *c = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (c->state == CONN_S_HANDSHAKE) {
+		conn_handshake(c);
+		return;
+	}
+	if (c->state != CONN_S_OPEN)
+		return;
+	if (c->write_wants_read) {
+		c->write_wants_read = false;
+		conn_flush(c);
+		if (c->error_pending) {
+			conn_fail(c);
+			return;
+		}
+	}
+	if (c->reading && conn_do_read(c) < 0)
+		return;
+	conn_update(c);
+}
+
+static void
+conn_wio_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct conn *c = w->data;
+	int soerr = 0;
+	socklen_t sl = sizeof(soerr);
+	bool had;
+
+	(void)loop;
+	(void)revents;
+	if (c->error_pending) {
+		conn_fail(c);
+		return;
+	}
+	switch (c->state) {
+	case CONN_S_CONNECTING:
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+			soerr = errno;
+		if (soerr != 0) {
+			set_err(c, "connect: %s", strerror(soerr));
+			conn_fail(c);
+			return;
+		}
+		c->state = CONN_S_OPEN;
+		conn_update(c);
+		c->cb(c, CONN_EV_CONNECTED, c->arg);
+		return;
+	case CONN_S_HANDSHAKE:
+		conn_handshake(c);
+		return;
+	case CONN_S_TLS_PENDING:
+		/* Flush the plaintext (e.g. our "220 Ready") without TLS. */
+		{
+			SSL *ssl = c->ssl;
+			c->ssl = NULL;
+			conn_flush(c);
+			c->ssl = ssl;
+		}
+		if (c->error_pending) {
+			conn_fail(c);
+			return;
+		}
+		if (buf_len(&c->out) == 0) {
+			c->state = CONN_S_HANDSHAKE;
+			c->read_wants_write = true;
+		}
+		conn_update(c);
+		return;
+	case CONN_S_OPEN:
+		if (c->read_wants_write) {
+			c->read_wants_write = false;
+			if (c->reading && conn_do_read(c) < 0)
+				return;
+		}
+		had = buf_len(&c->out) > 0;
+		conn_flush(c);
+		if (c->error_pending) {
+			conn_fail(c);
+			return;
+		}
+		conn_update(c);
+		if (had && buf_len(&c->out) == 0)
+			c->cb(c, CONN_EV_DRAINED, c->arg);
+		return;
+	case CONN_S_IDLE:
+	case CONN_S_FAILED:
+		conn_update(c);
+		return;
+	}
+}
+
+static void
+conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct conn *c = w->data;
+
+	(void)loop;
+	(void)revents;
+	c->cb(c, CONN_EV_TIMEOUT, c->arg);
+}
+
+int
+conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t salen,
+    uint32_t mark, bool *mark_failed)
+{
+	int fd, one = 1;
+
+	*mark_failed = false;
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		set_err(c, "socket: %s", strerror(errno));
+		return -1;
+	}
+	if (mark != 0 &&
+	    setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0)
+		*mark_failed = true;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, sa, salen) < 0 && errno != EINPROGRESS) {
+		set_err(c, "connect: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	c->fd = fd;
+	ev_io_set(&c->rio, fd, EV_READ);
+	ev_io_set(&c->wio, fd, EV_WRITE);
+	c->state = CONN_S_CONNECTING;
+	conn_update(c);
+	return 0;
+}
+
+void
+conn_read(struct conn *c, bool on)
+{
+	c->reading = on;
+	/* Bytes BoringSSL already decrypted do not make the fd readable. */
+	if (on && c->ssl != NULL && c->state == CONN_S_OPEN && !c->eof &&
+	    !buf_full(&c->in) && SSL_pending(c->ssl) > 0)
+		ev_feed_event(c->loop, &c->rio, EV_READ);
+	conn_update(c);
+}
+
+int
+conn_write(struct conn *c, const void *p, size_t n)
+{
+	if (c->state == CONN_S_FAILED)
+		return -1;
+	if (buf_append(&c->out, p, n) < 0)
+		return -1;
+	if (c->state == CONN_S_OPEN && !c->write_wants_read)
+		conn_flush(c);
+	conn_update(c);
+	return 0;
+}
+
+void
+conn_start_tls(struct conn *c, SSL *ssl, bool server)
+{
+	SSL_set_fd(ssl, c->fd);
+	if (server)
+		SSL_set_accept_state(ssl);
+	else
+		SSL_set_connect_state(ssl);
+	c->ssl = ssl;
+	/* Plaintext left over must not be taken for TLS data. */
+	buf_clear(&c->in);
+	c->read_wants_write = c->write_wants_read = false;
+	if (buf_len(&c->out) > 0) {
+		c->state = CONN_S_TLS_PENDING;
+	} else {
+		c->state = CONN_S_HANDSHAKE;
+		/* Start from a write event: no callback from inside this call. */
+		c->read_wants_write = true;
+	}
+	conn_update(c);
+}
+
+void
+conn_timeout(struct conn *c, unsigned seconds, bool on_io)
+{
+	ev_timer_stop(c->loop, &c->timer);
+	c->timer_on_io = on_io;
+	if (seconds == 0)
+		return;
+	ev_timer_set(&c->timer, (ev_tstamp)seconds, (ev_tstamp)seconds);
+	ev_timer_again(c->loop, &c->timer);
+}
+
+void
+conn_shutdown_write(struct conn *c)
+{
+	c->shut_wr = true;
+	if (c->state == CONN_S_OPEN)
+		conn_flush(c);
+	conn_update(c);
+}
+
+void
+conn_trim(struct conn *c)
+{
+	if (buf_len(&c->in) == 0)
+		buf_cleanup(&c->in);
+	if (buf_len(&c->out) == 0)
+		buf_cleanup(&c->out);
+}

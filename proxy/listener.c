@@ -1,0 +1,229 @@
+/* listener: accept, recover the original destination, refuse loops. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "starttlsd/config.h"
+#include "starttlsd/listener.h"
+#include "starttlsd/log.h"
+#include "starttlsd/session.h"
+
+#ifndef SO_ORIGINAL_DST
+#define SO_ORIGINAL_DST 80      /* linux/netfilter_ipv4.h */
+#endif
+#ifndef IP6T_SO_ORIGINAL_DST
+#define IP6T_SO_ORIGINAL_DST 80 /* linux/netfilter_ipv6/ip6_tables.h */
+#endif
+
+#define ACCEPT_BURST 64
+
+static struct sess_env *cur_env;
+static struct listener *all_listeners;
+static size_t n_listeners;
+static ev_tstamp last_accept_error;
+
+void
+listener_set_env(struct sess_env *env)
+{
+	struct sess_env *old = cur_env;
+
+	cur_env = env ? sess_env_ref(env) : NULL;
+	sess_env_unref(old);
+}
+
+int
+listener_open(struct listener *l, const char *spec, char *err, size_t errlen)
+{
+	int one = 1;
+
+	memset(l, 0, sizeof(*l));
+	l->fd = -1;
+	snprintf(l->name, sizeof(l->name), "%s", spec);
+	if (config_parse_addr(spec, &l->addr, &l->addrlen) < 0) {
+		snprintf(err, errlen, "listen %s: bad address", spec);
+		return -1;
+	}
+	l->fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (l->fd < 0) {
+		snprintf(err, errlen, "listen %s: socket: %s", spec,
+		    strerror(errno));
+		return -1;
+	}
+	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* Both wildcards at once: the IPv6 one must not take IPv4 too. */
+	if (l->addr.ss_family == AF_INET6)
+		setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(l->fd, (struct sockaddr *)&l->addr, l->addrlen) < 0 ||
+	    listen(l->fd, 511) < 0) {
+		snprintf(err, errlen, "listen %s: %s", spec, strerror(errno));
+		close(l->fd);
+		l->fd = -1;
+		return -1;
+	}
+	return 0;
+}
+
+static bool
+same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b,
+    bool with_port)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+		return x->sin_addr.s_addr == y->sin_addr.s_addr &&
+		    (!with_port || x->sin_port == y->sin_port);
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+		return memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0 &&
+		    (!with_port || x->sin6_port == y->sin6_port);
+	}
+	return false;
+}
+
+static in_port_t
+port_of(const struct sockaddr_storage *a)
+{
+	return a->ss_family == AF_INET ?
+	    ((const struct sockaddr_in *)(const void *)a)->sin_port :
+	    ((const struct sockaddr_in6 *)(const void *)a)->sin6_port;
+}
+
+static bool
+is_wildcard(const struct sockaddr_storage *a)
+{
+	if (a->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)(const void *)a)->sin_addr.s_addr ==
+		    htonl(INADDR_ANY);
+	return IN6_IS_ADDR_UNSPECIFIED(
+	    &((const struct sockaddr_in6 *)(const void *)a)->sin6_addr);
+}
+
+/* Is this one of our addresses? Binding to it succeeds only if so. */
+static bool
+is_local_addr(const struct sockaddr_storage *a)
+{
+	struct sockaddr_storage t = *a;
+	int fd = socket(a->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool local;
+
+	if (fd < 0)
+		return false;
+	if (t.ss_family == AF_INET)
+		((struct sockaddr_in *)(void *)&t)->sin_port = 0;
+	else
+		((struct sockaddr_in6 *)(void *)&t)->sin6_port = 0;
+	local = bind(fd, (struct sockaddr *)&t, t.ss_family == AF_INET ?
+	    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6)) == 0 ||
+	    errno == EADDRINUSE;
+	close(fd);
+	return local;
+}
+
+/*
+ * Would relaying to dst reach starttlsd itself? True for a connection that
+ * was not redirected (the "original" destination is our own socket) and
+ * for any destination that is one of our listeners.
+ */
+static bool
+is_loop(const struct sockaddr_storage *dst, const struct sockaddr_storage *self)
+{
+	if (same_addr(dst, self, true))
+		return true;
+	for (size_t i = 0; i < n_listeners; i++) {
+		const struct sockaddr_storage *la = &all_listeners[i].addr;
+		if (la->ss_family != dst->ss_family || port_of(la) != port_of(dst))
+			continue;
+		if (same_addr(la, dst, false) ||
+		    (is_wildcard(la) && is_local_addr(dst)))
+			return true;
+	}
+	return false;
+}
+
+static void
+listener_accept_one(struct ev_loop *loop, struct listener *l, int fd,
+    struct sockaddr_storage *peer)
+{
+	struct sockaddr_storage dst, self;
+	socklen_t dlen = sizeof(dst), slen = sizeof(self);
+	const char *refuse = NULL;
+	struct sess_env *env = cur_env;
+
+	memset(&dst, 0, sizeof(dst));
+	if (getsockname(fd, (struct sockaddr *)&self, &slen) < 0)
+		memset(&self, 0, sizeof(self));
+	if (env->upstream_len == 0) {
+		int r = l->addr.ss_family == AF_INET ?
+		    getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &dst, &dlen) :
+		    getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &dst, &dlen);
+		if (r < 0) {
+			/* No conntrack entry: not redirected to us. */
+			dst = self;
+			dlen = slen;
+			refuse = "no original destination";
+		} else if (is_loop(&dst, &self)) {
+			refuse = "loop";
+		}
+	}
+	if (refuse == NULL && sess_count() >= env->cfg.max_sessions)
+		refuse = "too many sessions";
+	sess_start(loop, env, fd, (struct sockaddr *)peer,
+	    (struct sockaddr *)&dst, dlen, refuse);
+}
+
+static void
+listener_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct listener *l = w->data;
+
+	(void)revents;
+	for (int i = 0; i < ACCEPT_BURST; i++) {
+		struct sockaddr_storage peer;
+		socklen_t plen = sizeof(peer);
+		int fd = accept4(l->fd, (struct sockaddr *)&peer, &plen,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK ||
+			    errno == EINTR || errno == ECONNABORTED)
+				return;
+			/* EMFILE and friends: say so, at most once a second. */
+			if (ev_now(loop) - last_accept_error >= 1.0) {
+				last_accept_error = ev_now(loop);
+				log_msg(LOG_ERR, "error", "accept on %s: %s",
+				    l->name, strerror(errno));
+			}
+			return;
+		}
+		listener_accept_one(loop, l, fd, &peer);
+	}
+}
+
+void
+listener_start(struct ev_loop *loop, struct listener *ls, size_t n)
+{
+	all_listeners = ls;
+	n_listeners = n;
+	for (size_t i = 0; i < n; i++) {
+		ev_io_init(&ls[i].w, listener_cb, ls[i].fd, EV_READ);
+		ls[i].w.data = &ls[i];
+		ev_io_start(loop, &ls[i].w);
+	}
+}
+
+void
+listener_close(struct ev_loop *loop, struct listener *ls, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (ls[i].fd < 0)
+			continue;
+		ev_io_stop(loop, &ls[i].w);
+		close(ls[i].fd);
+		ls[i].fd = -1;
+	}
+}

@@ -1,0 +1,304 @@
+/*
+ * starttlsd: options, process lifecycle and signals. No protocol work here.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "starttlsd/config.h"
+#include "starttlsd/listener.h"
+#include "starttlsd/log.h"
+#include "starttlsd/session.h"
+#include "starttlsd/tls.h"
+
+static struct {
+	int argc;
+	char **argv;
+	struct sess_env *env;
+	struct listener listeners[CONFIG_MAX_LISTEN];
+	size_t nlisteners;
+	bool draining;
+	ev_signal sigterm, sigint, sighup;
+	ev_timer drain_timer;
+	ev_prepare exit_check;
+} g;
+
+/* Turn a validated config into what sessions share. Takes cfg over. */
+static struct sess_env *
+env_new(struct config *cfg, char *err, size_t errlen)
+{
+	struct sess_env *e = calloc(1, sizeof(*e));
+
+	if (e == NULL) {
+		snprintf(err, errlen, "out of memory");
+		config_free(cfg);
+		return NULL;
+	}
+	e->refs = 1;
+	e->cfg = *cfg;
+	memset(cfg, 0, sizeof(*cfg));
+	if ((e->up_ctx = tls_upstream_ctx_new(&e->cfg, err, errlen)) == NULL)
+		goto fail;
+	if (e->cfg.client_cert != NULL &&
+	    (e->client_ctx = tls_client_ctx_new(&e->cfg, err, errlen)) == NULL)
+		goto fail;
+	if (e->cfg.upstream != NULL) {
+		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
+		char port[8];
+		unsigned p;
+		int r;
+
+		config_split_hostport(e->cfg.upstream, e->upstream_host,
+		    sizeof(e->upstream_host), &p);
+		snprintf(port, sizeof(port), "%u", p);
+		if ((r = getaddrinfo(e->upstream_host, port, &hints, &res)) != 0) {
+			snprintf(err, errlen, "upstream: %s: %s", e->cfg.upstream,
+			    gai_strerror(r));
+			goto fail;
+		}
+		memcpy(&e->upstream_addr, res->ai_addr, res->ai_addrlen);
+		e->upstream_len = res->ai_addrlen;
+		freeaddrinfo(res);
+	}
+	e->up = (struct up_params){
+		.helo_name = e->cfg.helo_name,
+		.ctx = e->up_ctx,
+		.sni = NULL,
+		.mark = e->cfg.upstream_mark,
+		.connect_timeout = e->cfg.connect_timeout,
+		.greeting_timeout = e->cfg.greeting_timeout,
+		.reply_timeout = e->cfg.reply_timeout,
+		.tls_timeout = e->cfg.tls_timeout,
+		.max_line = e->cfg.max_line_length,
+		.max_lines = e->cfg.max_reply_lines,
+		.bufmax = e->cfg.buffer_size,
+	};
+	/* A smarthost given by name gets SNI and a name check (recorded). */
+	if (e->upstream_len > 0) {
+		struct sockaddr_storage tmp;
+		socklen_t tl;
+		char probe[300];
+		snprintf(probe, sizeof(probe), "%s", e->cfg.upstream);
+		if (config_parse_addr(probe, &tmp, &tl) < 0)
+			e->up.sni = e->upstream_host;
+	}
+	return e;
+fail:
+	sess_env_unref(e);
+	return NULL;
+}
+
+static void
+log_start(const char *event)
+{
+	const struct config *c = &g.env->cfg;
+	struct logline l;
+	char listen[512] = "";
+
+	for (size_t i = 0; i < c->listen.n; i++) {
+		strncat(listen, c->listen.item[i], sizeof(listen) - strlen(listen) - 2);
+		if (i + 1 < c->listen.n)
+			strcat(listen, " ");
+	}
+	log_begin(&l, event);
+	log_str(&l, "version", STARTTLSD_VERSION);
+	log_str(&l, "listen", listen);
+	log_str(&l, "mode", c->upstream ? "upstream" : "transparent");
+	log_str(&l, "upstream", c->upstream);
+	log_str(&l, "helo_name", c->helo_name);
+	log_str(&l, "client_tls", g.env->client_ctx ? "on" : "off");
+	log_emit(&l, LOG_INFO);
+}
+
+static bool
+lists_equal(const struct config_list *a, const struct config_list *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (strcmp(a->item[i], b->item[i]) != 0)
+			return false;
+	return true;
+}
+
+/* SIGHUP: build and validate a whole new configuration, then swap it in. */
+static void
+reload(void)
+{
+	struct config cfg;
+	struct sess_env *e;
+	char err[512];
+
+	if (config_load(&cfg, g.argc, g.argv, err, sizeof(err)) != CONFIG_OK) {
+		config_free(&cfg);
+		log_msg(LOG_ERR, "reload", "configuration refused, keeping the "
+		    "running one: %s", err);
+		return;
+	}
+	if (!lists_equal(&cfg.listen, &g.env->cfg.listen))
+		log_msg(LOG_WARNING, "reload", "listen changed: takes effect "
+		    "at the next restart");
+	if ((e = env_new(&cfg, err, sizeof(err))) == NULL) {
+		log_msg(LOG_ERR, "reload", "configuration refused, keeping the "
+		    "running one: %s", err);
+		return;
+	}
+	log_set_stderr(e->cfg.log_stderr);
+	listener_set_env(e);
+	sess_env_unref(g.env);
+	g.env = e;
+	log_start("reload");
+}
+
+static void
+exit_check_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	if (g.draining && sess_count() == 0)
+		ev_break(loop, EVBREAK_ALL);
+}
+
+static void
+drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	log_msg(LOG_NOTICE, "stop", "drain timeout: closing %u sessions",
+	    sess_count());
+	sess_close_all("shutdown: drain timeout");
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void
+signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)revents;
+	if (w->signum == SIGHUP) {
+		reload();
+		return;
+	}
+	if (g.draining)
+		return;
+	g.draining = true;
+	log_msg(LOG_INFO, "stop", "signal %d: no new sessions, draining %u",
+	    w->signum, sess_count());
+	listener_close(loop, g.listeners, g.nlisteners);
+	sess_drain();
+	ev_timer_init(&g.drain_timer, drain_timer_cb,
+	    (ev_tstamp)g.env->cfg.drain_timeout, 0.);
+	ev_timer_start(loop, &g.drain_timer);
+}
+
+static void
+daemonize(void)
+{
+	pid_t pid = fork();
+	int fd;
+
+	if (pid < 0)
+		log_fatal("fork: %s", strerror(errno));
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	if ((pid = fork()) < 0)
+		log_fatal("fork: %s", strerror(errno));
+	if (pid > 0)
+		_exit(0);
+	if (chdir("/") < 0)
+		log_fatal("chdir /: %s", strerror(errno));
+	if ((fd = open("/dev/null", O_RDWR)) >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	log_set_stderr(false);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct ev_loop *loop;
+	struct config cfg;
+	char err[512];
+
+	signal(SIGPIPE, SIG_IGN);
+	g.argc = argc;
+	g.argv = argv;
+	switch (config_load(&cfg, argc, argv, err, sizeof(err))) {
+	case CONFIG_OK:
+		break;
+	case CONFIG_EXIT:
+		config_free(&cfg);
+		return 0;
+	case CONFIG_ERROR:
+		config_free(&cfg);
+		fprintf(stderr, "starttlsd: %s\n", err);
+		return 1;
+	}
+	bool check = cfg.check_config;
+	log_open(cfg.log_stderr, !check);
+	if ((g.env = env_new(&cfg, err, sizeof(err))) == NULL) {
+		if (check) {
+			fprintf(stderr, "starttlsd: %s\n", err);
+			return 1;
+		}
+		log_fatal("%s", err);
+	}
+	if (check) {
+		printf("starttlsd: configuration ok\n");
+		sess_env_unref(g.env);
+		return 0;
+	}
+	for (size_t i = 0; i < g.env->cfg.listen.n; i++) {
+		if (listener_open(&g.listeners[i], g.env->cfg.listen.item[i], err,
+		    sizeof(err)) < 0)
+			log_fatal("%s", err);
+		g.nlisteners++;
+	}
+	if (!g.env->cfg.foreground)
+		daemonize();
+	if (g.env->cfg.pid_file != NULL) {
+		FILE *fp = fopen(g.env->cfg.pid_file, "w");
+		if (fp == NULL)
+			log_fatal("pid_file %s: %s", g.env->cfg.pid_file,
+			    strerror(errno));
+		fprintf(fp, "%d\n", (int)getpid());
+		fclose(fp);
+	}
+
+	loop = ev_default_loop(EVFLAG_AUTO);
+	listener_set_env(g.env);
+	listener_start(loop, g.listeners, g.nlisteners);
+	ev_signal_init(&g.sigterm, signal_cb, SIGTERM);
+	ev_signal_init(&g.sigint, signal_cb, SIGINT);
+	ev_signal_init(&g.sighup, signal_cb, SIGHUP);
+	ev_signal_start(loop, &g.sigterm);
+	ev_signal_start(loop, &g.sigint);
+	ev_signal_start(loop, &g.sighup);
+	ev_prepare_init(&g.exit_check, exit_check_cb);
+	ev_prepare_start(loop, &g.exit_check);
+	log_start("start");
+
+	ev_run(loop, 0);
+
+	listener_close(loop, g.listeners, g.nlisteners);
+	listener_set_env(NULL);
+	log_msg(LOG_INFO, "stop", "exiting");
+	if (g.env->cfg.pid_file != NULL)
+		unlink(g.env->cfg.pid_file);
+	sess_env_unref(g.env);
+	ev_loop_destroy(loop);
+	log_close();
+	return 0;
+}

@@ -1,0 +1,170 @@
+/* tls: BoringSSL contexts, handshake facts (version, cipher, peer, SPKI). */
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "starttlsd/config.h"
+#include "starttlsd/tls.h"
+
+static void
+err_fill(char *err, size_t errlen, const char *what)
+{
+	unsigned long e = ERR_get_error();
+	char tmp[160];
+
+	if (e != 0) {
+		ERR_error_string_n(e, tmp, sizeof(tmp));
+		snprintf(err, errlen, "%s: %s", what, tmp);
+	} else {
+		snprintf(err, errlen, "%s", what);
+	}
+	ERR_clear_error();
+}
+
+SSL_CTX *
+tls_upstream_ctx_new(const struct config *cfg, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+
+	if (ctx == NULL) {
+		err_fill(err, errlen, "SSL_CTX_new");
+		return NULL;
+	}
+	if (!SSL_CTX_set_min_proto_version(ctx, (uint16_t)cfg->tls_min_version) ||
+	    !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION)) {
+		err_fill(err, errlen, "tls_min_version");
+		goto fail;
+	}
+	/*
+	 * Verify and record, never refuse here: with SSL_VERIFY_NONE BoringSSL
+	 * still checks the chain and keeps the result for
+	 * SSL_get_verify_result(). Policy decides what a bad chain means.
+	 */
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	if (cfg->ca_file != NULL &&
+	    !SSL_CTX_load_verify_locations(ctx, cfg->ca_file, NULL)) {
+		err_fill(err, errlen, cfg->ca_file);
+		goto fail;
+	}
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+SSL_CTX *
+tls_client_ctx_new(const struct config *cfg, char *err, size_t errlen)
+{
+	SSL_CTX *ctx;
+
+	if (cfg->client_cert == NULL)
+		return NULL;
+	if ((ctx = SSL_CTX_new(TLS_method())) == NULL) {
+		err_fill(err, errlen, "SSL_CTX_new");
+		return NULL;
+	}
+	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+	    !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION)) {
+		err_fill(err, errlen, "client TLS versions");
+		goto fail;
+	}
+	if (!SSL_CTX_use_certificate_chain_file(ctx, cfg->client_cert)) {
+		err_fill(err, errlen, cfg->client_cert);
+		goto fail;
+	}
+	if (!SSL_CTX_use_PrivateKey_file(ctx, cfg->client_key, SSL_FILETYPE_PEM)) {
+		err_fill(err, errlen, cfg->client_key);
+		goto fail;
+	}
+	if (!SSL_CTX_check_private_key(ctx)) {
+		err_fill(err, errlen, "client_key does not match client_cert");
+		goto fail;
+	}
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+SSL *
+tls_upstream_new(SSL_CTX *ctx, const char *sni)
+{
+	SSL *ssl = SSL_new(ctx);
+
+	if (ssl == NULL)
+		return NULL;
+	if (sni != NULL) {
+		/* Name check recorded alongside the chain (smarthost mode). */
+		if (!SSL_set_tlsext_host_name(ssl, sni) ||
+		    !X509_VERIFY_PARAM_set1_host(SSL_get0_param(ssl), sni,
+		    strlen(sni))) {
+			SSL_free(ssl);
+			return NULL;
+		}
+	}
+	return ssl;
+}
+
+static void
+name_str(X509_NAME *name, char *out, size_t cap)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	const uint8_t *p;
+	size_t n;
+
+	out[0] = '\0';
+	if (b == NULL)
+		return;
+	if (X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) >= 0 &&
+	    BIO_mem_contents(b, &p, &n)) {
+		if (n >= cap)
+			n = cap - 1;
+		memcpy(out, p, n);
+		out[n] = '\0';
+	}
+	BIO_free(b);
+}
+
+void
+tls_info_get(SSL *ssl, struct tls_info *out)
+{
+	const SSL_CIPHER *cipher = SSL_get_current_cipher(ssl);
+	X509 *peer = SSL_get_peer_certificate(ssl);
+	long vr;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(out->version, sizeof(out->version), "%s", SSL_get_version(ssl));
+	if (cipher != NULL)
+		snprintf(out->cipher, sizeof(out->cipher), "%s",
+		    SSL_CIPHER_standard_name(cipher));
+	if (peer == NULL) {
+		snprintf(out->verify, sizeof(out->verify), "no-certificate");
+		return;
+	}
+	name_str(X509_get_subject_name(peer), out->subject, sizeof(out->subject));
+	name_str(X509_get_issuer_name(peer), out->issuer, sizeof(out->issuer));
+
+	uint8_t *der = NULL;
+	int dlen = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(peer), &der);
+	if (dlen > 0) {
+		uint8_t md[SHA256_DIGEST_LENGTH];
+		SHA256(der, (size_t)dlen, md);
+		for (size_t i = 0; i < sizeof(md); i++)
+			snprintf(out->spki_sha256 + 2 * i, 3, "%02x", md[i]);
+		OPENSSL_free(der);
+	}
+	vr = SSL_get_verify_result(ssl);
+	out->verified = vr == X509_V_OK;
+	snprintf(out->verify, sizeof(out->verify), "%s",
+	    out->verified ? "ok" : X509_verify_cert_error_string(vr));
+	X509_free(peer);
+}

@@ -1,0 +1,356 @@
+/*
+ * upstream: negotiate the server leg before the client sees a byte.
+ *
+ * One reply is expected per state; up_on_reply() is the strategy function
+ * that each complete reply goes through. Every exit goes through
+ * up_finish(), which calls the owner's done() exactly once.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "starttlsd/policy.h"
+#include "starttlsd/upstream.h"
+
+static int up_conn_cb(struct conn *c, enum conn_event ev, void *arg);
+
+const char *
+up_state_str(enum up_state s)
+{
+	switch (s) {
+	case UP_CONNECT: return "connect";
+	case UP_GREETING: return "greeting";
+	case UP_EHLO: return "ehlo";
+	case UP_HELO: return "helo";
+	case UP_STARTTLS: return "starttls";
+	case UP_HANDSHAKE: return "handshake";
+	case UP_EHLO_TLS: return "ehlo-tls";
+	case UP_READY: return "ready";
+	case UP_DONE: return "done";
+	}
+	return "unknown";
+}
+
+const char *
+up_action_str(enum up_action a)
+{
+	switch (a) {
+	case UP_ACT_NONE: return "none";
+	case UP_ACT_UPGRADED: return "upgraded";
+	case UP_ACT_PLAINTEXT: return "plaintext";
+	case UP_ACT_FALLBACK: return "fallback";
+	}
+	return "unknown";
+}
+
+static int
+up_finish(struct upstream *up, enum up_result res, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+up_finish(struct upstream *up, enum up_result res, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (fmt != NULL) {
+		va_start(ap, fmt);
+		vsnprintf(up->reason, sizeof(up->reason), fmt, ap);
+		va_end(ap);
+	}
+	if (res == UP_RES_READY) {
+		up->state = UP_READY;
+		conn_timeout(&up->conn, 0, false);
+	} else {
+		up->state = UP_DONE;
+		conn_cleanup(&up->conn);
+	}
+	return up->done(up, res, up->arg);
+}
+
+static int
+up_send(struct upstream *up, const char *verb, const char *arg,
+    enum up_state next, unsigned timeout)
+{
+	char line[512];
+	int n = snprintf(line, sizeof(line), "%s%s%s\r\n", verb,
+	    arg ? " " : "", arg ? arg : "");
+
+	if (n < 0 || (size_t)n >= sizeof(line) ||
+	    conn_write(&up->conn, line, (size_t)n) < 0)
+		return up_finish(up, UP_RES_FAILED, "cannot send %s", verb);
+	up->state = next;
+	conn_timeout(&up->conn, timeout, false);
+	return 0;
+}
+
+static int
+up_connect(struct upstream *up)
+{
+	if (conn_connect(&up->conn, (struct sockaddr *)&up->dst, up->dstlen,
+	    up->p->mark, &up->mark_failed) < 0)
+		return up_finish(up, UP_RES_FAILED, "%s", up->conn.errstr);
+	up->state = UP_CONNECT;
+	conn_timeout(&up->conn, up->p->connect_timeout, false);
+	return 0;
+}
+
+/* Close this connection and try again without STARTTLS (RFC 7435 fallback). */
+static int
+up_reconnect_plain(struct upstream *up, enum policy_signal sig,
+    const char *detail)
+{
+	struct ev_loop *loop = up->conn.loop;
+
+	snprintf(up->tls_error, sizeof(up->tls_error), "%s%s%s",
+	    policy_signal_str(sig), detail ? ": " : "", detail ? detail : "");
+	switch (policy_tls_unavailable((struct sockaddr *)&up->dst, sig)) {
+	case POLICY_RECONNECT_PLAIN:
+		break;
+	case POLICY_CONTINUE_PLAIN:
+	case POLICY_REFUSE:
+		return up_finish(up, UP_RES_FAILED, "%s", up->tls_error);
+	}
+	conn_cleanup(&up->conn);
+	conn_init(&up->conn, loop, -1, up->p->bufmax, up_conn_cb, up);
+	free(up->greeting);
+	up->greeting = NULL;
+	up->greeting_len = 0;
+	up->attempt++;
+	up->no_starttls = true;
+	return up_connect(up);
+}
+
+static int
+keep_copy(char **dst, size_t *dst_len, const char *p, size_t n)
+{
+	free(*dst);
+	if ((*dst = malloc(n)) == NULL)
+		return -1;
+	memcpy(*dst, p, n);
+	*dst_len = n;
+	return 0;
+}
+
+/* Did anything arrive after the STARTTLS 220 (response injection)? */
+static bool
+up_injected(struct upstream *up)
+{
+	char b;
+
+	if (buf_len(&up->conn.in) > 0)
+		return true;
+	/* The server cannot speak TLS before our ClientHello. */
+	return recv(up->conn.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+/* The server is ready for the client; record what we got. */
+static int
+up_ready(struct upstream *up, enum up_action act)
+{
+	up->action = act;
+	return up_finish(up, UP_RES_READY, NULL);
+}
+
+static int
+up_after_ehlo(struct upstream *up, const char *r, size_t rlen)
+{
+	smtp_caps_parse(r, rlen, &up->caps);
+	up->esmtp = true;
+	if (up->no_starttls)
+		return up_ready(up, UP_ACT_FALLBACK);
+	if (!up->caps.starttls) {
+		snprintf(up->tls_error, sizeof(up->tls_error), "%s%s",
+		    policy_signal_str(POLICY_SIG_STARTTLS_MISSING),
+		    up->caps.starttls_masked ? " (masked capability)" : "");
+		if (policy_tls_unavailable((struct sockaddr *)&up->dst,
+		    POLICY_SIG_STARTTLS_MISSING) != POLICY_CONTINUE_PLAIN)
+			return up_finish(up, UP_RES_FAILED, "%s", up->tls_error);
+		return up_ready(up, UP_ACT_PLAINTEXT);
+	}
+	return up_send(up, "STARTTLS", NULL, UP_STARTTLS, up->p->reply_timeout);
+}
+
+/* One complete reply for the current state. */
+static int
+up_on_reply(struct upstream *up, const char *r, size_t rlen, int code)
+{
+	int cls = smtp_code_class(code);
+	SSL *ssl;
+
+	/* A 421 at any step reaches the client as the server said it. */
+	if (code == 421 || (up->state == UP_GREETING && code != 220)) {
+		if (cls != 4 && cls != 5)
+			return up_finish(up, UP_RES_FAILED,
+			    "unexpected greeting %d", code);
+		if (keep_copy(&up->reply, &up->reply_len, r, rlen) < 0)
+			return up_finish(up, UP_RES_FAILED, "out of memory");
+		return up_finish(up, UP_RES_REFUSED, "server said %d at %s",
+		    code, up_state_str(up->state));
+	}
+	switch (up->state) {
+	case UP_GREETING:
+		if (keep_copy(&up->greeting, &up->greeting_len, r, rlen) < 0)
+			return up_finish(up, UP_RES_FAILED, "out of memory");
+		return up_send(up, "EHLO", up->p->helo_name, UP_EHLO,
+		    up->p->reply_timeout);
+	case UP_EHLO:
+		if (code == 250)
+			return up_after_ehlo(up, r, rlen);
+		/* No ESMTP: speak HELO, and there is no STARTTLS to be had. */
+		return up_send(up, "HELO", up->p->helo_name, UP_HELO,
+		    up->p->reply_timeout);
+	case UP_HELO:
+		memset(&up->caps, 0, sizeof(up->caps));
+		if (!up->no_starttls)
+			snprintf(up->tls_error, sizeof(up->tls_error), "%s",
+			    policy_signal_str(POLICY_SIG_NO_ESMTP));
+		if (cls != 2)
+			return up_finish(up, UP_RES_FAILED,
+			    "server rejected EHLO and HELO (%d)", code);
+		return up_ready(up, up->no_starttls ? UP_ACT_FALLBACK :
+		    UP_ACT_PLAINTEXT);
+	case UP_STARTTLS:
+		if (code != 220) {
+			char detail[32];
+			snprintf(detail, sizeof(detail), "%d", code);
+			return up_reconnect_plain(up, cls == 4 || cls == 5 ?
+			    POLICY_SIG_STARTTLS_REFUSED :
+			    POLICY_SIG_STARTTLS_UNEXPECTED, detail);
+		}
+		if (up_injected(up))
+			return up_finish(up, UP_RES_FAILED, "response-injection");
+		if ((ssl = tls_upstream_new(up->p->ctx, up->p->sni)) == NULL)
+			return up_finish(up, UP_RES_FAILED, "cannot create TLS state");
+		up->state = UP_HANDSHAKE;
+		conn_start_tls(&up->conn, ssl, false);
+		conn_timeout(&up->conn, up->p->tls_timeout, false);
+		return 0;
+	case UP_EHLO_TLS:
+		if (code == 250) {
+			smtp_caps_parse(r, rlen, &up->caps);
+			return up_ready(up, UP_ACT_UPGRADED);
+		}
+		return up_finish(up, UP_RES_FAILED,
+		    "server rejected EHLO after STARTTLS (%d)", code);
+	case UP_CONNECT:
+	case UP_HANDSHAKE:
+	case UP_READY:
+	case UP_DONE:
+		break;
+	}
+	return up_finish(up, UP_RES_FAILED, "reply %d in state %s", code,
+	    up_state_str(up->state));
+}
+
+static int
+up_on_read(struct upstream *up)
+{
+	struct smtp_reply rep;
+	struct buf *in = &up->conn.in;
+
+	switch (smtp_reply_parse(buf_head(in), buf_len(in), up->p->max_line,
+	    up->p->max_lines, &rep)) {
+	case SMTP_PARSE_NEED_MORE:
+		if (buf_full(in))
+			return up_finish(up, UP_RES_FAILED, "reply too long");
+		return 0;
+	case SMTP_PARSE_ERROR:
+		return up_finish(up, UP_RES_FAILED, "malformed reply in state %s",
+		    up_state_str(up->state));
+	case SMTP_PARSE_OK:
+		break;
+	}
+	/*
+	 * One command, one reply: bytes beyond it were never asked for. A
+	 * server that runs ahead of the dialogue cannot be relayed faithfully.
+	 */
+	if (rep.len < buf_len(in) && up->state != UP_STARTTLS)
+		return up_finish(up, UP_RES_FAILED,
+		    "unexpected data after reply in state %s",
+		    up_state_str(up->state));
+	{
+		/* The reply bytes stay valid until consumed below. */
+		char *copy = malloc(rep.len);
+		int rc;
+
+		if (copy == NULL)
+			return up_finish(up, UP_RES_FAILED, "out of memory");
+		memcpy(copy, buf_head(in), rep.len);
+		buf_consume(in, rep.len);
+		rc = up_on_reply(up, copy, rep.len, rep.code);
+		free(copy);
+		return rc;
+	}
+}
+
+static int
+up_conn_cb(struct conn *c, enum conn_event ev, void *arg)
+{
+	struct upstream *up = arg;
+
+	(void)c;
+	switch (ev) {
+	case CONN_EV_CONNECTED:
+		up->state = UP_GREETING;
+		conn_read(&up->conn, true);
+		conn_timeout(&up->conn, up->p->greeting_timeout, false);
+		return 0;
+	case CONN_EV_READ:
+		return up_on_read(up);
+	case CONN_EV_TLS_DONE:
+		up->tls = true;
+		tls_info_get(up->conn.ssl, &up->tls_info);
+		return up_send(up, "EHLO", up->p->helo_name, UP_EHLO_TLS,
+		    up->p->reply_timeout);
+	case CONN_EV_DRAINED:
+		return 0;
+	case CONN_EV_EOF:
+		if (up->state == UP_HANDSHAKE)
+			return up_reconnect_plain(up, POLICY_SIG_HANDSHAKE_FAILED,
+			    "connection closed");
+		return up_finish(up, UP_RES_FAILED,
+		    "connection closed by server in state %s",
+		    up_state_str(up->state));
+	case CONN_EV_ERROR:
+		if (up->state == UP_HANDSHAKE)
+			return up_reconnect_plain(up, POLICY_SIG_HANDSHAKE_FAILED,
+			    up->conn.errstr);
+		return up_finish(up, UP_RES_FAILED, "%s in state %s",
+		    up->conn.errstr, up_state_str(up->state));
+	case CONN_EV_TIMEOUT:
+		if (up->state == UP_HANDSHAKE)
+			return up_reconnect_plain(up, POLICY_SIG_HANDSHAKE_FAILED,
+			    "timeout");
+		return up_finish(up, UP_RES_FAILED, "timeout in state %s",
+		    up_state_str(up->state));
+	}
+	return 0;
+}
+
+int
+up_start(struct upstream *up, struct ev_loop *loop, const struct up_params *p,
+    const struct sockaddr *dst, socklen_t dstlen, up_done_cb done, void *arg)
+{
+	memset(up, 0, sizeof(*up));
+	up->p = p;
+	up->done = done;
+	up->arg = arg;
+	up->attempt = 1;
+	memcpy(&up->dst, dst, dstlen);
+	up->dstlen = dstlen;
+	conn_init(&up->conn, loop, -1, p->bufmax, up_conn_cb, up);
+	return up_connect(up);
+}
+
+void
+up_cleanup(struct upstream *up)
+{
+	conn_cleanup(&up->conn); /* idempotent */
+	up->state = UP_DONE;
+	free(up->greeting);
+	free(up->reply);
+	up->greeting = up->reply = NULL;
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install every Debian package the build, the tests, the demo and the benchmark need,
+# but only when something is missing. Safe to run again; quiet when all is there.
+set -euo pipefail
+
+pkgs=(
+  build-essential pkg-config
+  android-libboringssl-dev android-libboringssl android-boringssl
+  libev-dev libnftnl-dev libmnl-dev liblmdb-dev libcmocka-dev
+  nftables iproute2 iptables
+  swaks postfix stunnel4 rsyslog
+  python3 procps psmisc
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "deps: missing packages: ${missing[*]}; run as root to install them" >&2
+  exit 1
+fi
+
+echo "deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# Postfix asks what kind of mail system this is; we run only private instances.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+echo "postfix postfix/mailname string starttlsd-test.invalid" | debconf-set-selections
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The Debian postfix package starts a system instance; our tests run private ones.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now postfix >/dev/null 2>&1 || true; fi
+postfix stop >/dev/null 2>&1 || true
