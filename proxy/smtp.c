@@ -260,7 +260,10 @@ size_t smtp_line_len(const char *data, size_t len)
 	return lf ? (size_t)(lf - data) + 1 : 0;
 }
 
-/* "BDAT" SP size [SP "LAST"]: the relay frames the next chunk by size. */
+/*
+ * "BDAT" SP size [SP "LAST"]: the relay frames the next chunk by size.
+ * Sets the BDAT fields only once the whole line is valid.
+ */
 static int bdat_parse(struct smtp_cmd *c)
 {
 	const char *a = c->arg;
@@ -297,11 +300,7 @@ int smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *out)
 	i = skip_spaces(line, verb_end, end);
 	out->arg = line + i;
 	out->arg_len = end - i;
-	if (out->verb == SMTP_V_BDAT && bdat_parse(out) < 0) {
-		out->bdat_last = false;
-		return -1;
-	}
-	return 0;
+	return out->verb == SMTP_V_BDAT ? bdat_parse(out) : 0;
 }
 
 /* ---- EHLO capabilities --------------------------------------------------- */

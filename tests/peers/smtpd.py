@@ -93,6 +93,8 @@ def parse_listen(spec):
         host, sep, port = spec.rpartition(":")
         if not sep:
             raise ValueError("bad --listen %r (want ADDR:PORT)" % spec)
+        if ":" in host:
+            raise ValueError("bad --listen %r (IPv6 must be [addr]:port)" % spec)
     if not port.isdigit() or int(port) > 65535:
         raise ValueError("bad port in --listen %r" % spec)
     port = int(port)
@@ -194,8 +196,8 @@ class Server:
             with open(eml, "wb") as f:
                 f.write(content)
             tmp = os.path.join(self.out, ".msg-%d.json.tmp" % n)
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(meta, f, indent=1, ensure_ascii=False)
+            with open(tmp, "w", encoding="ascii") as f:
+                json.dump(meta, f, indent=1)
                 f.write("\n")
             os.replace(tmp, os.path.join(self.out, "msg-%d.json" % n))
         return n
@@ -241,6 +243,7 @@ class Session:
         self.content = bytearray()
         self.method = None
         self.data_size = 0
+        self.data_hint = 0
         self.too_big = False
         self.bdat_remaining = 0
         self.bdat_last = False
@@ -589,6 +592,7 @@ class Session:
         self.method = "DATA"
         self.content = bytearray()
         self.data_size = 0
+        self.data_hint = 0
         self.state = "data"
         self.reply(354, "End data with <CR><LF>.<CR><LF>")
         self.log("data-begin")
@@ -601,13 +605,16 @@ class Session:
                 self.drop(len(buf))
             return False
         pos = 0
+        hint = self.data_hint      # no CRLF before this offset (avoids rescanning long lines)
         limit = self.srv.size_limit
         while True:
-            i = buf.find(b"\r\n", pos)
+            i = buf.find(b"\r\n", max(pos, hint))
             if i < 0:
                 break
+            hint = 0
             if i == pos + 1 and buf[pos] == 0x2E:      # "." CRLF: end of data
                 del buf[:i + 2]
+                self.data_hint = 0
                 self.log("data-end size=%d" % self.data_size)
                 self.state = "cmd"
                 self.finish_message()
@@ -623,6 +630,7 @@ class Session:
                     self.content += buf[start:i + 2]
             pos = i + 2
         del buf[:pos]
+        self.data_hint = max(0, len(buf) - 1)
         return False
 
     def do_BDAT(self, arg):

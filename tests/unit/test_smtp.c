@@ -435,6 +435,9 @@ static const struct cmd_case cmd_cases[] = {
 	  0, false },
 	{ S("BDAT 100\tLAST\r\n"), -1, SMTP_V_BDAT, A("100\tLAST"), 0, false },
 	{ S("BDAT\t100\r\n"), 0, SMTP_V_UNKNOWN, A(""), 0, false },
+	{ S("BDAT 100 \tLAST\r\n"), -1, SMTP_V_BDAT, A("100 \tLAST"), 0, false },
+	{ S("BDAT \t100\r\n"), -1, SMTP_V_BDAT, A("\t100"), 0, false },
+	{ S("MAIL \tFROM:<a>\r\n"), 0, SMTP_V_MAIL, A("\tFROM:<a>"), 0, false },
 };
 
 static void test_cmd_parse_table(void **state)
@@ -559,6 +562,8 @@ static const struct caps_case caps_cases[] = {
 	  { .esmtp = true, .size = true } },
 	{ "SIZE then more", S("250-mx\r\n250 SIZE 100 extra\r\n"),
 	  { .esmtp = true, .size = true, .size_limit = 100 } },
+	{ "SIZE tab number", S("250-mx\r\n250 SIZE \t100\r\n"),
+	  { .esmtp = true, .size = true } },
 	{ "SIZEX", S("250-mx\r\n250 SIZEX 100\r\n"), { .esmtp = true } },
 	{ "refused EHLO", S("550 5.5.1 no\r\n"), { .esmtp = false } },
 	{ "non-250 lines ignored", S("554-mx\r\n554 STARTTLS\r\n"),

@@ -1,0 +1,208 @@
+# Shared helpers for the integration tests. Source it from a test script:
+#   . "$(dirname "$0")/../lib/common.sh"
+#
+# Topology (all in namespaces this script creates; documentation addresses):
+#
+#   cli  192.0.2.10    2001:db8:1::10  --veth--  192.0.2.1    2001:db8:1::1   gw
+#   gw   198.51.100.1  2001:db8:2::1   --veth--  198.51.100.25 2001:db8:2::25 srv
+#
+# gw forwards and redirects TCP port 25 arriving from cli to starttlsd on :10025.
+
+set -u
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+STARTTLSD=${STARTTLSD:-$TOP/build/starttlsd}
+PEERS=$TOP/tests/peers
+PY=${PY:-/usr/bin/python3}
+[ -x "$PY" ] || PY=python3
+
+T_NAME=$(basename "$0" .sh)
+T_TMP=$(mktemp -d "/tmp/starttlsd-${T_NAME}.XXXXXX")
+T_PASS=0
+T_FAIL=0
+T_PIDS=()
+NS_PREFIX="st$$"
+NS_CLI="${NS_PREFIX}cli"
+NS_GW="${NS_PREFIX}gw"
+NS_SRV="${NS_PREFIX}srv"
+CLI4=192.0.2.10;    CLI6=2001:db8:1::10
+GWL4=192.0.2.1;     GWL6=2001:db8:1::1
+GWW4=198.51.100.1;  GWW6=2001:db8:2::1
+SRV4=198.51.100.25; SRV6=2001:db8:2::25
+PROXY_LOG=$T_TMP/proxy.log
+SRV_OUT=$T_TMP/srv-out
+SRV_LOG=$T_TMP/srv.log
+CERTS=${CERTS:-/tmp/starttlsd-test-certs}
+
+say() { printf '%s\n' "$*" >&2; }
+
+# ok "what" cmd...: one check, counted.
+ok() {
+	local what=$1; shift
+	if "$@" >"$T_TMP/check.out" 2>&1; then
+		T_PASS=$((T_PASS + 1)); say "  ok    $what"
+	else
+		T_FAIL=$((T_FAIL + 1)); say "  FAIL  $what"
+		{ echo "== FAIL: $what"; cat "$T_TMP/check.out"; } >>"$T_TMP/failures.log"
+		[ -n "${T_VERBOSE:-}" ] && tail -n 15 "$T_TMP/check.out" | cut -c1-200 >&2
+	fi
+	return 0
+}
+# not_ok "what" cmd...: passes when cmd fails.
+not_ok() { local what=$1; shift; ok "$what" bash -c '! "$@"' _ "$@"; }
+
+cleanup() {
+	local p
+	for p in "${T_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	sleep 0.1
+	for p in "${T_PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+	for ns in "$NS_CLI" "$NS_GW" "$NS_SRV"; do
+		ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+		ip netns del "$ns" 2>/dev/null
+	done
+	if [ "$T_FAIL" -gt 0 ] || [ -n "${T_KEEP:-}" ]; then
+		say "  (logs kept in $T_TMP)"
+	else
+		rm -rf "$T_TMP"
+	fi
+}
+trap cleanup EXIT
+
+# finish: print the count line and exit non-zero on failure.
+finish() {
+	echo "$T_NAME: $T_PASS passed, $T_FAIL failed"
+	[ -n "${T_RESULTS:-}" ] && echo "$T_PASS $T_FAIL" >>"$T_RESULTS"
+	[ "$T_FAIL" -eq 0 ]
+	exit $?
+}
+
+# skip "why": say so; it counts as neither pass nor fail, and says skipped.
+skip() {
+	echo "$T_NAME: SKIPPED: $*"
+	[ -n "${T_RESULTS:-}" ] && echo "0 0 1" >>"$T_RESULTS"
+	exit 0
+}
+
+need_root() { [ "$(id -u)" -eq 0 ] || skip "needs root for network namespaces"; }
+
+certs() {
+	[ -f "$CERTS/server.crt" ] || bash "$PEERS/mkcerts.sh" "$CERTS" >/dev/null
+}
+
+in_cli() { ip netns exec "$NS_CLI" "$@"; }
+in_gw()  { ip netns exec "$NS_GW" "$@"; }
+in_srv() { ip netns exec "$NS_SRV" "$@"; }
+
+# topo_up: build cli <-> gw <-> srv with the port-25 redirect on gw.
+topo_up() {
+	need_root
+	local ns
+	for ns in "$NS_CLI" "$NS_GW" "$NS_SRV"; do
+		ip netns add "$ns" || return 1
+		ip -n "$ns" link set lo up
+	done
+	ip link add "${NS_PREFIX}c0" netns "$NS_CLI" type veth peer name "${NS_PREFIX}g0" netns "$NS_GW"
+	ip link add "${NS_PREFIX}g1" netns "$NS_GW" type veth peer name "${NS_PREFIX}s0" netns "$NS_SRV"
+	ip -n "$NS_CLI" link set "${NS_PREFIX}c0" name lan0
+	ip -n "$NS_GW"  link set "${NS_PREFIX}g0" name lan0
+	ip -n "$NS_GW"  link set "${NS_PREFIX}g1" name wan0
+	ip -n "$NS_SRV" link set "${NS_PREFIX}s0" name wan0
+	ip -n "$NS_CLI" addr add $CLI4/24 dev lan0
+	ip -n "$NS_CLI" addr add $CLI6/64 dev lan0 nodad
+	ip -n "$NS_GW"  addr add $GWL4/24 dev lan0
+	ip -n "$NS_GW"  addr add $GWL6/64 dev lan0 nodad
+	ip -n "$NS_GW"  addr add $GWW4/24 dev wan0
+	ip -n "$NS_GW"  addr add $GWW6/64 dev wan0 nodad
+	ip -n "$NS_SRV" addr add $SRV4/24 dev wan0
+	ip -n "$NS_SRV" addr add $SRV6/64 dev wan0 nodad
+	for ns in "$NS_CLI" "$NS_GW" "$NS_SRV"; do
+		ip -n "$ns" link set lan0 up 2>/dev/null
+		ip -n "$ns" link set wan0 up 2>/dev/null
+	done
+	ip -n "$NS_CLI" route add default via $GWL4
+	ip -n "$NS_CLI" -6 route add default via $GWL6
+	ip -n "$NS_SRV" route add default via $GWW4
+	ip -n "$NS_SRV" -6 route add default via $GWW6
+	in_gw sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+}
+
+# redirect_on [PORT]: the rule an admin types (README, deploy/nftables.conf).
+redirect_on() {
+	local port=${1:-10025}
+	in_gw nft -f - <<-NFT
+	table inet sttest {
+		chain prerouting {
+			type nat hook prerouting priority dstnat; policy accept;
+			iifname "lan0" tcp dport 25 redirect to :$port
+		}
+	}
+	NFT
+}
+
+# server MODE [args...]: the project's SMTP test server on srv:25 (v4+v6).
+server() {
+	local mode=$1; shift
+	certs
+	mkdir -p "$SRV_OUT"
+	ip netns exec "$NS_SRV" "$PY" "$PEERS/smtpd.py" --listen "$SRV4:25" --listen "[$SRV6]:25" \
+		--cert "$CERTS/server.crt" --key "$CERTS/server.key" \
+		--out "$SRV_OUT" --log "$SRV_LOG" --mode "$mode" "$@" \
+		>"$T_TMP/srv.stdout" 2>"$T_TMP/srv.stderr" &
+	T_PIDS+=($!)
+	disown $!
+	wait_for 5 grep -q ready "$T_TMP/srv.stdout" || { say "server did not start"; cat "$T_TMP/srv.stderr" >&2; return 1; }
+}
+
+# proxy [args...]: starttlsd on the gateway, foreground, log mirrored to PROXY_LOG.
+proxy() {
+	certs
+	ip netns exec "$NS_GW" "$STARTTLSD" -f --log-stderr --helo-name gw.example.org \
+		--ca-file "$CERTS/ca.crt" "$@" 2>>"$PROXY_LOG" &
+	PROXY_PID=$!
+	T_PIDS+=($PROXY_PID)
+	wait_for 5 grep -q "event=start" "$PROXY_LOG" || { say "proxy did not start"; cat "$PROXY_LOG" >&2; return 1; }
+}
+
+# proxy_stop: SIGTERM, wait, and require a clean exit (sanitizers report here).
+proxy_stop() {
+	kill -TERM "$PROXY_PID" 2>/dev/null
+	local rc=0
+	wait "$PROXY_PID" || rc=$?
+	[ "$rc" -eq 0 ] || { say "proxy exited $rc"; return 1; }
+	! grep -qE "AddressSanitizer|LeakSanitizer|runtime error:" "$PROXY_LOG"
+}
+
+# wait_for SECONDS cmd...: poll until cmd succeeds.
+wait_for() {
+	local t=$1; shift
+	local end=$((SECONDS + t))
+	while [ $SECONDS -lt $end ] || [ "$t" -eq 0 ]; do
+		"$@" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	"$@" 2>/dev/null
+}
+
+# log_has REGEX: a line in the proxy log matches (extended regex).
+log_has() { grep -Eq "$1" "$PROXY_LOG"; }
+# session_line N: the Nth event=session line.
+session_line() { grep "event=session" "$PROXY_LOG" | sed -n "${1:-1}p"; }
+wait_sessions() { wait_for "${2:-10}" test "$(grep -c 'event=session' "$PROXY_LOG")" -ge "$1"; }
+
+# json FILE KEY: a top-level value of the server's per-message record.
+json() { "$PY" -c 'import json,sys; v=json.load(open(sys.argv[1]))[sys.argv[2]]; print(v if not isinstance(v,list) else " ".join(v))' "$1" "$2"; }
+msg_json() { echo "$SRV_OUT/msg-$1.json"; }
+msg_eml() { echo "$SRV_OUT/msg-$1.eml"; }
+wait_msgs() { wait_for "${2:-10}" test -f "$(msg_json "$1")"; }
+nmsgs() { ls "$SRV_OUT"/msg-*.json 2>/dev/null | wc -l; }
+
+# A client command in the client namespace, for checks: cli_run cmd...
+cli_run() { ip netns exec "$NS_CLI" "$@"; }
+
+# chat SCRIPT-ON-STDIN: scripted dialogue from the client to the server's address.
+chat() { ip netns exec "$NS_CLI" "$PY" "$PEERS/chat.py" "${CHAT_HOST:-$SRV4}" 25 -; }
+
+# swaks from the client namespace to the server's address (intercepted on gw).
+cswaks() {
+	in_cli swaks --server "$SRV4" --port 25 --helo client.example.org \
+		--from sender@example.org --to rcpt@example.net --timeout 20 "$@"
+}
