@@ -8,7 +8,8 @@ pkgs=(
   android-libboringssl-dev android-libboringssl android-boringssl
   libev-dev libnftnl-dev libmnl-dev liblmdb-dev libcmocka-dev
   nftables iproute2 iptables
-  swaks postfix stunnel4 rsyslog
+  swaks libnet-ssleay-perl libio-socket-inet6-perl libio-socket-ssl-perl
+  postfix stunnel4 rsyslog openssl
   python3 procps psmisc
 )
 

@@ -147,9 +147,19 @@ server() {
 		--cert "$CERTS/server.crt" --key "$CERTS/server.key" \
 		--out "$SRV_OUT" --log "$SRV_LOG" --mode "$mode" "$@" \
 		>"$T_TMP/srv.stdout" 2>"$T_TMP/srv.stderr" &
+	SRV_PID=$!
 	T_PIDS+=($!)
 	disown $!
 	wait_for 5 grep -q ready "$T_TMP/srv.stdout" || { say "server did not start"; cat "$T_TMP/srv.stderr" >&2; return 1; }
+}
+
+# server_stop: end the test server and wait until its port is free.
+server_stop() {
+	[ -n "${SRV_PID:-}" ] || return 0
+	kill "$SRV_PID" 2>/dev/null
+	wait_for 3 bash -c "! kill -0 $SRV_PID" || kill -9 "$SRV_PID" 2>/dev/null
+	wait_for 3 bash -c "! kill -0 $SRV_PID"
+	SRV_PID=
 }
 
 # proxy [args...]: starttlsd on the gateway, foreground, log mirrored to PROXY_LOG.

@@ -40,16 +40,16 @@ free_port() {
 
 # start NAME [smtpd args...]: start a server; sets PORT, DIR (holds out/ log stdout stderr), PID
 start() {
-  local name=$1 attempt i
+  local name=$1 _try _i
   shift
   DIR=$work/$name
   mkdir -p "$DIR"
-  for attempt in 1 2 3 4 5; do
+  for _try in 1 2 3 4 5; do
     PORT=$(free_port)
     "$PY" "$SMTPD" --listen "127.0.0.1:$PORT" --out "$DIR/out" --log "$DIR/log" "$@" \
       >"$DIR/stdout" 2>"$DIR/stderr" &
     PID=$!
-    for i in $(seq 200); do
+    for _i in $(seq 200); do
       grep -qx ready "$DIR/stdout" 2>/dev/null && break
       kill -0 "$PID" 2>/dev/null || break
       sleep 0.05
@@ -91,11 +91,11 @@ sys.exit(0 if ok else 1)' "$1" "$2"
 }
 
 # wait_file FILE: poll up to 5 s
-wait_file() { local i; for i in $(seq 100); do [ -e "$1" ] && return 0; sleep 0.05; done; return 1; }
+wait_file() { local _i; for _i in $(seq 100); do [ -e "$1" ] && return 0; sleep 0.05; done; return 1; }
 logged() { grep -qF -- "$1" "$DIR/log"; }
 not_logged() { ! grep -qF -- "$1" "$DIR/log"; }
 no_messages() { ! ls "$DIR/out"/msg-*.json >/dev/null 2>&1; }
-count_messages() { ls "$DIR/out"/msg-*.json 2>/dev/null | wc -l; }
+count_messages() { find "$DIR/out" -maxdepth 1 -name "msg-*.json" 2>/dev/null | wc -l; }
 
 # Python client prelude for raw-socket tests (PORT, DIR, CA come from the environment).
 read -r -d '' PYPRE <<'EOF'

@@ -780,6 +780,11 @@ def main(argv=None):
         if fam == socket.AF_INET6:
             ls.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         try:
+            # Linux IP_FREEBIND: bind even while a fresh IPv6 address is still tentative (DAD).
+            ls.setsockopt(socket.SOL_IP, getattr(socket, "IP_FREEBIND", 15), 1)
+        except OSError:
+            pass
+        try:
             ls.bind(sa)
         except OSError as e:
             sys.stderr.write("smtpd: cannot listen on %s: %s\n" % (spec, e))

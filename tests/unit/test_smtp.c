@@ -573,6 +573,8 @@ static const struct caps_case caps_cases[] = {
 	{ "empty", S(""), { .esmtp = false } },
 	{ "code alone, 3 bytes", S("250"), { .esmtp = false } },
 	{ "bare code line", S("250\r\n"), { .esmtp = true } },
+	{ "no separator after code", S("250-mx\r\n250XSTARTTLS\r\n"),
+	  { .esmtp = true } },
 	{ "line without code", S("250-mx\r\nSTARTTLS\r\n"), { .esmtp = true } },
 	{ "last line without LF", S("250-mx\r\n250 STARTTLS"),
 	  { .esmtp = true, .starttls = true } },
