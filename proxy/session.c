@@ -112,6 +112,9 @@ static bool sess_draining;
 
 static int sess_pump(struct session *s);
 
+static const char drain_reply[] =
+    "421 4.3.2 starttlsd: shutting down, try again later\r\n";
+
 /* ---- env ------------------------------------------------------------------ */
 
 struct sess_env *
@@ -451,6 +454,12 @@ sess_command(struct session *s, const char *line, size_t n)
 	struct smtp_cmd cmd;
 	int rc = smtp_cmd_parse(line, n, &cmd);
 
+	/*
+	 * Shutting down: a session between transactions may still say QUIT
+	 * and get the server's 221; anything else ends it with a 421.
+	 */
+	if (sess_draining && s->qlen == 0 && cmd.verb != SMTP_V_QUIT)
+		return sess_finish(s, "shutdown", drain_reply);
 	switch (cmd.verb) {
 	case SMTP_V_STARTTLS:
 		if (s->client_tls)
@@ -563,7 +572,7 @@ sess_relay_client(struct session *s)
 		consumed = true;
 	}
 out:
-	if (consumed)
+	if (consumed && s->phase == SP_RELAY)
 		conn_read(&s->client, true);
 	return 0;
 }
@@ -637,9 +646,6 @@ sess_pump(struct session *s)
 		if (s->qlen == 0)
 			return sess_finish(s, "client closed", NULL);
 	}
-	if (sess_draining && sess_at_boundary(s))
-		return sess_finish(s, "shutdown",
-		    "421 4.3.2 starttlsd: shutting down, try again later\r\n");
 	sess_timers(s);
 	return 0;
 }
@@ -726,8 +732,7 @@ sess_up_done(struct upstream *up, enum up_result res, void *arg)
 	switch (res) {
 	case UP_RES_READY:
 		if (sess_draining)
-			return sess_finish(s, "shutdown",
-			    "421 4.3.2 starttlsd: shutting down, try again later\r\n");
+			return sess_finish(s, "shutdown", drain_reply);
 		s->relayed = true;
 		s->phase = SP_RELAY;
 		up->conn.cb = sess_up_cb;
@@ -822,8 +827,7 @@ sess_drain(void)
 	for (s = sess_list; s != NULL; s = next) {
 		next = s->next;
 		if (sess_at_boundary(s))
-			sess_finish(s, "shutdown",
-			    "421 4.3.2 starttlsd: shutting down, try again later\r\n");
+			sess_finish(s, "shutdown", drain_reply);
 	}
 }
 
@@ -840,8 +844,7 @@ sess_close_all(const char *reason)
 		}
 		sess_reason(s, reason);
 		if (s->client.state == CONN_S_OPEN && s->mode == CM_COMMAND)
-			conn_write(&s->client,
-			    "421 4.3.2 starttlsd: shutting down\r\n", 36);
+			conn_write(&s->client, drain_reply, strlen(drain_reply));
 		sess_close(s);
 	}
 }

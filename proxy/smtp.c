@@ -20,11 +20,6 @@ static int ascii_upper(unsigned char c)
 	return c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c;
 }
 
-static bool ascii_alpha(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
 /* s[0..len) equals word (given in upper case), ignoring ASCII case. */
 static bool word_eq(const char *s, size_t len, const char *word)
 {
@@ -217,21 +212,12 @@ ssize_t smtp_reply_fmt(char *out, size_t cap, int code, const char *enh,
 /* ---- command lines ------------------------------------------------------- */
 
 static const char *const verb_names[] = {
-	[SMTP_V_UNKNOWN] = "UNKNOWN",
-	[SMTP_V_HELO] = "HELO",
-	[SMTP_V_EHLO] = "EHLO",
-	[SMTP_V_MAIL] = "MAIL",
-	[SMTP_V_RCPT] = "RCPT",
-	[SMTP_V_DATA] = "DATA",
-	[SMTP_V_BDAT] = "BDAT",
-	[SMTP_V_RSET] = "RSET",
-	[SMTP_V_NOOP] = "NOOP",
-	[SMTP_V_QUIT] = "QUIT",
-	[SMTP_V_VRFY] = "VRFY",
-	[SMTP_V_EXPN] = "EXPN",
-	[SMTP_V_HELP] = "HELP",
-	[SMTP_V_STARTTLS] = "STARTTLS",
-	[SMTP_V_AUTH] = "AUTH",
+	[SMTP_V_UNKNOWN] = "UNKNOWN", [SMTP_V_HELO] = "HELO",
+	[SMTP_V_EHLO] = "EHLO", [SMTP_V_MAIL] = "MAIL", [SMTP_V_RCPT] = "RCPT",
+	[SMTP_V_DATA] = "DATA", [SMTP_V_BDAT] = "BDAT", [SMTP_V_RSET] = "RSET",
+	[SMTP_V_NOOP] = "NOOP", [SMTP_V_QUIT] = "QUIT", [SMTP_V_VRFY] = "VRFY",
+	[SMTP_V_EXPN] = "EXPN", [SMTP_V_HELP] = "HELP",
+	[SMTP_V_STARTTLS] = "STARTTLS", [SMTP_V_AUTH] = "AUTH",
 };
 
 #define SMTP_NVERBS (sizeof(verb_names) / sizeof(verb_names[0]))
@@ -351,7 +337,8 @@ static bool keyword_masked(const char *kw, size_t len)
 {
 	size_t i;
 
-	if (len != 8 || !ascii_alpha((unsigned char)kw[7]))
+	if (len != 8 || ascii_upper((unsigned char)kw[7]) < 'A' ||
+	    ascii_upper((unsigned char)kw[7]) > 'Z')
 		return false;
 	for (i = 0; i < 7; i++)
 		if (ascii_upper((unsigned char)kw[i]) != 'X')
@@ -411,12 +398,10 @@ static int put_line(char *out, size_t cap, size_t *o, const char *code,
 	const char *sep = last ? " " : "-";
 	const char *eol = l->eol_len == 2 ? "\r\n" : "\n";
 
-	if (put(out, cap, o, code, 3) < 0)
-		return -1;
 	/* "250" alone is a valid last line; any other line needs its '-'. */
-	if ((l->has_sep || !last) && put(out, cap, o, sep, 1) < 0)
-		return -1;
-	if (put(out, cap, o, l->text, l->text_len) < 0 ||
+	if (put(out, cap, o, code, 3) < 0 ||
+	    ((l->has_sep || !last) && put(out, cap, o, sep, 1) < 0) ||
+	    put(out, cap, o, l->text, l->text_len) < 0 ||
 	    put(out, cap, o, eol, strlen(eol)) < 0)
 		return -1;
 	return 0;
@@ -506,22 +491,17 @@ static bool data_step(struct smtp_data *d, unsigned char c)
 {
 	switch (d->state) {
 	case SMTP_DS_DOT_CR:
-		if (c == '\n') {
-			d->state = SMTP_DS_DONE;
-			return true;
-		}
-		/* A lone '.' ended by a bare CR; c starts the next line. */
-		d->ambiguous++;
-		d->bare_cr++;
-		d->state = SMTP_DS_BOL_BARE;
-		break;
 	case SMTP_DS_CR:
 		if (c == '\n') {
-			d->state = SMTP_DS_BOL_CRLF;
-			return false;
+			bool end = d->state == SMTP_DS_DOT_CR;
+
+			d->state = end ? SMTP_DS_DONE : SMTP_DS_BOL_CRLF;
+			return end;
 		}
-		/* The CR was bare; c is the first byte of the next line. */
+		/* The CR was bare, so a CRLF "." line it ends is ambiguous. */
+		d->ambiguous += d->state == SMTP_DS_DOT_CR;
 		d->bare_cr++;
+		/* c is the first byte of the next line. */
 		d->state = SMTP_DS_BOL_BARE;
 		break;
 	case SMTP_DS_DOT_CRLF:

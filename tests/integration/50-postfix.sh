@@ -8,8 +8,9 @@
 
 export PATH=$PATH:/usr/sbin:/sbin
 command -v postfix >/dev/null 2>&1 || skip "postfix is not installed"
-getent passwd postfix >/dev/null && getent group postdrop >/dev/null ||
+if ! getent passwd postfix >/dev/null || ! getent group postdrop >/dev/null; then
 	skip "the postfix user or the postdrop group is missing"
+fi
 
 # Postfix daemons drop to the postfix user (and the virtual agent to nobody): they
 # must be able to reach their directories under T_TMP.

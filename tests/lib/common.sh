@@ -29,6 +29,8 @@ GWL4=192.0.2.1;     GWL6=2001:db8:1::1
 GWW4=198.51.100.1;  GWW6=2001:db8:2::1
 SRV4=198.51.100.25; SRV6=2001:db8:2::25
 PROXY_LOG=$T_TMP/proxy.log
+# Options every test proxy gets unless a test sets its own.
+PROXY_BASE=(--helo-name gw.example.org)
 SRV_OUT=$T_TMP/srv-out
 SRV_LOG=$T_TMP/srv.log
 CERTS=${CERTS:-/tmp/starttlsd-test-certs}
@@ -165,7 +167,32 @@ server_stop() {
 # proxy [args...]: starttlsd on the gateway, foreground, log mirrored to PROXY_LOG.
 proxy() {
 	certs
-	ip netns exec "$NS_GW" "$STARTTLSD" -f --log-stderr --helo-name gw.example.org \
+	ip netns exec "$NS_GW" "$STARTTLSD" -f --log-stderr "${PROXY_BASE[@]}" \
+		--ca-file "$CERTS/ca.crt" "$@" 2>>"$PROXY_LOG" &
+	PROXY_PID=$!
+	T_PIDS+=($PROXY_PID)
+	wait_for 5 grep -q "event=start" "$PROXY_LOG" || { say "proxy did not start"; cat "$PROXY_LOG" >&2; return 1; }
+}
+
+# proxy_syslog [args...]: like proxy, but starttlsd runs in a private mount
+# namespace whose /dev holds a test syslog socket (tests/peers/syslogd.py), so
+# what it sends to syslog(3) lands in SYSLOG_OUT, exactly as a syslogd gets it.
+SYSLOG_OUT=$T_TMP/syslog.out
+proxy_syslog() {
+	certs
+	local fdev=$T_TMP/fakedev
+	mkdir -p "$fdev"
+	"$PY" "$PEERS/syslogd.py" "$fdev/log" "$SYSLOG_OUT" >"$T_TMP/syslogd.stdout" 2>&1 &
+	T_PIDS+=($!); disown $!
+	wait_for 5 grep -q ready "$T_TMP/syslogd.stdout" || return 1
+	ip netns exec "$NS_GW" unshare -m sh -c '
+		fdev=$1; shift
+		mount --make-rprivate / 2>/dev/null
+		for d in null zero random urandom; do
+			touch "$fdev/$d" && mount --bind "/dev/$d" "$fdev/$d" || exit 1
+		done
+		mount --bind "$fdev" /dev || exit 1
+		exec "$@"' sh "$fdev" "$STARTTLSD" -f --log-stderr "${PROXY_BASE[@]}" \
 		--ca-file "$CERTS/ca.crt" "$@" 2>>"$PROXY_LOG" &
 	PROXY_PID=$!
 	T_PIDS+=($PROXY_PID)
@@ -196,7 +223,9 @@ wait_for() {
 log_has() { grep -Eq "$1" "$PROXY_LOG"; }
 # session_line N: the Nth event=session line.
 session_line() { grep "event=session" "$PROXY_LOG" | sed -n "${1:-1}p"; }
-wait_sessions() { wait_for "${2:-10}" test "$(grep -c 'event=session' "$PROXY_LOG")" -ge "$1"; }
+# count_ge N FILE REGEX: FILE has at least N lines matching REGEX (re-read on each poll).
+count_ge() { [ "$(grep -Ec "$3" "$2" 2>/dev/null)" -ge "$1" ]; }
+wait_sessions() { wait_for "${2:-10}" count_ge "$1" "$PROXY_LOG" "event=session"; }
 
 # json FILE KEY: a top-level value of the server's per-message record.
 json() { "$PY" -c 'import json,sys; v=json.load(open(sys.argv[1]))[sys.argv[2]]; print(v if not isinstance(v,list) else " ".join(v))' "$1" "$2"; }
@@ -209,7 +238,7 @@ nmsgs() { ls "$SRV_OUT"/msg-*.json 2>/dev/null | wc -l; }
 cli_run() { ip netns exec "$NS_CLI" "$@"; }
 
 # chat SCRIPT-ON-STDIN: scripted dialogue from the client to the server's address.
-chat() { ip netns exec "$NS_CLI" "$PY" "$PEERS/chat.py" "${CHAT_HOST:-$SRV4}" 25 -; }
+chat() { ip netns exec "$NS_CLI" "$PY" "$PEERS/chat.py" "${CHAT_HOST:-$SRV4}" "${CHAT_PORT:-25}" -; }
 
 # swaks from the client namespace to the server's address (intercepted on gw).
 cswaks() {

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# The daemon around the relay: syslog (facility mail), configuration file and
+# command line, --check-config, loops, limits, timeouts, SIGHUP, SIGTERM drain.
+. "$(dirname "$0")/../lib/common.sh"
+
+# ---- configuration, no network needed -----------------------------------
+conf=$T_TMP/good.conf
+cat >"$conf" <<C
+# a comment
+listen = 127.0.0.1:10025 [::1]:10025
+helo_name = relay.example.org   # trailing comment
+connect_timeout = 10s
+reply_timeout = 2m
+buffer_size = 64k
+C
+ok "--check-config accepts a good file" "$STARTTLSD" --check-config -c "$conf"
+printf 'listen = 127.0.0.1:10025\nreply_timeout = soon\n' >"$T_TMP/bad1.conf"
+"$STARTTLSD" --check-config -c "$T_TMP/bad1.conf" >"$T_TMP/bad1.out" 2>&1; rc=$?
+ok "bad value: non-zero exit" test $rc -ne 0
+ok "bad value: message names file, line and key" grep -q "bad1.conf:2: reply_timeout: expected a number" "$T_TMP/bad1.out"
+printf 'lisen = 127.0.0.1:10025\n' >"$T_TMP/bad2.conf"
+"$STARTTLSD" --check-config -c "$T_TMP/bad2.conf" >"$T_TMP/bad2.out" 2>&1; rc=$?
+ok "unknown key: refused with its name" bash -c "test $rc -ne 0 && grep -q 'bad2.conf:1: lisen: unknown key' $T_TMP/bad2.out"
+"$STARTTLSD" --check-config --max-line-length 100 >"$T_TMP/bad3.out" 2>&1; rc=$?
+ok "option out of range: refused with bounds" bash -c "test $rc -ne 0 && grep -q -- '--max-line-length: 100: out of range (512..65536)' $T_TMP/bad3.out"
+"$STARTTLSD" --check-config --listen 10.0.0.1 >"$T_TMP/bad4.out" 2>&1; rc=$?
+ok "listen without a port: refused" bash -c "test $rc -ne 0 && grep -q 'listen: 10.0.0.1' $T_TMP/bad4.out"
+"$STARTTLSD" --check-config --client-cert /nonexistent.pem --client-key /nonexistent.key >"$T_TMP/bad5.out" 2>&1; rc=$?
+ok "unreadable client certificate: refused" bash -c "test $rc -ne 0 && grep -q nonexistent.pem $T_TMP/bad5.out"
+"$STARTTLSD" --check-config -c "$conf" --helo-name "bad name" >"$T_TMP/bad6.out" 2>&1; rc=$?
+ok "the command line wins over the file (and is checked)" bash -c "test $rc -ne 0 && grep -q 'helo_name: bad name' $T_TMP/bad6.out"
+ok "--help lists every key as an option" bash -c "'$STARTTLSD' --help | grep -q -- '--client-timeout'"
+
+# ---- running daemon ------------------------------------------------------
+topo_up
+redirect_on
+server starttls
+cat >"$T_TMP/run.conf" <<C
+helo_name = first.example.org
+max_sessions = 2
+client_timeout = 3s
+C
+PROXY_BASE=()
+proxy_syslog -c "$T_TMP/run.conf"
+
+ok "mail through the proxy" cswaks --body "syslog test"
+wait_sessions 1
+ok "syslog got the session line" wait_for 5 grep -q "event=session" "$SYSLOG_OUT"
+ok "syslog: facility mail, priority info (<22>), ident starttlsd[pid]" \
+	grep -Eq "^<22>.* starttlsd\[$PROXY_PID\]: event=session id=[0-9a-f]{16} client=$CLI4:[0-9]+ dst=$SRV4:25 action=upgraded tls=TLSv1.3" "$SYSLOG_OUT"
+ok "syslog: the start line" grep -Eq "^<22>.*starttlsd\[[0-9]+\]: event=start version=" "$SYSLOG_OUT"
+ok "our EHLO used helo_name from the file" grep -q "cmd EHLO first.example.org" "$SRV_LOG"
+
+# Loop: a connection made to the proxy's own port, not redirected.
+CHAT_HOST=$GWL4 CHAT_PORT=10025 chat >"$T_TMP/loop.chat" <<S
+< 421 4.4.6
+eof
+S
+ok "direct connection to the proxy port is refused as a loop (421 4.4.6)" test $? -eq 0
+wait_sessions 2
+ok "loop logged with reason=loop at warning (<20>)" grep -Eq "^<20>.*action=refused .*reason=loop" "$SYSLOG_OUT"
+
+# Limits: max_sessions = 2; a third concurrent client gets 421 4.3.2.
+hold() { chat >"$T_TMP/hold$1.chat" <<S
+< 220
+> EHLO hold.example.org
+< 250
+sleep 2
+> QUIT
+< 221
+S
+}
+hold 1 & h1=$!
+hold 2 & h2=$!
+wait_for 5 count_ge 2 "$SRV_LOG" "cmd EHLO hold.example.org"
+chat >"$T_TMP/third.chat" <<S
+< 421 4.3.2
+eof
+S
+ok "over max_sessions: 421 4.3.2" test $? -eq 0
+wait $h1; r1=$?; wait $h2; r2=$?
+ok "the sessions already there were not disturbed" test $r1 -eq 0 -a $r2 -eq 0
+
+# Client timeout: a silent client gets 421 4.4.2 after client_timeout.
+chat >"$T_TMP/idle.chat" <<S
+< 220
+> EHLO idle.example.org
+< 250
+< 421 4.4.2
+eof
+S
+ok "idle client: 421 4.4.2 after client_timeout" test $? -eq 0
+ok "idle client: logged reason=\"client timeout\"" wait_for 5 grep -q 'reason="client timeout"' "$PROXY_LOG"
+
+# SIGHUP: a new helo_name for new sessions; a broken file is refused.
+sed -i 's/first.example.org/second.example.org/' "$T_TMP/run.conf"
+kill -HUP "$PROXY_PID"
+ok "reload logged" wait_for 5 grep -q "event=reload .*helo_name=second.example.org" "$PROXY_LOG"
+ok "mail after reload" cswaks --body "after reload"
+ok "new sessions use the reloaded helo_name" grep -q "cmd EHLO second.example.org" "$SRV_LOG"
+echo "data_timeout = lots" >>"$T_TMP/run.conf"
+kill -HUP "$PROXY_PID"
+ok "broken config on reload: refused, logged" wait_for 5 grep -q 'event=reload msg="configuration refused, keeping the running one: .*data_timeout: expected a number' "$PROXY_LOG"
+ok "still relaying with the old config" cswaks --body "after bad reload"
+
+# SIGTERM drains: a session in the middle of DATA finishes, then exit 0.
+chat >"$T_TMP/drain.chat" <<S &
+< 220
+> EHLO drain.example.org
+< 250
+> MAIL FROM:<d@example.org>
+< 250
+> RCPT TO:<d@example.net>
+< 250
+> DATA
+< 354
+> Subject: drain
+sleep 1.5
+> still here
+> .
+< 250
+> QUIT
+< 221
+S
+dpid=$!
+wait_for 5 grep -q "cmd DATA" "$SRV_LOG"
+sleep 0.3
+n=$(nmsgs)
+kill -TERM "$PROXY_PID"
+wait $dpid; rc=$?
+ok "SIGTERM: the session in DATA completes with the server's 250" test $rc -eq 0
+ok "SIGTERM: its message was delivered" test "$(nmsgs)" -eq $((n + 1))
+ok "SIGTERM: the proxy exits 0 once drained" proxy_stop
+ok "stop logged" grep -q "event=stop" "$PROXY_LOG"
+
+finish
