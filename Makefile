@@ -59,6 +59,17 @@ unit: $(UNIT_BINS)
 deps:
 	@tests/deps.sh
 
+# The whole suite: unit tests and integration tests, each against the
+# optimised build and the AddressSanitizer/UBSan build.
+test: deps
+	$(MAKE) all unit
+	$(MAKE) SANITIZE=1 all unit
+	tests/run-integration.sh build/starttlsd
+	tests/run-integration.sh build/san/starttlsd
+
+integration: all
+	tests/run-integration.sh $(BUILD)/starttlsd
+
 clean:
 	rm -rf build
 

@@ -26,6 +26,7 @@
 #include "starttlsd/smtp.h"
 
 #define SESS_MAX_INFLIGHT 128
+#define SESS_LINGER 5 /* seconds a finished session waits for the client to close */
 
 enum sess_phase {
 	SP_UPSTREAM,   /* negotiating the server leg; the client waits */
@@ -233,7 +234,10 @@ sess_reason(struct session *s, const char *reason)
 
 /*
  * Stop relaying: close the server leg, flush what the client is owed (plus
- * an optional last reply), then close. Returns -1 if s is gone already.
+ * an optional last reply), half-close, and linger until the client closes
+ * too, discarding what it still sends: closing a socket with unread input
+ * makes the kernel send a RST, which can destroy our last reply in flight.
+ * Returns -1 if s is gone already.
  */
 static int
 sess_finish(struct session *s, const char *reason, const char *last_reply)
@@ -243,15 +247,28 @@ sess_finish(struct session *s, const char *reason, const char *last_reply)
 		return 0;
 	s->phase = SP_CLOSING;
 	conn_cleanup(&s->up.conn);
-	conn_read(&s->client, false);
-	if (last_reply != NULL && s->client.state == CONN_S_OPEN)
-		conn_write(&s->client, last_reply, strlen(last_reply));
-	if (s->client.state != CONN_S_OPEN || buf_len(&s->client.out) == 0)
+	if (s->client.state != CONN_S_OPEN)
 		return sess_close(s);
+	if (last_reply != NULL)
+		conn_write(&s->client, last_reply, strlen(last_reply));
+	if (s->client_eof && buf_len(&s->client.out) == 0)
+		return sess_close(s);
+	buf_clear(&s->client.in);
 	conn_shutdown_write(&s->client);
-	/* A client that does not read its last reply is not waited for long. */
-	conn_timeout(&s->client, 30, false);
+	conn_read(&s->client, true);
+	conn_timeout(&s->client, SESS_LINGER, false);
 	s->ctk = TK_CLOSING;
+	return 0;
+}
+
+/* In SP_CLOSING: done once our output is out and the client has closed. */
+static int
+sess_linger(struct session *s)
+{
+	buf_clear(&s->client.in);
+	if (buf_len(&s->client.out) == 0 && s->client_eof)
+		return sess_close(s);
+	conn_read(&s->client, true);
 	return 0;
 }
 
@@ -661,17 +678,16 @@ sess_client_cb(struct conn *c, enum conn_event ev, void *arg)
 	(void)c;
 	switch (ev) {
 	case CONN_EV_READ:
-		return sess_pump(s);
 	case CONN_EV_DRAINED:
 		if (s->phase == SP_CLOSING)
-			return sess_close(s);
+			return sess_linger(s);
 		return sess_pump(s);
 	case CONN_EV_EOF:
 		s->client_eof = true;
+		if (s->phase == SP_CLOSING)
+			return sess_linger(s);
 		if (s->phase == SP_UPSTREAM || s->phase == SP_CLIENT_TLS)
 			return sess_finish(s, "client closed", NULL);
-		if (s->phase == SP_CLOSING)
-			return sess_close(s);
 		return sess_pump(s);
 	case CONN_EV_ERROR:
 		snprintf(why, sizeof(why), "client: %s", s->client.errstr);

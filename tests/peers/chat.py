@@ -9,6 +9,7 @@ Script lines:
   > TEXT      send TEXT + CRLF
   >> TEXT     send TEXT with Python escapes (\\r \\n \\x00 ...), nothing added
   >file PATH  send the bytes of PATH as they are
+  starttls    start TLS on the connection (no certificate check), print version
   close-write shut down our sending side
   eof         expect the server to close (nothing more to read)
   sleep SECS
@@ -77,6 +78,16 @@ def main():
                 if want and not rep.decode("latin-1").startswith(want):
                     print("FAIL: wanted %s" % want)
                     return 1
+            elif line == "starttls":
+                import ssl
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                if buf:
+                    print("FAIL: %d bytes already received before TLS" % len(buf))
+                    return 1
+                s = ctx.wrap_socket(s)
+                print("T: " + s.version())
             elif line == "close-write":
                 s.shutdown(socket.SHUT_WR)
                 print("S: <shutdown>")
