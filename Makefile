@@ -67,6 +67,10 @@ test: deps
 	tests/run-integration.sh build/starttlsd
 	tests/run-integration.sh build/san/starttlsd
 
+demo: deps
+	$(MAKE) all
+	tests/demo.sh
+
 integration: all
 	tests/run-integration.sh $(BUILD)/starttlsd
 
