@@ -67,6 +67,16 @@ test: deps
 	tests/run-integration.sh build/starttlsd
 	tests/run-integration.sh build/san/starttlsd
 
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: all
+	install -D -m 0755 $(BUILD)/starttlsd $(DESTDIR)$(PREFIX)/sbin/starttlsd
+	install -D -m 0644 docs/starttlsd.8 $(DESTDIR)$(PREFIX)/share/man/man8/starttlsd.8
+	install -D -m 0644 docs/starttlsd.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/starttlsd.conf.5
+	install -D -m 0644 deploy/starttlsd.conf $(DESTDIR)$(PREFIX)/share/doc/starttlsd/starttlsd.conf.example
+	@if [ ! -e $(DESTDIR)/etc/starttlsd/starttlsd.conf ]; then \
+		install -D -m 0644 deploy/starttlsd.conf $(DESTDIR)/etc/starttlsd/starttlsd.conf; fi
+
 demo: deps
 	$(MAKE) all
 	tests/demo.sh

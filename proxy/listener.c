@@ -170,6 +170,10 @@ listener_accept_one(struct ev_loop *loop, struct listener *l, int fd,
 			refuse = "loop";
 		}
 	}
+	/* Our own upstream connection, redirected back (only local peers can be). */
+	if (refuse == NULL && is_local_addr(peer) && sess_is_own_upstream(peer)) {
+		refuse = "loop";
+	}
 	if (refuse == NULL && sess_count() >= env->cfg.max_sessions)
 		refuse = "too many sessions";
 	sess_start(loop, env, fd, (struct sockaddr *)peer,

@@ -136,6 +136,18 @@ sess_env_unref(struct sess_env *e)
 	free(e);
 }
 
+bool
+sess_is_own_upstream(const struct sockaddr_storage *peer)
+{
+	for (const struct session *s = sess_list; s != NULL; s = s->next) {
+		if (s->up.locallen == 0 || s->up.local.ss_family != peer->ss_family)
+			continue;
+		if (memcmp(&s->up.local, peer, s->up.locallen) == 0)
+			return true;
+	}
+	return false;
+}
+
 unsigned
 sess_count(void)
 {
@@ -181,10 +193,11 @@ sess_log(struct session *s)
 	log_str(&l, "client", s->client_str);
 	log_str(&l, "dst", s->dst_str);
 	log_str(&l, "action", sess_action(s));
+	/* tls, cipher and verify are always there, for dashboards. */
 	log_str(&l, "tls", s->up.tls ? ti->version : "none");
+	log_str(&l, "cipher", s->up.tls ? ti->cipher : "none");
+	log_str(&l, "verify", s->up.tls ? ti->verify : "none");
 	if (s->up.tls) {
-		log_str(&l, "cipher", ti->cipher);
-		log_str(&l, "verify", ti->verify);
 		log_str(&l, "peer_subject", ti->subject);
 		log_str(&l, "peer_issuer", ti->issuer);
 		log_str(&l, "spki_sha256", ti->spki_sha256);

@@ -92,6 +92,11 @@ up_connect(struct upstream *up)
 	if (conn_connect(&up->conn, (struct sockaddr *)&up->dst, up->dstlen,
 	    up->p->mark, &up->mark_failed) < 0)
 		return up_finish(up, UP_RES_FAILED, "%s", up->conn.errstr);
+	/* The port is bound by connect(): remember it for loop detection. */
+	up->locallen = sizeof(up->local);
+	if (getsockname(up->conn.fd, (struct sockaddr *)&up->local,
+	    &up->locallen) < 0)
+		up->locallen = 0;
 	up->state = UP_CONNECT;
 	conn_timeout(&up->conn, up->p->connect_timeout, false);
 	return 0;

@@ -43,6 +43,13 @@ void sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
     const struct sockaddr *client, const struct sockaddr *dst,
     socklen_t dstlen, const char *refuse);
 
+/*
+ * Is peer the local end of one of our own upstream connections? Then a
+ * redirect (typically an output-chain rule without the mark exemption)
+ * brought our own connection back to us.
+ */
+bool sess_is_own_upstream(const struct sockaddr_storage *peer);
+
 /* Number of live sessions. */
 unsigned sess_count(void);
 /*

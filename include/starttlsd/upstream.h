@@ -64,6 +64,8 @@ struct upstream {
 	unsigned attempt;           /* 1, or 2 after a fallback reconnect */
 	bool no_starttls;           /* the fallback attempt never tries TLS */
 	bool mark_failed;
+	struct sockaddr_storage local; /* our end of the current connection */
+	socklen_t locallen;            /* 0 while not connected */
 	enum up_action action;
 	struct smtp_caps caps;      /* the last EHLO reply's */
 	bool esmtp;                 /* EHLO accepted (else HELO) */

@@ -31,7 +31,7 @@ delivered() {
 	ok "$mode: server saw plaintext" test "$(json "$(msg_json 1)" tls)" = None
 	wait_sessions $((n + 1))
 	local line; line=$(last_session)
-	ok "$mode: logged action=$action tls=none" grep -q "action=$action tls=none" <<<"$line"
+	ok "$mode: logged action=$action tls=none" grep -q "action=$action tls=none cipher=none verify=none" <<<"$line"
 	ok "$mode: logged why ($why)" grep -Eq "tls_error=\"?$why" <<<"$line"
 }
 
