@@ -35,6 +35,8 @@ in_gw swaks --server "$SRV4" --port 25 --helo local.example.org --from l@example
 ok "without the mark: the looped connection is refused (421 4.4.6)" wait_for 5 log_has "action=refused .*reason=loop"
 ok "without the mark: the client gets a 421, not a 250" grep -q "^<\*\* 421" "$T_TMP/loop.out"
 ok "nothing more was stored" test "$(nmsgs)" -eq 1
+ok "the loop stopped at once: two session lines, the outer and the looped one" \
+	test "$(grep -c event=session "$PROXY_LOG")" -eq 2
 ok "proxy exits cleanly" proxy_stop
 
 # Daemon mode: no -f; pid_file written; SIGTERM removes it.
