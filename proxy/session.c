@@ -637,6 +637,9 @@ sess_timers(struct session *s)
 		conn_timeout(&s->up.conn, uk == TK_DATA ? cfg->data_timeout :
 		    uk == TK_REPLY ? cfg->reply_timeout : 0, true);
 	}
+	/* An idle session keeps no buffer memory. */
+	conn_trim(&s->client);
+	conn_trim(&s->up.conn);
 }
 
 /* ---- the strategy function ---------------------------------------------------------- */
