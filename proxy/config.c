@@ -17,6 +17,7 @@
 #include <openssl/ssl.h>
 
 #include "starttlsd/config.h"
+#include "starttlsd/nft.h"
 
 #define CONFIG_LINE_MAX 4096
 
@@ -46,6 +47,18 @@ static const struct config_key config_keys[] = {
 	  "HOST:PORT: fixed destination instead of the original one (smarthost mode)" },
 	{ "upstream_mark", CK_UINT, OFF(upstream_mark), "0x2525", 0, UINT32_MAX,
 	  "SO_MARK on upstream sockets, so an output-chain redirect skips them (0: none)" },
+	{ "intercept", CK_BOOL, OFF(intercept), "off", 0, 0,
+	  "install and own the nftables table \"inet starttlsd\" that redirects port 25" },
+	{ "intercept_interfaces", CK_LIST, OFF(intercept_interfaces), NULL, 0, 0,
+	  "LAN interfaces whose forwarded port-25 traffic is taken" },
+	{ "intercept_local", CK_BOOL, OFF(intercept_local), "off", 0, 0,
+	  "also take port-25 connections made on the gateway itself" },
+	{ "intercept_bypass", CK_LIST, OFF(intercept_bypass), NULL, 0, 0,
+	  "destinations (CIDR) never intercepted, kept in an nftables set" },
+	{ "intercept_method", CK_STR, OFF(intercept_method), "redirect", 0, 0,
+	  "redirect (NAT) or tproxy (IP_TRANSPARENT listeners)" },
+	{ "tproxy_mark", CK_UINT, OFF(tproxy_mark), "0x1", 1, UINT32_MAX,
+	  "mark set on tproxied packets, for the policy-routing rule" },
 	{ "helo_name", CK_STR, OFF(helo_name), NULL, 0, 0,
 	  "name for our own EHLO to the server (default: the host name)" },
 	{ "tls_min_version", CK_TLSVER, OFF(tls_min_version), "1.2", 0, 0,
@@ -113,6 +126,30 @@ list_free(struct config_list *l)
 	l->n = 0;
 }
 
+/* Add the space-separated values of v to l. */
+static int
+list_append(struct config_list *l, const char *v, const char **why)
+{
+	char *copy, *tok, *save = NULL;
+
+	if ((copy = strdup(v)) == NULL)
+		return *why = "out of memory", -1;
+	for (tok = strtok_r(copy, " \t", &save); tok != NULL;
+	    tok = strtok_r(NULL, " \t", &save)) {
+		if (l->n == CONFIG_LIST_MAX) {
+			free(copy);
+			return *why = "too many values (at most 64)", -1;
+		}
+		if ((l->item[l->n] = strdup(tok)) == NULL) {
+			free(copy);
+			return *why = "out of memory", -1;
+		}
+		l->n++;
+	}
+	free(copy);
+	return 0;
+}
+
 static int
 parse_u64(const char *s, uint64_t *out, const char **end)
 {
@@ -121,7 +158,11 @@ parse_u64(const char *s, uint64_t *out, const char **end)
 	if (!isdigit((unsigned char)*s))
 		return -1;
 	errno = 0;
-	*out = strtoull(s, &e, 0);
+	/* Decimal, or hex with 0x (marks); never octal: "010" is ten. */
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+		*out = strtoull(s + 2, &e, 16);
+	else
+		*out = strtoull(s, &e, 10);
 	if (errno != 0)
 		return -1;
 	*end = e;
@@ -167,28 +208,9 @@ key_set(struct config *c, const struct config_key *k, const char *v,
 			return *why = "out of memory", -1;
 		return 0;
 	}
-	case CK_LIST: {
-		struct config_list *l = (struct config_list *)(void *)field;
-		char *copy, *tok, *save = NULL;
-
-		list_free(l);
-		if ((copy = strdup(v)) == NULL)
-			return *why = "out of memory", -1;
-		for (tok = strtok_r(copy, " \t", &save); tok != NULL;
-		    tok = strtok_r(NULL, " \t", &save)) {
-			if (l->n == CONFIG_MAX_LISTEN) {
-				free(copy);
-				return *why = "too many values (at most 16)", -1;
-			}
-			if ((l->item[l->n] = strdup(tok)) == NULL) {
-				free(copy);
-				return *why = "out of memory", -1;
-			}
-			l->n++;
-		}
-		free(copy);
-		return 0;
-	}
+	case CK_LIST:
+		list_free((struct config_list *)(void *)field);
+		return list_append((struct config_list *)(void *)field, v, why);
 	case CK_TLSVER:
 		if (strcmp(v, "1.2") == 0 || strcasecmp(v, "TLSv1.2") == 0)
 			*(int *)(void *)field = TLS1_2_VERSION;
@@ -406,6 +428,50 @@ validate(struct config *c, char *err, size_t errlen)
 		    c->upstream);
 		return -1;
 	}
+	if (c->listen.n > CONFIG_MAX_LISTEN) {
+		set_err(err, errlen, "listen: at most %d addresses",
+		    CONFIG_MAX_LISTEN);
+		return -1;
+	}
+	if (c->intercept_method == NULL &&
+	    (c->intercept_method = strdup("redirect")) == NULL) {
+		set_err(err, errlen, "out of memory");
+		return -1;
+	}
+	if (c->max_line_length >= c->buffer_size) {
+		set_err(err, errlen, "max_line_length (%u) must be smaller than "
+		    "buffer_size (%u): a line has to fit in the buffer",
+		    c->max_line_length, c->buffer_size);
+		return -1;
+	}
+	if (strcmp(c->intercept_method, "redirect") != 0 &&
+	    strcmp(c->intercept_method, "tproxy") != 0) {
+		set_err(err, errlen, "intercept_method: %s: expected redirect "
+		    "or tproxy", c->intercept_method);
+		return -1;
+	}
+	for (size_t i = 0; i < c->intercept_interfaces.n; i++)
+		if (strlen(c->intercept_interfaces.item[i]) >= IFNAMSIZ) {
+			set_err(err, errlen, "intercept_interfaces: %s: longer "
+			    "than %d characters", c->intercept_interfaces.item[i],
+			    IFNAMSIZ - 1);
+			return -1;
+		}
+	for (size_t i = 0; i < c->intercept_bypass.n; i++) {
+		struct nft_prefix p;
+		if (nft_parse_prefix(c->intercept_bypass.item[i], &p) < 0) {
+			set_err(err, errlen, "intercept_bypass: %s: expected an "
+			    "address or ADDR/LEN with the host bits zero",
+			    c->intercept_bypass.item[i]);
+			return -1;
+		}
+	}
+	if (c->intercept && c->intercept_interfaces.n == 0 &&
+	    !c->intercept_local) {
+		set_err(err, errlen, "intercept: on, but neither "
+		    "intercept_interfaces nor intercept_local says what to take");
+		return -1;
+	}
 	if ((c->client_cert == NULL) != (c->client_key == NULL)) {
 		set_err(err, errlen, "client_cert and client_key go together");
 		return -1;
@@ -441,11 +507,11 @@ enum config_result
 config_load(struct config *c, int argc, char *const argv[], char *err,
     size_t errlen)
 {
-	struct option opts[NKEYS + 5];
+	struct option opts[NKEYS + 6];
 	char names[NKEYS][48];
 	struct cli_setting *cli = NULL;
 	size_t ncli = 0;
-	size_t nlisten_cli = 0;
+	bool cli_seen[NKEYS] = { false };
 	const char *why;
 	int ch;
 
@@ -470,7 +536,8 @@ config_load(struct config *c, int argc, char *const argv[], char *err,
 	opts[NKEYS + 1] = (struct option){ "check-config", no_argument, NULL, 'C' };
 	opts[NKEYS + 2] = (struct option){ "help", no_argument, NULL, 'h' };
 	opts[NKEYS + 3] = (struct option){ "version", no_argument, NULL, 'V' };
-	opts[NKEYS + 4] = (struct option){ NULL, 0, NULL, 0 };
+	opts[NKEYS + 4] = (struct option){ "print-ruleset", no_argument, NULL, 'P' };
+	opts[NKEYS + 5] = (struct option){ NULL, 0, NULL, 0 };
 
 	if ((cli = calloc((size_t)argc + 1, sizeof(*cli))) == NULL) {
 		set_err(err, errlen, "out of memory");
@@ -486,6 +553,9 @@ config_load(struct config *c, int argc, char *const argv[], char *err,
 			break;
 		case 'C':
 			c->check_config = true;
+			break;
+		case 'P':
+			c->print_ruleset = true;
 			break;
 		case 'f':
 			cli[ncli++] = (struct cli_setting){ key_find("foreground"), "yes" };
@@ -507,8 +577,14 @@ config_load(struct config *c, int argc, char *const argv[], char *err,
 			goto fail;
 		default: {
 			const struct config_key *k = &config_keys[ch - OPT_BASE];
-			cli[ncli++] = (struct cli_setting){ k,
-			    optarg != NULL ? optarg : "yes" };
+			const char *v = optarg;
+			bool b;
+
+			/* "--intercept on" as well as "--log-stderr" alone. */
+			if (v == NULL && k->type == CK_BOOL && optind < argc &&
+			    parse_bool(argv[optind], &b) == 0)
+				v = argv[optind++];
+			cli[ncli++] = (struct cli_setting){ k, v != NULL ? v : "yes" };
 			break;
 		}
 		}
@@ -521,24 +597,19 @@ config_load(struct config *c, int argc, char *const argv[], char *err,
 		goto fail;
 	for (size_t i = 0; i < ncli; i++) {
 		const struct config_key *k = cli[i].key;
-		if (k->type == CK_LIST && nlisten_cli++ > 0) {
-			/* Repeated --listen adds to the first one given. */
-			struct config_list *l = (struct config_list *)(void *)
-			    ((char *)c + k->off);
-			if (l->n == CONFIG_MAX_LISTEN) {
-				set_err(err, errlen, "--%s: at most %d", opts[k - config_keys].name,
-				    CONFIG_MAX_LISTEN);
-				goto fail;
-			}
-			if ((l->item[l->n++] = strdup(cli[i].val)) == NULL) {
-				set_err(err, errlen, "out of memory");
-				goto fail;
-			}
-			continue;
-		}
-		if (key_set(c, k, cli[i].val, &why) < 0) {
-			set_err(err, errlen, "--%s: %s: %s",
-			    opts[k - config_keys].name, cli[i].val, why);
+		size_t ki = (size_t)(k - config_keys);
+		int r;
+
+		/* A repeated list option (--listen A --listen B) adds values. */
+		if (k->type == CK_LIST && cli_seen[ki])
+			r = list_append((struct config_list *)(void *)
+			    ((char *)c + k->off), cli[i].val, &why);
+		else
+			r = key_set(c, k, cli[i].val, &why);
+		cli_seen[ki] = true;
+		if (r < 0) {
+			set_err(err, errlen, "--%s: %s: %s", opts[ki].name,
+			    cli[i].val, why);
 			goto fail;
 		}
 	}
@@ -576,6 +647,7 @@ config_usage(FILE *fp)
 	    "\n"
 	    "  -c, --config FILE       configuration file (key = value lines)\n"
 	    "      --check-config      validate the configuration and exit\n"
+	    "      --print-ruleset     print the nftables table intercept=on installs\n"
 	    "  -h, --help              this text\n"
 	    "  -V, --version           print the version\n"
 	    "\n"

@@ -59,6 +59,9 @@ log_begin(struct logline *l, const char *event)
 	log_put(l, event, strlen(event));
 }
 
+static void log_pair(struct logline *l, const char *key, const char *v,
+    size_t n);
+
 static bool
 needs_quotes(const char *v, size_t n)
 {
@@ -75,10 +78,23 @@ needs_quotes(const char *v, size_t n)
 void
 log_bytes(struct logline *l, const char *key, const char *v, size_t n)
 {
+	size_t start = l->len;
+
+	if (v == NULL || l->truncated)
+		return;
+	log_pair(l, key, v, n);
+	/* A pair that did not fit is dropped whole: no half value. */
+	if (l->truncated) {
+		l->len = start;
+		l->text[l->len] = '\0';
+	}
+}
+
+static void
+log_pair(struct logline *l, const char *key, const char *v, size_t n)
+{
 	char esc[8];
 
-	if (v == NULL)
-		return;
 	log_put(l, " ", 1);
 	log_put(l, key, strlen(key));
 	log_put(l, "=", 1);

@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include "starttlsd/config.h"
 #include "starttlsd/listener.h"
 #include "starttlsd/log.h"
+#include "starttlsd/nft.h"
 #include "starttlsd/session.h"
 #include "starttlsd/tls.h"
 
@@ -26,6 +28,8 @@ static struct {
 	struct listener listeners[CONFIG_MAX_LISTEN];
 	size_t nlisteners;
 	bool draining;
+	bool intercepting;        /* our nftables table is installed */
+	struct nft_spec spec;     /* ...as this */
 	ev_signal sigterm, sigint, sighup;
 	ev_timer drain_timer;
 	ev_prepare exit_check;
@@ -96,17 +100,87 @@ fail:
 	return NULL;
 }
 
+/* The interception table a configuration asks for. */
+static void
+intercept_spec(const struct config *c, struct nft_spec *spec)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+
+	memset(spec, 0, sizeof(*spec));
+	spec->method = strcmp(c->intercept_method, "tproxy") == 0 ?
+	    NFT_TPROXY : NFT_REDIRECT;
+	for (size_t i = 0; i < c->intercept_interfaces.n && i < NFT_MAX_IFACES; i++) {
+		snprintf(spec->ifaces[i], sizeof(spec->ifaces[i]), "%s",
+		    c->intercept_interfaces.item[i]);
+		spec->nifaces++;
+	}
+	spec->local = c->intercept_local;
+	spec->exempt_mark = c->upstream_mark;
+	spec->tproxy_mark = c->tproxy_mark;
+	/* Redirected connections go to the port of the first listener. */
+	if (config_parse_addr(c->listen.item[0], &ss, &sl) == 0)
+		spec->port = ntohs(ss.ss_family == AF_INET ?
+		    ((struct sockaddr_in *)(void *)&ss)->sin_port :
+		    ((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
+	for (size_t i = 0; i < c->intercept_bypass.n && i < NFT_MAX_BYPASS; i++)
+		if (nft_parse_prefix(c->intercept_bypass.item[i],
+		    &spec->bypass[spec->nbypass]) == 0)
+			spec->nbypass++;
+}
+
+static void
+log_intercept(const char *what)
+{
+	struct logline l;
+	char ifs[NFT_MAX_IFACES * IFNAMSIZ] = "";
+
+	size_t off = 0;
+
+	/* Fits: NFT_MAX_IFACES names of under IFNAMSIZ bytes, each + a space. */
+	for (size_t i = 0; i < g.spec.nifaces; i++)
+		off += (size_t)snprintf(ifs + off, sizeof(ifs) - off, "%s%s",
+		    i ? " " : "", g.spec.ifaces[i]);
+	log_begin(&l, "intercept");
+	log_str(&l, "action", what);
+	log_str(&l, "table", "inet " NFT_TABLE);
+	log_str(&l, "method", g.spec.method == NFT_TPROXY ? "tproxy" : "redirect");
+	log_str(&l, "interfaces", ifs);
+	log_str(&l, "local", g.spec.local ? "on" : "off");
+	log_u64(&l, "bypass", g.spec.nbypass);
+	log_u64(&l, "port", g.spec.port);
+	log_emit(&l, LOG_INFO);
+}
+
+/* Take the interception table away, so a stopped proxy black-holes nothing. */
+static void
+intercept_remove(void)
+{
+	char err[256];
+
+	if (!g.intercepting)
+		return;
+	if (nft_remove(err, sizeof(err)) < 0)
+		log_msg(LOG_ERR, "intercept", "cannot remove the table: %s", err);
+	else
+		log_intercept("removed");
+	g.intercepting = false;
+}
+
 static void
 log_start(const char *event)
 {
 	const struct config *c = &g.env->cfg;
 	struct logline l;
-	char listen[512] = "";
+	char listen[1024] = "";
+	size_t off = 0;
 
-	for (size_t i = 0; i < c->listen.n; i++) {
-		strncat(listen, c->listen.item[i], sizeof(listen) - strlen(listen) - 2);
-		if (i + 1 < c->listen.n)
-			strcat(listen, " ");
+	for (size_t i = 0; i < c->listen.n && off < sizeof(listen); i++) {
+		int n = snprintf(listen + off, sizeof(listen) - off, "%s%s",
+		    i ? " " : "", c->listen.item[i]);
+		if (n < 0)
+			break;
+		off += (size_t)n;
 	}
 	log_begin(&l, event);
 	log_str(&l, "version", STARTTLSD_VERSION);
@@ -129,6 +203,40 @@ lists_equal(const struct config_list *a, const struct config_list *b)
 	return true;
 }
 
+/*
+ * Bring the interception table in line with a new configuration: only the
+ * bypass sets when only they changed, else the whole table (atomically).
+ */
+static int
+intercept_reload(const struct config *c, char *err, size_t errlen)
+{
+	struct nft_spec spec;
+	struct nft_spec old = g.spec;
+
+	if (!c->intercept) {
+		intercept_remove();
+		return 0;
+	}
+	intercept_spec(c, &spec);
+	if (g.intercepting) {
+		old.nbypass = spec.nbypass;
+		memcpy(old.bypass, spec.bypass, sizeof(old.bypass));
+		if (memcmp(&old, &spec, sizeof(spec)) == 0) {
+			if (nft_update_bypass(&spec, err, errlen) < 0)
+				return -1;
+			g.spec = spec;
+			log_intercept("updated");
+			return 0;
+		}
+	}
+	if (nft_install(&spec, err, errlen) < 0)
+		return -1;
+	g.spec = spec;
+	g.intercepting = true;
+	log_intercept("installed");
+	return 0;
+}
+
 /* SIGHUP: build and validate a whole new configuration, then swap it in. */
 static void
 reload(void)
@@ -149,6 +257,12 @@ reload(void)
 	if ((e = env_new(&cfg, err, sizeof(err))) == NULL) {
 		log_msg(LOG_ERR, "reload", "configuration refused, keeping the "
 		    "running one: %s", err);
+		return;
+	}
+	if (intercept_reload(&e->cfg, err, sizeof(err)) < 0) {
+		log_msg(LOG_ERR, "reload", "configuration refused, keeping the "
+		    "running one: %s", err);
+		sess_env_unref(e);
 		return;
 	}
 	log_set_stderr(e->cfg.log_stderr);
@@ -191,6 +305,8 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	g.draining = true;
 	log_msg(LOG_INFO, "stop", "signal %d: no new sessions, draining %u",
 	    w->signum, sess_count());
+	/* New port-25 connections flow directly again from now on. */
+	intercept_remove();
 	listener_close(loop, g.listeners, g.nlisteners);
 	sess_drain();
 	ev_timer_init(&g.drain_timer, drain_timer_cb,
@@ -247,7 +363,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	bool check = cfg.check_config;
-	log_open(cfg.log_stderr, !check);
+	log_open(cfg.log_stderr, !check && !cfg.print_ruleset);
 	if ((g.env = env_new(&cfg, err, sizeof(err))) == NULL) {
 		if (check) {
 			fprintf(stderr, "starttlsd: %s\n", err);
@@ -260,19 +376,35 @@ main(int argc, char **argv)
 		sess_env_unref(g.env);
 		return 0;
 	}
+	if (g.env->cfg.print_ruleset) {
+		intercept_spec(&g.env->cfg, &g.spec);
+		nft_print(&g.spec, stdout);
+		sess_env_unref(g.env);
+		return 0;
+	}
 	for (size_t i = 0; i < g.env->cfg.listen.n; i++) {
 		if (listener_open(&g.listeners[i], g.env->cfg.listen.item[i], err,
 		    sizeof(err)) < 0)
 			log_fatal("%s", err);
 		g.nlisteners++;
 	}
+	/* Listeners first, then the redirect to them: never a black hole. */
+	if (g.env->cfg.intercept) {
+		intercept_spec(&g.env->cfg, &g.spec);
+		if (nft_install(&g.spec, err, sizeof(err)) < 0)
+			log_fatal("%s (nothing was installed)", err);
+		g.intercepting = true;
+		log_intercept("installed");
+	}
 	if (!g.env->cfg.foreground)
 		daemonize();
 	if (g.env->cfg.pid_file != NULL) {
 		FILE *fp = fopen(g.env->cfg.pid_file, "w");
-		if (fp == NULL)
+		if (fp == NULL) {
+			intercept_remove();
 			log_fatal("pid_file %s: %s", g.env->cfg.pid_file,
 			    strerror(errno));
+		}
 		fprintf(fp, "%d\n", (int)getpid());
 		fclose(fp);
 	}
@@ -292,6 +424,7 @@ main(int argc, char **argv)
 
 	ev_run(loop, 0);
 
+	intercept_remove();
 	listener_close(loop, g.listeners, g.nlisteners);
 	listener_set_env(NULL);
 	log_msg(LOG_INFO, "stop", "exiting");

@@ -14,10 +14,11 @@
 #include <sys/socket.h>
 
 #define CONFIG_MAX_LISTEN 16
+#define CONFIG_LIST_MAX 64 /* values in one list key */
 #define CONFIG_DEFAULT_PATH "/etc/starttlsd/starttlsd.conf"
 
 struct config_list {
-	char *item[CONFIG_MAX_LISTEN];
+	char *item[CONFIG_LIST_MAX];
 	size_t n;
 };
 
@@ -33,6 +34,15 @@ struct config {
 	struct config_list listen;
 	char *upstream;         /* HOST:PORT, NULL: transparent mode */
 	uint32_t upstream_mark; /* SO_MARK on upstream sockets, 0: none */
+
+	/* interception managed by starttlsd (nftables, libnftnl) */
+	bool intercept;
+	struct config_list intercept_interfaces;
+	bool intercept_local;
+	struct config_list intercept_bypass;
+	char *intercept_method;   /* "redirect" or "tproxy" */
+	uint32_t tproxy_mark;
+	bool print_ruleset;       /* command line only */
 
 	/* SMTP */
 	char *helo_name;
