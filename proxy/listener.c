@@ -34,12 +34,14 @@ listener_set_env(struct sess_env *env)
 }
 
 int
-listener_open(struct listener *l, const char *spec, char *err, size_t errlen)
+listener_open(struct listener *l, const char *spec, bool transparent,
+    char *err, size_t errlen)
 {
 	int one = 1;
 
 	memset(l, 0, sizeof(*l));
 	l->fd = -1;
+	l->transparent = transparent;
 	snprintf(l->name, sizeof(l->name), "%s", spec);
 	if (config_parse_addr(spec, &l->addr, &l->addrlen) < 0) {
 		snprintf(err, errlen, "listen %s: bad address", spec);
@@ -56,6 +58,16 @@ listener_open(struct listener *l, const char *spec, char *err, size_t errlen)
 	/* Both wildcards at once: the IPv6 one must not take IPv4 too. */
 	if (l->addr.ss_family == AF_INET6)
 		setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	/* TPROXY: accept connections addressed to anyone (CAP_NET_ADMIN). */
+	if (transparent && (l->addr.ss_family == AF_INET ?
+	    setsockopt(l->fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one)) :
+	    setsockopt(l->fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one))) < 0) {
+		snprintf(err, errlen, "listen %s: IP_TRANSPARENT: %s", spec,
+		    strerror(errno));
+		close(l->fd);
+		l->fd = -1;
+		return -1;
+	}
 	if (bind(l->fd, (struct sockaddr *)&l->addr, l->addrlen) < 0 ||
 	    listen(l->fd, 511) < 0) {
 		snprintf(err, errlen, "listen %s: %s", spec, strerror(errno));
@@ -132,7 +144,7 @@ is_local_addr(const struct sockaddr_storage *a)
 static bool
 is_loop(const struct sockaddr_storage *dst, const struct sockaddr_storage *self)
 {
-	if (same_addr(dst, self, true))
+	if (self != NULL && same_addr(dst, self, true))
 		return true;
 	for (size_t i = 0; i < n_listeners; i++) {
 		const struct sockaddr_storage *la = &all_listeners[i].addr;
@@ -157,7 +169,13 @@ listener_accept_one(struct ev_loop *loop, struct listener *l, int fd,
 	memset(&dst, 0, sizeof(dst));
 	if (getsockname(fd, (struct sockaddr *)&self, &slen) < 0)
 		memset(&self, 0, sizeof(self));
-	if (env->upstream_len == 0) {
+	if (env->upstream_len == 0 && l->transparent) {
+		/* TPROXY: the connection is addressed to the destination itself. */
+		dst = self;
+		dlen = slen;
+		if (is_loop(&dst, NULL))
+			refuse = "loop";
+	} else if (env->upstream_len == 0) {
 		int r = l->addr.ss_family == AF_INET ?
 		    getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &dst, &dlen) :
 		    getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &dst, &dlen);

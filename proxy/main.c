@@ -383,7 +383,9 @@ main(int argc, char **argv)
 		return 0;
 	}
 	for (size_t i = 0; i < g.env->cfg.listen.n; i++) {
-		if (listener_open(&g.listeners[i], g.env->cfg.listen.item[i], err,
+		if (listener_open(&g.listeners[i], g.env->cfg.listen.item[i],
+		    g.env->cfg.intercept &&
+		    strcmp(g.env->cfg.intercept_method, "tproxy") == 0, err,
 		    sizeof(err)) < 0)
 			log_fatal("%s", err);
 		g.nlisteners++;

@@ -452,7 +452,7 @@ static void
 rule_tproxy(struct nft_batch *nb, const char *iif, uint16_t port,
     uint32_t mark, const char *step)
 {
-	struct nftnl_rule *r = rule_new("tproxy");
+	struct nftnl_rule *r = rule_new("divert");
 	uint16_t p = htons(port);
 	struct nftnl_expr *e;
 
@@ -554,10 +554,10 @@ build_table(struct nft_batch *nb, const struct nft_spec *spec)
 			    spec->port, "add rule redirect");
 	}
 	if (spec->nifaces > 0 && spec->method == NFT_TPROXY) {
-		add_chain(nb, "tproxy", "filter", NF_INET_PRE_ROUTING,
-		    NFT_PRIO_MANGLE, "add chain tproxy (filter, mangle priority)");
-		rule_bypass(nb, "tproxy", AF_INET);
-		rule_bypass(nb, "tproxy", AF_INET6);
+		add_chain(nb, "divert", "filter", NF_INET_PRE_ROUTING,
+		    NFT_PRIO_MANGLE, "add chain divert (filter, mangle priority, tproxy)");
+		rule_bypass(nb, "divert", AF_INET);
+		rule_bypass(nb, "divert", AF_INET6);
 		for (size_t i = 0; i < spec->nifaces; i++)
 			rule_tproxy(nb, spec->ifaces[i], spec->port,
 			    spec->tproxy_mark, "add rule tproxy");
@@ -691,7 +691,7 @@ nft_print(const struct nft_spec *spec, FILE *fp)
 		fprintf(fp, "\t}\n");
 	}
 	if (spec->nifaces > 0 && spec->method == NFT_TPROXY) {
-		fprintf(fp, "\tchain tproxy {\n\t\ttype filter hook prerouting "
+		fprintf(fp, "\tchain divert {\n\t\ttype filter hook prerouting "
 		    "priority mangle; policy accept;\n");
 		fprintf(fp, "\t\tip daddr @%s return\n\t\tip6 daddr @%s return\n",
 		    NFT_SET4, NFT_SET6);

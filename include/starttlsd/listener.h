@@ -19,11 +19,16 @@ struct listener {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	char name[64];
+	bool transparent;
 };
 
-/* Bind and listen on "ADDR:PORT"; IPv6 sockets are v6-only. */
-int listener_open(struct listener *l, const char *spec, char *err,
-    size_t errlen);
+/*
+ * Bind and listen on "ADDR:PORT"; IPv6 sockets are v6-only. transparent:
+ * IP_TRANSPARENT (TPROXY), and the original destination of each connection
+ * is then its local address.
+ */
+int listener_open(struct listener *l, const char *spec, bool transparent,
+    char *err, size_t errlen);
 void listener_start(struct ev_loop *loop, struct listener *ls, size_t n);
 /* Stop accepting and close the sockets. */
 void listener_close(struct ev_loop *loop, struct listener *ls, size_t n);

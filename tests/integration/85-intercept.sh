@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# starttlsd owns its interception (intercept = on): the table "inet
+# starttlsd" appears at start, is replaced after a crash, updates its bypass
+# set on SIGHUP, and is gone after SIGTERM so port 25 flows as before.
+. "$(dirname "$0")/../lib/common.sh"
+
+topo_up
+server starttls
+tables() { in_gw nft list tables 2>/dev/null | grep -c "inet starttlsd"; }
+conf=$T_TMP/intercept.conf
+cat >"$conf" <<C
+intercept = on
+intercept_interfaces = lan0
+C
+proxy -c "$conf"
+
+ok "the table is installed at start" test "$(tables)" -eq 1
+ok "it redirects port 25 from lan0" bash -c "ip netns exec $NS_GW nft list table inet starttlsd | grep -q 'iifname \"lan0\" tcp dport 25 redirect to :10025'"
+ok "start logged (event=intercept action=installed)" log_has "event=intercept action=installed table=\"inet starttlsd\" method=redirect interfaces=lan0"
+ok "mail from the LAN is upgraded with no hand-written rule" cswaks --body "owned interception"
+ok "message stored over TLS" wait_msgs 1
+ok "over TLSv1.3, from the gateway" bash -c "test \"\$($PY -c 'import json;d=json.load(open(\"$(msg_json 1)\"));print(d[\"tls\"],d[\"peer\"])')\" = 'TLSv1.3 $GWW4'"
+
+# Bypass: SIGHUP with the server's network in intercept_bypass.
+echo "intercept_bypass = 198.51.100.0/24 2001:db8:2::/48" >>"$conf"
+kill -HUP "$PROXY_PID"
+ok "bypass update logged" wait_for 5 log_has "event=intercept action=updated .*bypass=2"
+ok "the bypass set holds the networks" bash -c "ip netns exec $NS_GW nft list set inet starttlsd bypass4 | grep -q '198.51.100.0/24'"
+n=$(grep -c event=session "$PROXY_LOG")
+ok "mail to a bypassed destination is sent" cswaks --body "bypassed"
+ok "it arrived" wait_msgs 2
+ok "straight from the client, untouched (no TLS)" bash -c "test \"\$($PY -c 'import json;d=json.load(open(\"$(msg_json 2)\"));print(d[\"tls\"],d[\"peer\"])')\" = 'None $CLI4'"
+ok "the proxy saw no session for it" test "$(grep -c event=session "$PROXY_LOG")" -eq "$n"
+sed -i '/intercept_bypass/d' "$conf"
+kill -HUP "$PROXY_PID"
+ok "bypass emptied on reload" wait_for 5 log_has "event=intercept action=updated .*bypass=0"
+ok "mail is intercepted again" cswaks --body "again"
+ok "over TLS again" bash -c "wait_msgs(){ :; }; test -f $(msg_json 3) || sleep 1; test \"\$($PY -c 'import json;print(json.load(open(\"$(msg_json 3)\"))[\"tls\"])')\" = TLSv1.3"
+
+# SIGTERM: the table goes first, then the daemon; port 25 flows directly.
+ok "SIGTERM: clean exit" proxy_stop
+ok "SIGTERM: the table is gone" test "$(tables)" -eq 0
+ok "removal logged" log_has "event=intercept action=removed"
+ok "after stop, mail flows directly" cswaks --body "proxy stopped"
+ok "...from the client itself, not through a proxy" bash -c "sleep 0.5; test \"\$($PY -c 'import json;print(json.load(open(\"$(msg_json 4)\"))[\"peer\"])')\" = $CLI4"
+
+# SIGKILL leaves a stale table; a restart replaces it: exactly one.
+: >"$PROXY_LOG"
+proxy -c "$conf"
+kill -9 "$PROXY_PID"; wait "$PROXY_PID" 2>/dev/null
+ok "after SIGKILL the stale table is still there" test "$(tables)" -eq 1
+: >"$PROXY_LOG"
+proxy -c "$conf"
+ok "restart: exactly one table" test "$(tables)" -eq 1
+ok "restart: mail upgraded" cswaks --body "after crash"
+wait_sessions 1
+ok "restart: session upgraded" grep -q "action=upgraded" <<<"$(session_line 1)"
+ok "proxy exits cleanly" proxy_stop
+
+# intercept_local: the gateway's own MTA, output chain, own connections exempt.
+: >"$PROXY_LOG"
+proxy --intercept on --intercept-local on
+ok "intercept_local: the output chain is there with the mark exemption" bash -c "ip netns exec $NS_GW nft list chain inet starttlsd output | grep -q 'meta mark 0x00002525 return'"
+ok "intercept_local: mail from the gateway itself" in_gw swaks --server "$SRV4" --port 25 --helo gw-mta.example.org \
+	--from l@example.org --to l@example.net --body "local" --timeout 20
+wait_sessions 1
+ok "intercept_local: upgraded, no loop" grep -Eq "dst=$SRV4:25 action=upgraded" <<<"$(session_line 1)"
+not_ok "intercept_local: no loop refusal" log_has "reason=loop"
+ok "proxy exits cleanly" proxy_stop
+
+# Errors from the kernel: without CAP_NET_ADMIN nothing starts half-way.
+out=$T_TMP/nocap.out
+ip netns exec "$NS_GW" setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all \
+	"$STARTTLSD" -f --listen 127.0.0.1:10099 --intercept on --intercept-interfaces lan0 >"$out" 2>&1
+rc=$?
+ok "no CAP_NET_ADMIN: refuses to start (exit 1)" test $rc -eq 1
+ok "no CAP_NET_ADMIN: says which step failed and why" grep -q "nftables: .*: Operation not permitted" "$out"
+ok "no CAP_NET_ADMIN: nothing installed" test "$(tables)" -eq 0
+
+# TPROXY: IP_TRANSPARENT listeners, policy routing set as docs/ say.
+in_gw ip rule add fwmark 0x1 lookup 100
+in_gw ip route add local 0.0.0.0/0 dev lo table 100
+in_gw ip -6 rule add fwmark 0x1 lookup 100
+in_gw ip -6 route add local ::/0 dev lo table 100
+: >"$PROXY_LOG"
+if ! proxy --intercept on --intercept-interfaces lan0 --intercept-method tproxy; then
+	skip "TPROXY: the kernel here refused it: $(tail -n 1 "$PROXY_LOG")"
+fi
+ok "tproxy: the divert chain is installed" bash -c "ip netns exec $NS_GW nft list chain inet starttlsd divert | grep -q 'tproxy to :10025'"
+ok "tproxy: mail from the LAN" cswaks --body "via tproxy"
+wait_sessions 1
+ok "tproxy: original destination from the accepted socket, upgraded" grep -Eq "client=$CLI4:[0-9]+ dst=$SRV4:25 action=upgraded tls=TLSv1.3" <<<"$(session_line 1)"
+ok "tproxy: IPv6 too" in_cli swaks -6 --server "$SRV6" --port 25 --helo client.example.org --from a@example.org --to b@example.net --body v6 --timeout 20
+wait_sessions 2
+ok "tproxy: v6 session upgraded" grep -Eq "dst=\[$SRV6\]:25 action=upgraded" <<<"$(session_line 2)"
+ok "proxy exits cleanly" proxy_stop
+ok "tproxy: the table is gone" test "$(tables)" -eq 0
+finish
