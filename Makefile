@@ -1,5 +1,5 @@
 # starttlsd: a transparent TLS-upgrading SMTP proxy.
-#   make              build build/starttlsd
+#   make              build build/starttlsd and build/starttlsctl
 #   make SANITIZE=1   build with AddressSanitizer + UBSan into build/san/
 #   make test         install what is missing, run every test (unit + integration)
 #   make demo         install what is missing, build, show the main job live
@@ -28,15 +28,15 @@ CPPFLAGS += -DSTARTTLSD_VERSION=\"$(VERSION)\" -Iinclude -isystem $(BSSL_INC) -D
 CFLAGS   ?= $(OPT)
 CFLAGS   += -std=c11 $(WARN) $(HARDEN) $(SANFLAGS) -MMD -MP
 LDFLAGS  += $(SANFLAGS) -pie -Wl,-z,relro,-z,now -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB)
-LDLIBS   += -lev -lnftnl -lmnl -lssl -lcrypto -lpthread
+LDLIBS   += -lev -lnftnl -lmnl -llmdb -lssl -lcrypto -lpthread
 
-LIB_SRCS := $(filter-out proxy/main.c,$(wildcard proxy/*.c))
+LIB_SRCS := $(filter-out proxy/main.c proxy/ctl.c,$(wildcard proxy/*.c))
 LIB_OBJS := $(LIB_SRCS:proxy/%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%)
 
 .PHONY: all clean test unit integration demo install deps
-all: $(BUILD)/starttlsd
+all: $(BUILD)/starttlsd $(BUILD)/starttlsctl
 
 $(BUILD)/obj/%.o: proxy/%.c
 	@mkdir -p $(dir $@)
@@ -47,6 +47,9 @@ $(BUILD)/libstarttlsd.a: $(LIB_OBJS)
 	$(AR) rcs $@ $^
 
 $(BUILD)/starttlsd: $(BUILD)/obj/main.o $(BUILD)/libstarttlsd.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/starttlsctl: $(BUILD)/obj/ctl.o $(BUILD)/libstarttlsd.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libstarttlsd.a
@@ -69,10 +72,22 @@ test: deps
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
+SYSTEMDUNITDIR ?= /etc/systemd/system
 install: all
 	install -D -m 0755 $(BUILD)/starttlsd $(DESTDIR)$(PREFIX)/sbin/starttlsd
+	install -D -m 0755 $(BUILD)/starttlsctl $(DESTDIR)$(PREFIX)/sbin/starttlsctl
 	install -D -m 0644 docs/starttlsd.8 $(DESTDIR)$(PREFIX)/share/man/man8/starttlsd.8
 	install -D -m 0644 docs/starttlsd.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/starttlsd.conf.5
+	install -D -m 0644 docs/starttlsctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/starttlsctl.8
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	sed 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' deploy/starttlsd.service \
+		>$(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd.service
+	install -D -m 0644 deploy/nftables.conf $(DESTDIR)$(PREFIX)/share/doc/starttlsd/nftables.conf
+	install -D -m 0755 deploy/iptables.sh $(DESTDIR)$(PREFIX)/share/doc/starttlsd/iptables.sh
+	install -D -m 0644 deploy/sysctl.conf $(DESTDIR)$(PREFIX)/share/doc/starttlsd/sysctl.conf
+	install -D -m 0644 deploy/rsyslog.conf $(DESTDIR)$(PREFIX)/share/doc/starttlsd/rsyslog.conf
+	install -d -m 0700 $(DESTDIR)/var/lib/starttlsd
 	install -D -m 0644 deploy/starttlsd.conf $(DESTDIR)$(PREFIX)/share/doc/starttlsd/starttlsd.conf.example
 	@if [ ! -e $(DESTDIR)/etc/starttlsd/starttlsd.conf ]; then \
 		install -D -m 0644 deploy/starttlsd.conf $(DESTDIR)/etc/starttlsd/starttlsd.conf; fi
@@ -87,4 +102,4 @@ integration: all
 clean:
 	rm -rf build
 
--include $(LIB_OBJS:.o=.d) $(BUILD)/obj/main.d
+-include $(LIB_OBJS:.o=.d) $(BUILD)/obj/main.d $(BUILD)/obj/ctl.d

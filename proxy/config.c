@@ -59,12 +59,20 @@ static const struct config_key config_keys[] = {
 	  "redirect (NAT) or tproxy (IP_TRANSPARENT listeners)" },
 	{ "tproxy_mark", CK_UINT, OFF(tproxy_mark), "0x1", 1, UINT32_MAX,
 	  "mark set on tproxied packets, for the policy-routing rule" },
+	{ "mode", CK_STR, OFF(mode), "monitor", 0, 0,
+	  "monitor (alert on downgrades) or enforce (also refuse with 4xx)" },
+	{ "state_dir", CK_STR, OFF(state_dir), "/var/lib/starttlsd", 0, 0,
+	  "where the pins live (LMDB); empty: remember nothing" },
+	{ "pin_expire", CK_DURATION, OFF(pin_expire), "30d", 0, 315360000,
+	  "a pin not seen with TLS for this long is forgotten (0: never)" },
+	{ "policy_file", CK_STR, OFF(policy_file), NULL, 0, 0,
+	  "static TLS policy for domains and destinations (docs/policy.md)" },
 	{ "helo_name", CK_STR, OFF(helo_name), NULL, 0, 0,
 	  "name for our own EHLO to the server (default: the host name)" },
 	{ "tls_min_version", CK_TLSVER, OFF(tls_min_version), "1.2", 0, 0,
 	  "lowest TLS version offered upstream: 1.2 or 1.3" },
 	{ "ca_file", CK_STR, OFF(ca_file), "/etc/ssl/certs/ca-certificates.crt", 0, 0,
-	  "CA bundle the server's chain is checked against (recorded, not enforced)" },
+	  "CA bundle the server's chain is checked against (enforced only by verify rules)" },
 	{ "client_cert", CK_STR, OFF(client_cert), NULL, 0, 0,
 	  "certificate chain (PEM) for STARTTLS offered to clients on the LAN leg" },
 	{ "client_key", CK_STR, OFF(client_key), NULL, 0, 0,
@@ -159,10 +167,26 @@ parse_u64(const char *s, uint64_t *out, const char **end)
 		return -1;
 	errno = 0;
 	/* Decimal, or hex with 0x (marks); never octal: "010" is ten. */
-	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
-		*out = strtoull(s + 2, &e, 16);
-	else
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		/* By hand: strtoull would take "0x 5", "0x-1" and "0x0x10". */
+		uint64_t v = 0;
+		const char *p = s + 2;
+
+		if (!isxdigit((unsigned char)*p))
+			return -1;
+		for (; isxdigit((unsigned char)*p); p++) {
+			unsigned d = isdigit((unsigned char)*p) ? (unsigned)(*p - '0') :
+			    (unsigned)(tolower((unsigned char)*p) - 'a' + 10);
+			if (v > (UINT64_MAX - d) / 16)
+				return -1;
+			v = v * 16 + d;
+		}
+		*out = v;
+		*end = p;
+		return 0;
+	} else {
 		*out = strtoull(s, &e, 10);
+	}
 	if (errno != 0)
 		return -1;
 	*end = e;
@@ -222,7 +246,8 @@ key_set(struct config *c, const struct config_key *k, const char *v,
 	case CK_UINT:
 	case CK_DURATION:
 	case CK_SIZE:
-		if (parse_u64(v, &n, &end) < 0)
+		if (parse_u64(v, &n, &end) < 0 ||
+		    (k->type != CK_UINT && (v[1] == 'x' || v[1] == 'X')))
 			return *why = "expected a number", -1;
 		if (k->type == CK_DURATION) {
 			switch (*end) {
@@ -433,6 +458,12 @@ validate(struct config *c, char *err, size_t errlen)
 		    CONFIG_MAX_LISTEN);
 		return -1;
 	}
+	if (c->mode == NULL || (strcmp(c->mode, "monitor") != 0 &&
+	    strcmp(c->mode, "enforce") != 0)) {
+		set_err(err, errlen, "mode: %s: expected monitor or enforce",
+		    c->mode ? c->mode : "");
+		return -1;
+	}
 	if (c->intercept_method == NULL &&
 	    (c->intercept_method = strdup("redirect")) == NULL) {
 		set_err(err, errlen, "out of memory");
@@ -448,6 +479,11 @@ validate(struct config *c, char *err, size_t errlen)
 	    strcmp(c->intercept_method, "tproxy") != 0) {
 		set_err(err, errlen, "intercept_method: %s: expected redirect "
 		    "or tproxy", c->intercept_method);
+		return -1;
+	}
+	if (c->intercept_interfaces.n > NFT_MAX_IFACES) {
+		set_err(err, errlen, "intercept_interfaces: at most %d",
+		    NFT_MAX_IFACES);
 		return -1;
 	}
 	for (size_t i = 0; i < c->intercept_interfaces.n; i++)
@@ -572,8 +608,17 @@ config_load(struct config *c, int argc, char *const argv[], char *err,
 			set_err(err, errlen, "%s: needs a value", argv[optind - 1]);
 			goto fail;
 		case '?':
-			set_err(err, errlen, "%s: unknown option (see --help)",
-			    argv[optind - 1]);
+			/* optopt: an unknown letter inside "-xf" is named as such. */
+			/*
+			 * optopt is an unknown letter ("-x" inside "-fxf"), or
+			 * the value of a known option misused ("--help=1").
+			 */
+			if (optopt > 0 && optopt < 256 && strchr("cfhVCP", optopt) == NULL)
+				set_err(err, errlen, "-%c: unknown option (see --help)",
+				    optopt);
+			else
+				set_err(err, errlen, "%s: unknown option (see --help)",
+				    argv[optind - 1]);
 			goto fail;
 		default: {
 			const struct config_key *k = &config_keys[ch - OPT_BASE];

@@ -18,11 +18,32 @@
 #endif
 
 #define ACCEPT_BURST 64
+#define ACCEPT_PAUSE 0.1 /* seconds without accept() after EMFILE */
 
 static struct sess_env *cur_env;
 static struct listener *all_listeners;
 static size_t n_listeners;
 static ev_tstamp last_accept_error;
+static ev_timer pause_timer;
+
+static void
+pause_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	for (size_t i = 0; i < n_listeners; i++)
+		if (all_listeners[i].fd >= 0)
+			ev_io_start(loop, &all_listeners[i].w);
+}
+
+static void
+listener_pause(struct ev_loop *loop)
+{
+	for (size_t i = 0; i < n_listeners; i++)
+		ev_io_stop(loop, &all_listeners[i].w);
+	ev_timer_init(&pause_timer, pause_timer_cb, ACCEPT_PAUSE, 0.);
+	ev_timer_start(loop, &pause_timer);
+}
 
 void
 listener_set_env(struct sess_env *env)
@@ -157,6 +178,22 @@ is_loop(const struct sockaddr_storage *dst, const struct sockaddr_storage *self)
 	return false;
 }
 
+/* Was this connection NAT-redirected (original destination not ourselves)? */
+static bool
+nat_original_dst(int fd, int family, const struct sockaddr_storage *self,
+    struct sockaddr_storage *dst, socklen_t *dlen)
+{
+	socklen_t len = sizeof(*dst);
+	int r = family == AF_INET ?
+	    getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, dst, &len) :
+	    getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, dst, &len);
+
+	if (r < 0 || same_addr(dst, self, true))
+		return false;
+	*dlen = len;
+	return true;
+}
+
 static void
 listener_accept_one(struct ev_loop *loop, struct listener *l, int fd,
     struct sockaddr_storage *peer)
@@ -169,8 +206,13 @@ listener_accept_one(struct ev_loop *loop, struct listener *l, int fd,
 	memset(&dst, 0, sizeof(dst));
 	if (getsockname(fd, (struct sockaddr *)&self, &slen) < 0)
 		memset(&self, 0, sizeof(self));
-	if (env->upstream_len == 0 && l->transparent) {
-		/* TPROXY: the connection is addressed to the destination itself. */
+	if (env->upstream_len == 0 && l->transparent &&
+	    !nat_original_dst(fd, l->addr.ss_family, &self, &dst, &dlen)) {
+		/*
+		 * TPROXY: the connection is addressed to the destination
+		 * itself. (A NAT-redirected one, from intercept_local's output
+		 * chain, is handled below like any redirect.)
+		 */
 		dst = self;
 		dlen = slen;
 		if (is_loop(&dst, NULL))
@@ -214,12 +256,18 @@ listener_cb(struct ev_loop *loop, ev_io *w, int revents)
 			if (errno == EAGAIN || errno == EWOULDBLOCK ||
 			    errno == EINTR || errno == ECONNABORTED)
 				return;
-			/* EMFILE and friends: say so, at most once a second. */
+			/*
+			 * EMFILE and friends: the pending connection stays
+			 * readable, so pause accepting for a moment instead of
+			 * spinning, and say so at most once a second.
+			 */
 			if (ev_now(loop) - last_accept_error >= 1.0) {
 				last_accept_error = ev_now(loop);
-				log_msg(LOG_ERR, "error", "accept on %s: %s",
-				    l->name, strerror(errno));
+				log_msg(LOG_ERR, "error", "accept on %s: %s "
+				    "(pausing accepts for %.1fs)", l->name,
+				    strerror(errno), ACCEPT_PAUSE);
 			}
+			listener_pause(loop);
 			return;
 		}
 		listener_accept_one(loop, l, fd, &peer);
@@ -241,6 +289,7 @@ listener_start(struct ev_loop *loop, struct listener *ls, size_t n)
 void
 listener_close(struct ev_loop *loop, struct listener *ls, size_t n)
 {
+	ev_timer_stop(loop, &pause_timer);
 	for (size_t i = 0; i < n; i++) {
 		if (ls[i].fd < 0)
 			continue;

@@ -54,6 +54,7 @@ log_begin(struct logline *l, const char *event)
 {
 	l->len = 0;
 	l->truncated = false;
+	l->marked = false;
 	l->text[0] = '\0';
 	log_put(l, "event=", 6);
 	log_put(l, event, strlen(event));
@@ -160,9 +161,11 @@ log_fmt(struct logline *l, const char *key, const char *fmt, ...)
 void
 log_emit(struct logline *l, int prio)
 {
-	if (l->truncated) {
+	if (l->truncated && !l->marked) {
+		/* Once: a second emit of the same line must not add it again. */
 		memcpy(l->text + l->len, " truncated=1", 13);
 		l->len += 12;
+		l->marked = true;
 	}
 	if (log_to_syslog)
 		syslog(prio, "%s", l->text);

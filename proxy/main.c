@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +19,8 @@
 #include "starttlsd/listener.h"
 #include "starttlsd/log.h"
 #include "starttlsd/nft.h"
+#include "starttlsd/pinstore.h"
+#include "starttlsd/policy.h"
 #include "starttlsd/session.h"
 #include "starttlsd/tls.h"
 
@@ -33,6 +36,9 @@ static struct {
 	ev_signal sigterm, sigint, sighup;
 	ev_timer drain_timer;
 	ev_prepare exit_check;
+	struct pin_store *pins;   /* NULL: no state_dir, or it failed */
+	ev_timer pin_timer;
+	ev_tstamp pin_last_error;
 } g;
 
 /* Turn a validated config into what sessions share. Takes cfg over. */
@@ -72,6 +78,16 @@ env_new(struct config *cfg, char *err, size_t errlen)
 		e->upstream_len = res->ai_addrlen;
 		freeaddrinfo(res);
 	}
+	e->mode = strcmp(e->cfg.mode, "enforce") == 0 ? POLICY_ENFORCE :
+	    POLICY_MONITOR;
+	if (e->cfg.policy_file != NULL &&
+	    policy_load(e->cfg.policy_file, &e->policy, err, errlen) < 0) {
+		char tmp[512];
+		snprintf(tmp, sizeof(tmp), "policy_file: %s", err);
+		snprintf(err, errlen, "%s", tmp);
+		goto fail;
+	}
+	e->pins = g.pins;
 	e->up = (struct up_params){
 		.helo_name = e->cfg.helo_name,
 		.ctx = e->up_ctx,
@@ -185,10 +201,13 @@ log_start(const char *event)
 	log_begin(&l, event);
 	log_str(&l, "version", STARTTLSD_VERSION);
 	log_str(&l, "listen", listen);
-	log_str(&l, "mode", c->upstream ? "upstream" : "transparent");
+	log_str(&l, "relay", c->upstream ? "upstream" : "transparent");
 	log_str(&l, "upstream", c->upstream);
 	log_str(&l, "helo_name", c->helo_name);
 	log_str(&l, "client_tls", g.env->client_ctx ? "on" : "off");
+	log_str(&l, "mode", c->mode);
+	log_str(&l, "pins", g.pins ? c->state_dir : "off");
+	log_u64(&l, "policy_rules", g.env->policy.n);
 	log_emit(&l, LOG_INFO);
 }
 
@@ -222,7 +241,12 @@ intercept_reload(const struct config *c, char *err, size_t errlen)
 		old.nbypass = spec.nbypass;
 		memcpy(old.bypass, spec.bypass, sizeof(old.bypass));
 		if (memcmp(&old, &spec, sizeof(spec)) == 0) {
-			if (nft_update_bypass(&spec, err, errlen) < 0)
+			/*
+			 * If someone flushed the ruleset (nftables.service
+			 * does on reload) the sets are gone: install anew.
+			 */
+			if (nft_update_bypass(&spec, err, errlen) < 0 &&
+			    nft_install(&spec, err, errlen) < 0)
 				return -1;
 			g.spec = spec;
 			log_intercept("updated");
@@ -238,22 +262,66 @@ intercept_reload(const struct config *c, char *err, size_t errlen)
 }
 
 /* SIGHUP: build and validate a whole new configuration, then swap it in. */
+/* Keep a string setting that only a restart can change; say so. */
+static int
+keep_for_restart(const char *key, char **now, const char *running)
+{
+	if ((*now == NULL && running == NULL) ||
+	    (*now != NULL && running != NULL && strcmp(*now, running) == 0))
+		return 0;
+	log_msg(LOG_WARNING, "reload", "%s changed: takes effect at the next "
+	    "restart", key);
+	free(*now);
+	*now = running ? strdup(running) : NULL;
+	return running != NULL && *now == NULL ? -1 : 0;
+}
+
 static void
 reload(void)
 {
+	const struct config *run = &g.env->cfg;
 	struct config cfg;
 	struct sess_env *e;
 	char err[512];
 
+	if (g.draining) {
+		/* Never put interception back while we are going away. */
+		log_msg(LOG_NOTICE, "reload", "ignored: shutting down");
+		return;
+	}
 	if (config_load(&cfg, g.argc, g.argv, err, sizeof(err)) != CONFIG_OK) {
 		config_free(&cfg);
 		log_msg(LOG_ERR, "reload", "configuration refused, keeping the "
 		    "running one: %s", err);
 		return;
 	}
-	if (!lists_equal(&cfg.listen, &g.env->cfg.listen))
+	/*
+	 * The sockets, their kind and the open store stay as started: keep
+	 * their settings, so the new table and the log match what runs.
+	 */
+	if (!lists_equal(&cfg.listen, &run->listen)) {
 		log_msg(LOG_WARNING, "reload", "listen changed: takes effect "
 		    "at the next restart");
+		for (size_t i = 0; i < cfg.listen.n; i++)
+			free(cfg.listen.item[i]);
+		cfg.listen.n = 0;
+		for (size_t i = 0; i < run->listen.n; i++)
+			if ((cfg.listen.item[cfg.listen.n] =
+			    strdup(run->listen.item[i])) != NULL)
+				cfg.listen.n++;
+	}
+	if (keep_for_restart("intercept_method", &cfg.intercept_method,
+	    run->intercept_method) < 0 ||
+	    keep_for_restart("state_dir", &cfg.state_dir, run->state_dir) < 0) {
+		config_free(&cfg);
+		log_msg(LOG_ERR, "reload", "out of memory");
+		return;
+	}
+	if (cfg.pin_expire != run->pin_expire) {
+		log_msg(LOG_WARNING, "reload", "pin_expire changed: takes "
+		    "effect at the next restart");
+		cfg.pin_expire = run->pin_expire;
+	}
 	if ((e = env_new(&cfg, err, sizeof(err))) == NULL) {
 		log_msg(LOG_ERR, "reload", "configuration refused, keeping the "
 		    "running one: %s", err);
@@ -270,6 +338,39 @@ reload(void)
 	sess_env_unref(g.env);
 	g.env = e;
 	log_start("reload");
+}
+
+/* Write queued pin sightings: one transaction a second, never an fsync. */
+static void
+pin_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	char err[256];
+
+	(void)w;
+	(void)revents;
+	if (g.pins == NULL || pin_commit(g.pins, err, sizeof(err)) == 0)
+		return;
+	/* Loud, but not a flood: the relay goes on regardless. */
+	if (ev_now(loop) - g.pin_last_error >= 60.0) {
+		g.pin_last_error = ev_now(loop);
+		log_msg(LOG_ERR, "pinstore", "commit failed, sightings are "
+		    "kept in memory and retried: %s", err);
+	}
+}
+
+/* Open the pin store; a broken one is logged and relaying goes on. */
+static void
+pins_open(const struct config *c)
+{
+	char err[512];
+
+	if (c->state_dir == NULL)
+		return;
+	g.pins = pin_open(c->state_dir, false, (int64_t)c->pin_expire, err,
+	    sizeof(err));
+	if (g.pins == NULL)
+		log_msg(LOG_ERR, "pinstore", "cannot open, running without "
+		    "pins (downgrades of pinned servers go unnoticed): %s", err);
 }
 
 static void
@@ -314,19 +415,31 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_timer_start(loop, &g.drain_timer);
 }
 
+/* Each session holds two descriptors: take all the kernel allows us. */
 static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static int
 daemonize(void)
 {
 	pid_t pid = fork();
 	int fd;
 
 	if (pid < 0)
-		log_fatal("fork: %s", strerror(errno));
+		return -1;
 	if (pid > 0)
 		_exit(0);
 	setsid();
 	if ((pid = fork()) < 0)
-		log_fatal("fork: %s", strerror(errno));
+		return -1;
 	if (pid > 0)
 		_exit(0);
 	if (chdir("/") < 0)
@@ -339,6 +452,7 @@ daemonize(void)
 			close(fd);
 	}
 	log_set_stderr(false);
+	return 0;
 }
 
 int
@@ -349,6 +463,7 @@ main(int argc, char **argv)
 	char err[512];
 
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
 	g.argc = argc;
 	g.argv = argv;
 	switch (config_load(&cfg, argc, argv, err, sizeof(err))) {
@@ -398,8 +513,13 @@ main(int argc, char **argv)
 		g.intercepting = true;
 		log_intercept("installed");
 	}
-	if (!g.env->cfg.foreground)
-		daemonize();
+	if (!g.env->cfg.foreground && daemonize() < 0) {
+		intercept_remove();
+		log_fatal("fork: %s", strerror(errno));
+	}
+	/* LMDB handles do not survive a fork: open in the process that uses them. */
+	pins_open(&g.env->cfg);
+	g.env->pins = g.pins;
 	if (g.env->cfg.pid_file != NULL) {
 		FILE *fp = fopen(g.env->cfg.pid_file, "w");
 		if (fp == NULL) {
@@ -422,6 +542,9 @@ main(int argc, char **argv)
 	ev_signal_start(loop, &g.sighup);
 	ev_prepare_init(&g.exit_check, exit_check_cb);
 	ev_prepare_start(loop, &g.exit_check);
+	ev_timer_init(&g.pin_timer, pin_timer_cb, 1.0, 1.0);
+	if (g.pins != NULL)
+		ev_timer_start(loop, &g.pin_timer);
 	log_start("start");
 
 	ev_run(loop, 0);
@@ -433,6 +556,8 @@ main(int argc, char **argv)
 	if (g.env->cfg.pid_file != NULL)
 		unlink(g.env->cfg.pid_file);
 	sess_env_unref(g.env);
+	if (g.pins != NULL)
+		pin_close(g.pins); /* commits and syncs what is queued */
 	ev_loop_destroy(loop);
 	log_close();
 	return 0;

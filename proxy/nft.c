@@ -54,6 +54,8 @@ batch_init(struct nft_batch *nb)
 		return -1;
 	nb->b = mnl_nlmsg_batch_start(nb->buf, NFT_BATCH_BYTES);
 	nb->seq0 = nb->seq = (uint32_t)time(NULL);
+	/* A failure here (no CAP_NET_ADMIN) is reported against the begin. */
+	nb->step[0] = "begin transaction";
 	nftnl_batch_begin(mnl_nlmsg_batch_current(nb->b), nb->seq++);
 	mnl_nlmsg_batch_next(nb->b);
 	return 0;
@@ -173,6 +175,12 @@ batch_send(struct nft_batch *nb, bool ok_enoent, char *err, size_t errlen)
 				    strerror(-e->error));
 			rc = -1;
 		}
+		/*
+		 * After a failure the kernel may not answer the rest (a
+		 * refused batch begin stops it): do not wait for them.
+		 */
+		if (rc < 0)
+			break;
 	}
 	mnl_socket_close(nl);
 	return rc;

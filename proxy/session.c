@@ -51,6 +51,8 @@ enum local_reply {
 	LR_STARTTLS_AGAIN,
 	LR_LINE_TOO_LONG,
 	LR_BDAT_SYNTAX,
+	LR_RCPT_TLS,
+	LR_DATA_NO_RCPT,
 };
 
 static const char *const local_text[] = {
@@ -60,6 +62,8 @@ static const char *const local_text[] = {
 	[LR_STARTTLS_AGAIN] = "554 5.5.1 Error: TLS already active\r\n",
 	[LR_LINE_TOO_LONG] = "500 5.5.2 Line too long\r\n",
 	[LR_BDAT_SYNTAX] = "501 5.5.4 Syntax error in BDAT: closing, the chunk cannot be framed\r\n",
+	[LR_RCPT_TLS] = "450 4.7.0 starttlsd: TLS to this recipient's domain is required but not available, try again later\r\n",
+	[LR_DATA_NO_RCPT] = "451 4.7.0 starttlsd: no recipient may be sent without TLS, try again later\r\n",
 };
 
 #define P_SYNC      0x01 /* the client parser waits for this reply */
@@ -72,6 +76,19 @@ struct pend {
 	uint8_t verb;  /* enum smtp_verb */
 	uint8_t local; /* enum local_reply; LR_NONE: the server answers */
 	uint8_t flags;
+	uint8_t rcpt;  /* RCPT: 1 + slot in txn, 0: none */
+	uint8_t gen;   /* end of a message: its transaction */
+};
+
+#define SESS_TXN_SLOTS 32 /* recipient domains remembered, for two messages */
+#define SESS_ALERTED 8      /* domains alerted once per session */
+
+/* A recipient domain of the current transaction, for learning pins. */
+struct txn_dom {
+	char name[256];
+	bool used;
+	bool accepted;
+	uint8_t gen;   /* the transaction it belongs to */
 };
 
 enum timer_kind { TK_OFF, TK_CLIENT, TK_REPLY, TK_DATA, TK_TLS, TK_CLOSING };
@@ -99,6 +116,20 @@ struct session {
 	bool client_injection;
 	bool client_eof, up_eof;
 	bool relayed;              /* reached relay: "refused" otherwise */
+	bool blocked;              /* refused by policy */
+	struct sockaddr_storage dst;
+	/*
+	 * Recipient domains by transaction: the current one, and the message
+	 * whose final reply is still to come (clients pipeline MAIL after ".").
+	 */
+	struct txn_dom *txn;       /* SESS_TXN_SLOTS, allocated on first RCPT */
+	uint8_t txn_gen;
+	bool msg_pending;
+	uint8_t msg_gen;
+	unsigned rcpt_forwarded, rcpt_blocked;
+	uint32_t alerted[SESS_ALERTED];
+	size_t nalerted;
+	unsigned alerts;
 	unsigned msgs;
 	int prio;
 	char reason[200];
@@ -132,6 +163,7 @@ sess_env_unref(struct sess_env *e)
 		return;
 	SSL_CTX_free(e->up_ctx);
 	SSL_CTX_free(e->client_ctx);
+	policy_free(&e->policy);
 	config_free(&e->cfg);
 	free(e);
 }
@@ -177,6 +209,8 @@ sess_addr_str(const struct sockaddr *sa, char *out, size_t cap)
 static const char *
 sess_action(const struct session *s)
 {
+	if (s->blocked)
+		return "blocked";
 	if (!s->relayed)
 		return "refused";
 	return up_action_str(s->up.action);
@@ -210,6 +244,8 @@ sess_log(struct session *s)
 		log_str(&l, "client_injection", "discarded");
 	if (s->up.mark_failed)
 		log_str(&l, "mark", "failed");
+	if (s->alerts > 0)
+		log_u64(&l, "alerts", s->alerts);
 	log_u64(&l, "msgs", s->msgs);
 	log_u64(&l, "bytes_up", s->client.bytes_read);
 	log_u64(&l, "bytes_down", s->client.bytes_written);
@@ -224,6 +260,7 @@ static int
 sess_close(struct session *s)
 {
 	sess_log(s);
+	free(s->txn);
 	conn_cleanup(&s->client);
 	up_cleanup(&s->up);
 	if (s->prev)
@@ -236,6 +273,14 @@ sess_close(struct session *s)
 	sess_env_unref(s->env);
 	free(s);
 	return -1;
+}
+
+/* The session line's priority only ever gets more severe. */
+static void
+sess_raise(struct session *s, int prio)
+{
+	if (prio < s->prio)
+		s->prio = prio;
 }
 
 static void
@@ -294,8 +339,234 @@ sess_up_failed(struct session *s, const char *why)
 	snprintf(s->reason, sizeof(s->reason), "server: %s", why);
 	snprintf(r, sizeof(r), "421 4.4.2 starttlsd: connection to %s lost (%s)\r\n",
 	    s->dst_str, why);
-	s->prio = LOG_WARNING;
+	sess_raise(s, LOG_WARNING);
 	return sess_finish(s, s->reason, r);
+}
+
+/* ---- policy ------------------------------------------------------------------ */
+
+static int64_t
+sess_now(const struct session *s)
+{
+	return (int64_t)ev_now(s->loop);
+}
+
+/* event=downgrade: one policy signal, for dashboards to alert on. */
+static void
+sess_alert(struct session *s, const struct policy_out *o, const char *domain,
+    const char *detail, const struct policy_ctx *ctx)
+{
+	struct logline l;
+	const char *rpt = policy_tlsrpt(o->sig);
+
+	s->alerts++;
+	log_begin(&l, "downgrade");
+	log_str(&l, "id", s->id);
+	log_str(&l, "client", s->client_str);
+	log_str(&l, "dst", s->dst_str);
+	log_str(&l, "domain", domain);
+	log_str(&l, "signal", policy_signal_str(o->sig));
+	if (detail != NULL && detail[0] != '\0')
+		log_str(&l, "detail", detail);
+	if (ctx->pinned)
+		log_int(&l, "pinned_since", (long long)ctx->pinned_since);
+	else
+		log_str(&l, "pinned_since", "never");
+	log_str(&l, "policy", ctx->rule ? policy_level_str(ctx->rule->level) :
+	    ctx->pinned ? "pin" : "none");
+	if (ctx->rule != NULL)
+		log_u64(&l, "policy_line", ctx->rule->line);
+	log_str(&l, "mode", policy_mode_str(o->mode));
+	log_str(&l, "action", o->block ? "blocked" : "allowed");
+	log_str(&l, "tlsrpt", rpt ? rpt : "none");
+	log_emit(&l, o->prio);
+	sess_raise(s, o->prio);
+}
+
+/* Fill ctx from the policy file and the pin for key (may be NULL). */
+static void
+sess_policy_ctx(struct session *s, const struct policy_rule *rule,
+    const char *key, struct policy_ctx *ctx)
+{
+	struct pin p;
+	char err[160];
+
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->mode = s->env->mode;
+	ctx->rule = rule;
+	if (s->env->pins == NULL || key == NULL)
+		return;
+	switch (pin_get(s->env->pins, key, sess_now(s), &p, err, sizeof(err))) {
+	case 1:
+		ctx->pinned = true;
+		ctx->pinned_since = p.first_seen;
+		ctx->pin_version = p.tls_version;
+		ctx->pin_has_spki = p.has_spki;
+		memcpy(ctx->pin_spki, p.spki, sizeof(ctx->pin_spki));
+		break;
+	case 0:
+		break;
+	default:
+		/* The store is broken: relay on, opportunistically, and say so. */
+		log_msg(LOG_ERR, "pinstore", "read %s: %s", key, err);
+		break;
+	}
+}
+
+/* Free the slots of transaction gen. */
+static void
+sess_txn_free(struct session *s, uint8_t gen)
+{
+	for (size_t i = 0; s->txn != NULL && i < SESS_TXN_SLOTS; i++)
+		if (s->txn[i].used && s->txn[i].gen == gen)
+			s->txn[i].used = false;
+}
+
+/* MAIL or RSET: a new transaction. */
+static void
+sess_txn_new(struct session *s)
+{
+	if (!s->msg_pending || s->msg_gen != s->txn_gen)
+		sess_txn_free(s, s->txn_gen);
+	s->txn_gen++;
+	s->rcpt_forwarded = s->rcpt_blocked = 0;
+}
+
+/* The end of a message was sent: its reply will settle its domains. */
+static uint8_t
+sess_txn_sent(struct session *s)
+{
+	s->msg_pending = true;
+	s->msg_gen = s->txn_gen;
+	s->rcpt_forwarded = s->rcpt_blocked = 0;
+	return s->txn_gen;
+}
+
+/* The slot for a recipient domain of the current transaction (1-based). */
+static uint8_t
+sess_txn_slot(struct session *s, const char *domain)
+{
+	size_t free_slot = SESS_TXN_SLOTS;
+
+	if (s->txn == NULL &&
+	    (s->txn = calloc(SESS_TXN_SLOTS, sizeof(*s->txn))) == NULL)
+		return 0;
+	for (size_t i = 0; i < SESS_TXN_SLOTS; i++) {
+		if (!s->txn[i].used) {
+			if (free_slot == SESS_TXN_SLOTS)
+				free_slot = i;
+			continue;
+		}
+		if (s->txn[i].gen == s->txn_gen &&
+		    strcmp(s->txn[i].name, domain) == 0)
+			return (uint8_t)(i + 1);
+	}
+	if (free_slot == SESS_TXN_SLOTS)
+		return 0; /* more domains than we remember: not pinned, fine */
+	s->txn[free_slot] = (struct txn_dom){ .used = true, .gen = s->txn_gen };
+	snprintf(s->txn[free_slot].name, sizeof(s->txn[0].name), "%s", domain);
+	return (uint8_t)(free_slot + 1);
+}
+
+/* The domain of "TO:<local@Domain.Example> params", lower-cased. */
+static bool
+rcpt_domain(const char *arg, size_t len, char *out, size_t cap)
+{
+	const char *lt = memchr(arg, '<', len), *gt, *at = NULL;
+	size_t n;
+
+	if (lt == NULL)
+		return false;
+	gt = memchr(lt, '>', len - (size_t)(lt - arg));
+	if (gt == NULL)
+		return false;
+	for (const char *p = lt + 1; p < gt; p++)
+		if (*p == '@')
+			at = p;
+	if (at == NULL)
+		return false;
+	n = (size_t)(gt - at - 1);
+	if (n == 0 || n >= cap)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)at[1 + i];
+		if (c <= ' ' || c == '"' || c == '\\')
+			return false;
+		out[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+	}
+	if (out[n - 1] == '.')
+		n--;
+	out[n] = '\0';
+	return n > 0;
+}
+
+static bool
+sess_alerted_once(struct session *s, const char *domain)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = domain; *p != '\0'; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	for (size_t i = 0; i < s->nalerted; i++)
+		if (s->alerted[i] == h)
+			return true;
+	if (s->nalerted < SESS_ALERTED)
+		s->alerted[s->nalerted++] = h;
+	return false;
+}
+
+/*
+ * A RCPT: does the recipient's domain need more TLS than this session has?
+ * Returns true when the recipient is refused (a 450 was queued).
+ */
+static bool
+sess_rcpt_policy(struct session *s, const char *domain)
+{
+	const char *names[POLICY_MAX_NAMES];
+	struct policy_ctx ctx;
+	struct policy_tls t;
+	struct policy_out o;
+	char key[PIN_KEY_MAX];
+
+	if (pin_key_domain(domain, strlen(domain), key, sizeof(key)) < 0)
+		return false;
+	sess_policy_ctx(s, policy_for_domain(&s->env->policy, domain), key,
+	    &ctx);
+	t = (struct policy_tls){
+		.tls = s->up.tls,
+		.version = s->up.tls_info.vnum,
+		.verified = s->up.tls_info.verified,
+		.spki = s->up.tls_info.has_spki ? s->up.tls_info.spki_raw : NULL,
+		.names = names,
+		.nnames = tls_info_names(&s->up.tls_info, names, POLICY_MAX_NAMES),
+	};
+	policy_for_rcpt(&ctx, &t, &o);
+	if (o.sig == POLICY_SIG_NONE)
+		return false;
+	if (o.alert && !sess_alerted_once(s, domain))
+		sess_alert(s, &o, domain, o.sig == POLICY_SIG_VERIFY_FAILED ?
+		    s->up.tls_info.verify : NULL, &ctx);
+	return o.block;
+}
+
+/*
+ * The final reply to message gen: if accepted over TLS, its recipients'
+ * domains are pinned. Either way its slots are done.
+ */
+static void
+sess_message_done(struct session *s, uint8_t gen, bool accepted)
+{
+	for (size_t i = 0; s->txn != NULL && i < SESS_TXN_SLOTS; i++) {
+		struct txn_dom *t = &s->txn[i];
+		if (!t->used || t->gen != gen)
+			continue;
+		if (accepted && t->accepted && s->up.tls && s->env->pins != NULL)
+			pin_note_domain(s->env->pins, t->name, strlen(t->name),
+			    (struct sockaddr *)&s->dst, sess_now(s));
+		t->used = false;
+	}
+	if (s->msg_pending && s->msg_gen == gen)
+		s->msg_pending = false;
 }
 
 /* ---- the reply queue ---------------------------------------------------------- */
@@ -313,17 +584,36 @@ q_full(const struct session *s)
 }
 
 static void
-q_push(struct session *s, enum smtp_verb verb, enum local_reply local,
-    uint8_t flags)
+q_push_rcpt(struct session *s, enum smtp_verb verb, enum local_reply local,
+    uint8_t flags, uint8_t rcpt)
 {
 	struct pend *p = &s->q[(s->qhead + s->qlen) % SESS_MAX_INFLIGHT];
 
 	p->verb = (uint8_t)verb;
 	p->local = (uint8_t)local;
 	p->flags = flags;
+	p->rcpt = rcpt;
+	p->gen = 0;
 	s->qlen++;
 	if (flags & P_SYNC)
 		s->sync_wait = true;
+}
+
+static void
+q_push(struct session *s, enum smtp_verb verb, enum local_reply local,
+    uint8_t flags)
+{
+	q_push_rcpt(s, verb, local, flags, 0);
+}
+
+/* The command that ends a message: its reply accepts it or not. */
+static void
+q_push_end(struct session *s, enum smtp_verb verb, uint8_t flags)
+{
+	uint8_t gen = sess_txn_sent(s);
+
+	q_push(s, verb, LR_NONE, flags);
+	s->q[(s->qhead + s->qlen - 1) % SESS_MAX_INFLIGHT].gen = gen;
 }
 
 static void
@@ -346,7 +636,7 @@ sess_client_starttls(struct session *s)
 	if (buf_len(&s->client.in) > 0) {
 		/* Command injection after STARTTLS (CVE-2011-0411 class). */
 		s->client_injection = true;
-		s->prio = LOG_WARNING;
+		sess_raise(s, LOG_WARNING);
 	}
 	s->phase = SP_CLIENT_TLS;
 	conn_start_tls(&s->client, ssl, true);
@@ -455,9 +745,15 @@ sess_relay_replies(struct session *s)
 		}
 		if (cur.verb == SMTP_V_AUTH && rep.code == 334)
 			s->mode = CM_AUTH;
-		if ((cur.flags & (P_DATA_END | P_BDAT_LAST)) &&
+		if (cur.rcpt != 0 && s->txn != NULL &&
 		    smtp_code_class(rep.code) == 2)
-			s->msgs++;
+			s->txn[cur.rcpt - 1].accepted = true;
+		if (cur.flags & (P_DATA_END | P_BDAT_LAST)) {
+			bool ok = smtp_code_class(rep.code) == 2;
+			if (ok)
+				s->msgs++;
+			sess_message_done(s, cur.gen, ok);
+		}
 		if (cur.verb == SMTP_V_QUIT)
 			return sess_finish(s, "quit", NULL);
 		if (rep.code == 421)
@@ -475,6 +771,28 @@ static bool
 sess_forward(struct session *s, const char *p, size_t n)
 {
 	return conn_write(&s->up.conn, p, n) == 0;
+}
+
+/* RCPT: policy per recipient domain, in pipelined order. */
+static int
+sess_rcpt(struct session *s, const struct smtp_cmd *cmd, const char *line,
+    size_t n)
+{
+	char domain[256];
+	uint8_t idx = 0;
+
+	if (rcpt_domain(cmd->arg, cmd->arg_len, domain, sizeof(domain))) {
+		if (sess_rcpt_policy(s, domain)) {
+			s->rcpt_blocked++;
+			q_push(s, SMTP_V_RCPT, LR_RCPT_TLS, 0);
+			return 0;
+		}
+		idx = sess_txn_slot(s, domain);
+	}
+	s->rcpt_forwarded++;
+	sess_forward(s, line, n);
+	q_push_rcpt(s, SMTP_V_RCPT, LR_NONE, 0, idx);
+	return 0;
 }
 
 /* One complete command line (LF included). Returns -1 if s is gone. */
@@ -505,13 +823,30 @@ sess_command(struct session *s, const char *line, size_t n)
 			return 0;
 		}
 		sess_forward(s, line, n);
-		q_push(s, cmd.verb, LR_NONE, cmd.bdat_last ? P_BDAT_LAST : 0);
+		if (cmd.bdat_last)
+			q_push_end(s, SMTP_V_BDAT, P_BDAT_LAST);
+		else
+			q_push(s, cmd.verb, LR_NONE, 0);
 		if (cmd.bdat_size > 0) {
 			s->mode = CM_BDAT;
 			s->bdat_left = cmd.bdat_size;
 		}
 		return 0;
+	case SMTP_V_RCPT:
+		return sess_rcpt(s, &cmd, line, n);
+	case SMTP_V_MAIL:
+	case SMTP_V_RSET:
+		sess_txn_new(s);
+		sess_forward(s, line, n);
+		q_push(s, cmd.verb, LR_NONE, 0);
+		return 0;
 	case SMTP_V_DATA:
+		if (s->rcpt_forwarded == 0 && s->rcpt_blocked > 0) {
+			/* Every recipient was refused by policy: no DATA. */
+			q_push(s, cmd.verb, LR_DATA_NO_RCPT, 0);
+			return 0;
+		}
+		/* FALLTHROUGH */
 	case SMTP_V_AUTH:
 	case SMTP_V_QUIT:
 		/* What follows depends on the reply: wait for it. */
@@ -549,7 +884,7 @@ sess_relay_client(struct session *s)
 			consumed = true;
 			if (done) {
 				s->mode = CM_COMMAND;
-				q_push(s, SMTP_V_DATA, LR_NONE, P_DATA_END);
+				q_push_end(s, SMTP_V_DATA, P_DATA_END);
 			}
 			continue;
 		case CM_BDAT:
@@ -673,7 +1008,7 @@ sess_pump(struct session *s)
 	if (s->client_eof) {
 		if (s->mode == CM_DATA || s->mode == CM_BDAT) {
 			/* Never let a cut-off message be completed. */
-			s->prio = LOG_WARNING;
+			sess_raise(s, LOG_WARNING);
 			return sess_finish(s, "client closed during message", NULL);
 		}
 		if (s->qlen == 0)
@@ -759,7 +1094,16 @@ static int
 sess_up_done(struct upstream *up, enum up_result res, void *arg)
 {
 	struct session *s = arg;
-	char r[300];
+	char r[512];
+
+	for (size_t i = 0; i < up->nalerts; i++)
+		sess_alert(s, &up->alerts[i].out, NULL, up->alerts[i].detail,
+		    &up->pol);
+	if (res == UP_RES_READY && up->action == UP_ACT_UPGRADED &&
+	    s->env->pins != NULL)
+		pin_note_dst(s->env->pins, (struct sockaddr *)&s->dst,
+		    up->tls_info.vnum, up->tls_info.has_spki ?
+		    up->tls_info.spki_raw : NULL, sess_now(s));
 
 	switch (res) {
 	case UP_RES_READY:
@@ -773,17 +1117,24 @@ sess_up_done(struct upstream *up, enum up_result res, void *arg)
 		free(up->greeting);
 		up->greeting = NULL;
 		if (up->action != UP_ACT_UPGRADED)
-			s->prio = LOG_NOTICE;
+			sess_raise(s, LOG_NOTICE);
 		conn_read(&s->up.conn, true);
 		conn_read(&s->client, true);
 		return sess_pump(s);
 	case UP_RES_REFUSED:
-		s->prio = LOG_NOTICE;
+		sess_raise(s, LOG_NOTICE);
 		snprintf(r, sizeof(r), "%s", up->reason);
 		conn_write(&s->client, up->reply, up->reply_len);
 		return sess_finish(s, r, NULL);
+	case UP_RES_BLOCKED:
+		s->blocked = true;
+		snprintf(r, sizeof(r), "421 4.7.0 starttlsd: TLS to %s is "
+		    "required but not available (%s), try again later\r\n",
+		    s->dst_str, up->reason);
+		sess_raise(s, LOG_WARNING);
+		return sess_finish(s, up->reason, r);
 	case UP_RES_FAILED:
-		s->prio = LOG_WARNING;
+		sess_raise(s, LOG_WARNING);
 		if (strcmp(up->reason, "response-injection") == 0) {
 			snprintf(r, sizeof(r), "421 4.7.0 starttlsd: %s: "
 			    "STARTTLS response injection, session aborted\r\n",
@@ -825,6 +1176,7 @@ sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
 		dstlen = env->upstream_len;
 	}
 	sess_addr_str(dst, s->dst_str, sizeof(s->dst_str));
+	memcpy(&s->dst, dst, dstlen < sizeof(s->dst) ? dstlen : sizeof(s->dst));
 	conn_init(&s->client, loop, fd, env->cfg.buffer_size, sess_client_cb, s);
 	s->up.state = UP_DONE;
 	s->up.conn.fd = -1;
@@ -837,7 +1189,7 @@ sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
 
 	if (refuse != NULL) {
 		char r[200];
-		s->prio = LOG_WARNING;
+		sess_raise(s, LOG_WARNING);
 		snprintf(r, sizeof(r), "421 %s starttlsd: %s, try again later\r\n",
 		    strcmp(refuse, "loop") == 0 ? "4.4.6" : "4.3.2", refuse);
 		sess_finish(s, refuse, r);
@@ -846,8 +1198,16 @@ sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
 	s->phase = SP_UPSTREAM;
 	/* Watch the client for an early close; its bytes wait in the buffer. */
 	conn_read(&s->client, true);
-	if (up_start(&s->up, loop, &env->up, dst, dstlen, sess_up_done, s) < 0)
-		return; /* done() ran and closed the session */
+	{
+		struct policy_ctx pol;
+		char key[PIN_KEY_MAX];
+
+		sess_policy_ctx(s, policy_for_addr(&env->policy, dst),
+		    pin_key_addr(dst, key, sizeof(key)) == 0 ? key : NULL, &pol);
+		if (up_start(&s->up, loop, &env->up, &pol, dst, dstlen,
+		    sess_up_done, s) < 0)
+			return; /* done() ran and closed the session */
+	}
 }
 
 void

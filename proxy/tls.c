@@ -134,6 +134,60 @@ name_str(X509_NAME *name, char *out, size_t cap)
 	BIO_free(b);
 }
 
+static void
+add_name(struct tls_info *out, const char *name, size_t len)
+{
+	size_t used = 0;
+
+	for (size_t i = 0; i < out->nnames; i++)
+		used += strlen(out->names + used) + 1;
+	/* Names with a NUL inside are forgeries: never compare them. */
+	if (len == 0 || memchr(name, '\0', len) != NULL ||
+	    used + len + 1 > sizeof(out->names))
+		return;
+	memcpy(out->names + used, name, len);
+	out->names[used + len] = '\0';
+	out->nnames++;
+}
+
+/* The DNS names a policy's mx patterns are checked against. */
+static void
+collect_names(X509 *peer, struct tls_info *out)
+{
+	GENERAL_NAMES *sans = X509_get_ext_d2i(peer, NID_subject_alt_name,
+	    NULL, NULL);
+
+	if (sans != NULL) {
+		for (size_t i = 0; i < sk_GENERAL_NAME_num(sans); i++) {
+			const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
+			if (gn->type == GEN_DNS)
+				add_name(out, (const char *)ASN1_STRING_get0_data(
+				    gn->d.dNSName), (size_t)ASN1_STRING_length(
+				    gn->d.dNSName));
+		}
+		GENERAL_NAMES_free(sans);
+	}
+	if (out->nnames == 0) {
+		char cn[256];
+		int n = X509_NAME_get_text_by_NID(X509_get_subject_name(peer),
+		    NID_commonName, cn, sizeof(cn));
+		if (n > 0)
+			add_name(out, cn, (size_t)n);
+	}
+}
+
+size_t
+tls_info_names(const struct tls_info *info, const char **out, size_t max)
+{
+	size_t off = 0, n = 0;
+
+	for (size_t i = 0; i < info->nnames && n < max; i++) {
+		out[n++] = info->names + off;
+		off += strlen(info->names + off) + 1;
+	}
+	return n;
+}
+
 void
 tls_info_get(SSL *ssl, struct tls_info *out)
 {
@@ -143,6 +197,7 @@ tls_info_get(SSL *ssl, struct tls_info *out)
 
 	memset(out, 0, sizeof(*out));
 	snprintf(out->version, sizeof(out->version), "%s", SSL_get_version(ssl));
+	out->vnum = SSL_version(ssl);
 	if (cipher != NULL)
 		snprintf(out->cipher, sizeof(out->cipher), "%s",
 		    SSL_CIPHER_standard_name(cipher));
@@ -160,8 +215,11 @@ tls_info_get(SSL *ssl, struct tls_info *out)
 		SHA256(der, (size_t)dlen, md);
 		for (size_t i = 0; i < sizeof(md); i++)
 			snprintf(out->spki_sha256 + 2 * i, 3, "%02x", md[i]);
+		memcpy(out->spki_raw, md, sizeof(md));
+		out->has_spki = true;
 		OPENSSL_free(der);
 	}
+	collect_names(peer, out);
 	vr = SSL_get_verify_result(ssl);
 	out->verified = vr == X509_V_OK;
 	snprintf(out->verify, sizeof(out->verify), "%s",

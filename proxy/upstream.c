@@ -102,22 +102,43 @@ up_connect(struct upstream *up)
 	return 0;
 }
 
-/* Close this connection and try again without STARTTLS (RFC 7435 fallback). */
+/* Remember a policy outcome for the session's log. */
+static void
+up_alert(struct upstream *up, const struct policy_out *o, const char *detail)
+{
+	struct up_alert *a;
+
+	if (!o->alert || up->nalerts == UP_MAX_ALERTS)
+		return;
+	a = &up->alerts[up->nalerts++];
+	a->out = *o;
+	snprintf(a->detail, sizeof(a->detail), "%s", detail ? detail : "");
+}
+
+/*
+ * TLS is not to be had (sig). Ask the policy; remember the alert; block,
+ * or go on as next says: continue on this connection, or reconnect.
+ */
 static int
-up_reconnect_plain(struct upstream *up, enum policy_signal sig,
-    const char *detail)
+up_tls_unavailable(struct upstream *up, enum policy_signal sig,
+    const char *detail, bool reconnect)
 {
 	struct ev_loop *loop = up->conn.loop;
+	struct policy_out o;
 
 	snprintf(up->tls_error, sizeof(up->tls_error), "%s%s%s",
 	    policy_signal_str(sig), detail ? ": " : "", detail ? detail : "");
-	switch (policy_tls_unavailable((struct sockaddr *)&up->dst, sig)) {
-	case POLICY_RECONNECT_PLAIN:
-		break;
-	case POLICY_CONTINUE_PLAIN:
-	case POLICY_REFUSE:
-		return up_finish(up, UP_RES_FAILED, "%s", up->tls_error);
-	}
+	policy_tls_unavailable(&up->pol, sig, &o);
+	up_alert(up, &o, detail);
+	if (o.block)
+		return up_finish(up, UP_RES_BLOCKED, "%s", up->tls_error);
+	if (!reconnect)
+		return 1; /* go on, plaintext, on this connection */
+	/*
+	 * The connection's SMTP state can no longer be trusted (a half-done
+	 * handshake, or a server that said something odd to STARTTLS): start
+	 * again without STARTTLS (RFC 7435 fallback).
+	 */
 	conn_cleanup(&up->conn);
 	conn_init(&up->conn, loop, -1, up->p->bufmax, up_conn_cb, up);
 	free(up->greeting);
@@ -126,6 +147,13 @@ up_reconnect_plain(struct upstream *up, enum policy_signal sig,
 	up->attempt++;
 	up->no_starttls = true;
 	return up_connect(up);
+}
+
+static int
+up_reconnect_plain(struct upstream *up, enum policy_signal sig,
+    const char *detail)
+{
+	return up_tls_unavailable(up, sig, detail, true);
 }
 
 static int
@@ -162,20 +190,54 @@ up_ready(struct upstream *up, enum up_action act)
 static int
 up_after_ehlo(struct upstream *up, const char *r, size_t rlen)
 {
+	int rc;
+
 	smtp_caps_parse(r, rlen, &up->caps);
 	up->esmtp = true;
 	if (up->no_starttls)
 		return up_ready(up, UP_ACT_FALLBACK);
 	if (!up->caps.starttls) {
-		snprintf(up->tls_error, sizeof(up->tls_error), "%s%s",
-		    policy_signal_str(POLICY_SIG_STARTTLS_MISSING),
-		    up->caps.starttls_masked ? " (masked capability)" : "");
-		if (policy_tls_unavailable((struct sockaddr *)&up->dst,
-		    POLICY_SIG_STARTTLS_MISSING) != POLICY_CONTINUE_PLAIN)
-			return up_finish(up, UP_RES_FAILED, "%s", up->tls_error);
+		rc = up_tls_unavailable(up, up->caps.starttls_masked ?
+		    POLICY_SIG_STARTTLS_MASKED : POLICY_SIG_STARTTLS_MISSING,
+		    NULL, false);
+		if (rc <= 0)
+			return rc;
 		return up_ready(up, UP_ACT_PLAINTEXT);
 	}
 	return up_send(up, "STARTTLS", NULL, UP_STARTTLS, up->p->reply_timeout);
+}
+
+/* After the handshake: what the policy says about this TLS. */
+static int
+up_after_handshake(struct upstream *up)
+{
+	const char *names[POLICY_MAX_NAMES];
+	struct policy_out outs[3];
+	struct policy_tls t;
+	size_t n;
+
+	up->tls = true;
+	tls_info_get(up->conn.ssl, &up->tls_info);
+	t = (struct policy_tls){
+		.tls = true,
+		.version = up->tls_info.vnum,
+		.verified = up->tls_info.verified,
+		.spki = up->tls_info.has_spki ? up->tls_info.spki_raw : NULL,
+		.names = names,
+		.nnames = tls_info_names(&up->tls_info, names, POLICY_MAX_NAMES),
+	};
+	n = policy_after_handshake(&up->pol, &t, outs, 3);
+	for (size_t i = 0; i < n; i++) {
+		const char *d = outs[i].sig == POLICY_SIG_VERIFY_FAILED ?
+		    up->tls_info.verify : NULL;
+		up_alert(up, &outs[i], d);
+		if (outs[i].block)
+			return up_finish(up, UP_RES_BLOCKED, "%s%s%s",
+			    policy_signal_str(outs[i].sig), d ? ": " : "",
+			    d ? d : "");
+	}
+	return up_send(up, "EHLO", up->p->helo_name, UP_EHLO_TLS,
+	    up->p->reply_timeout);
 }
 
 /* One complete reply for the current state. */
@@ -205,13 +267,20 @@ up_on_reply(struct upstream *up, const char *r, size_t rlen, int code)
 		if (code == 250)
 			return up_after_ehlo(up, r, rlen);
 		/* No ESMTP: speak HELO, and there is no STARTTLS to be had. */
+		if (!up->no_starttls) {
+			char detail[48];
+			int rc;
+			snprintf(detail, sizeof(detail), "no ESMTP, EHLO got %d",
+			    code);
+			rc = up_tls_unavailable(up, POLICY_SIG_STARTTLS_MISSING,
+			    detail, false);
+			if (rc <= 0)
+				return rc;
+		}
 		return up_send(up, "HELO", up->p->helo_name, UP_HELO,
 		    up->p->reply_timeout);
 	case UP_HELO:
 		memset(&up->caps, 0, sizeof(up->caps));
-		if (!up->no_starttls)
-			snprintf(up->tls_error, sizeof(up->tls_error), "%s",
-			    policy_signal_str(POLICY_SIG_NO_ESMTP));
 		if (cls != 2)
 			return up_finish(up, UP_RES_FAILED,
 			    "server rejected EHLO and HELO (%d)", code);
@@ -221,9 +290,9 @@ up_on_reply(struct upstream *up, const char *r, size_t rlen, int code)
 		if (code != 220) {
 			char detail[32];
 			snprintf(detail, sizeof(detail), "%d", code);
-			return up_reconnect_plain(up, cls == 4 || cls == 5 ?
-			    POLICY_SIG_STARTTLS_REFUSED :
-			    POLICY_SIG_STARTTLS_UNEXPECTED, detail);
+			/* Anything but 220, an error or a 354, is a refusal. */
+			return up_reconnect_plain(up, POLICY_SIG_STARTTLS_REFUSED,
+			    detail);
 		}
 		if (up_injected(up))
 			return up_finish(up, UP_RES_FAILED, "response-injection");
@@ -306,10 +375,7 @@ up_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 	case CONN_EV_READ:
 		return up_on_read(up);
 	case CONN_EV_TLS_DONE:
-		up->tls = true;
-		tls_info_get(up->conn.ssl, &up->tls_info);
-		return up_send(up, "EHLO", up->p->helo_name, UP_EHLO_TLS,
-		    up->p->reply_timeout);
+		return up_after_handshake(up);
 	case CONN_EV_DRAINED:
 		return 0;
 	case CONN_EV_EOF:
@@ -337,10 +403,12 @@ up_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 
 int
 up_start(struct upstream *up, struct ev_loop *loop, const struct up_params *p,
-    const struct sockaddr *dst, socklen_t dstlen, up_done_cb done, void *arg)
+    const struct policy_ctx *pol, const struct sockaddr *dst, socklen_t dstlen,
+    up_done_cb done, void *arg)
 {
 	memset(up, 0, sizeof(*up));
 	up->p = p;
+	up->pol = *pol;
 	up->done = done;
 	up->arg = arg;
 	up->attempt = 1;

@@ -44,6 +44,12 @@ struct config {
 	uint32_t tproxy_mark;
 	bool print_ruleset;       /* command line only */
 
+	/* downgrade detection and policy */
+	char *mode;               /* "monitor" or "enforce" */
+	char *state_dir;          /* pin store; NULL: no pins */
+	unsigned pin_expire;      /* seconds without a TLS sighting */
+	char *policy_file;
+
 	/* SMTP */
 	char *helo_name;
 

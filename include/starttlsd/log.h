@@ -19,6 +19,7 @@ struct logline {
 	char text[LOG_LINE_MAX];
 	size_t len;
 	bool truncated;
+	bool marked;  /* " truncated=1" appended */
 };
 
 void log_open(bool to_stderr, bool to_syslog);

@@ -14,6 +14,8 @@
 #include <openssl/ssl.h>
 
 #include "starttlsd/config.h"
+#include "starttlsd/pinstore.h"
+#include "starttlsd/policy.h"
 #include "starttlsd/upstream.h"
 
 /*
@@ -29,6 +31,9 @@ struct sess_env {
 	struct sockaddr_storage upstream_addr; /* smarthost mode */
 	socklen_t upstream_len;   /* 0: transparent */
 	char upstream_host[256];
+	struct policy policy;     /* owned: the policy file */
+	enum policy_mode mode;
+	struct pin_store *pins;   /* borrowed, process-wide; NULL: none */
 };
 
 struct sess_env *sess_env_ref(struct sess_env *e);

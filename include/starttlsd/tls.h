@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/ssl.h>
 
@@ -21,7 +22,15 @@ struct tls_info {
 	char spki_sha256[65];   /* hex SHA-256 of the leaf's SubjectPublicKeyInfo */
 	char verify[96];        /* "ok" or why the chain did not verify */
 	bool verified;
+	uint16_t vnum;          /* TLS1_2_VERSION, TLS1_3_VERSION */
+	uint8_t spki_raw[32];
+	bool has_spki;
+	char names[512];        /* DNS names (SAN, else CN), NUL-separated */
+	size_t nnames;
 };
+
+/* Pointers to the names in info->names; returns how many (at most max). */
+size_t tls_info_names(const struct tls_info *info, const char **out, size_t max);
 
 /*
  * The context for the server (Internet) leg: TLS 1.2 (or cfg's minimum) to

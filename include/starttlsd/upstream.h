@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "starttlsd/conn.h"
+#include "starttlsd/policy.h"
 #include "starttlsd/smtp.h"
 #include "starttlsd/tls.h"
 
@@ -31,6 +32,15 @@ enum up_result {
 	UP_RES_READY,   /* relay may start; greeting holds the server's 220 */
 	UP_RES_REFUSED, /* the server said no (421/554...): reply holds it */
 	UP_RES_FAILED,  /* no usable answer: reason says why */
+	UP_RES_BLOCKED, /* policy: TLS required and not to be had (enforce) */
+};
+
+#define UP_MAX_ALERTS 4
+
+/* A policy outcome seen while negotiating, for the session to log. */
+struct up_alert {
+	struct policy_out out;
+	char detail[96];
 };
 
 /* What the Internet leg ended up as; the session log's "action". */
@@ -77,14 +87,17 @@ struct upstream {
 	char *reply;                /* a refusal to relay to the client */
 	size_t reply_len;
 	char reason[160];           /* failure */
+	struct policy_ctx pol;      /* what policy knows of this destination */
+	struct up_alert alerts[UP_MAX_ALERTS];
+	size_t nalerts;
 	up_done_cb done;
 	void *arg;
 };
 
 /* Begin. done() is called exactly once unless up_cleanup comes first. */
 int up_start(struct upstream *up, struct ev_loop *loop,
-    const struct up_params *p, const struct sockaddr *dst, socklen_t dstlen,
-    up_done_cb done, void *arg);
+    const struct up_params *p, const struct policy_ctx *pol,
+    const struct sockaddr *dst, socklen_t dstlen, up_done_cb done, void *arg);
 /* Frees the greeting/reply and closes the conn if still owned. */
 void up_cleanup(struct upstream *up);
 

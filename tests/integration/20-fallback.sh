@@ -36,14 +36,14 @@ delivered() {
 }
 
 delivered plain plaintext "starttls-missing"
-delivered masked plaintext "starttls-missing \\(masked capability\\)"
-delivered noehlo plaintext "no-esmtp"
+delivered masked plaintext "starttls-masked"
+delivered noehlo plaintext "starttls-missing: no ESMTP, EHLO got 502"
 ok "noehlo: HELO was used after EHLO was rejected" grep -q "HELO gw.example.org" "$SRV_LOG"
 delivered badtls fallback "handshake-failed"
 ok "badtls: the fallback is a second connection without STARTTLS" \
 	test "$(grep -c '^.*conn ' "$SRV_LOG")" -ge 2
 delivered refuse fallback "starttls-refused: 454"
-delivered reply354 fallback "starttls-unexpected-reply: 354"
+delivered reply354 fallback "starttls-refused: 354"
 
 # Refusals reach the client as the server said them; nothing is sent on.
 refused() {

@@ -40,7 +40,7 @@ helo_name = first.example.org
 max_sessions = 2
 client_timeout = 3s
 C
-PROXY_BASE=()
+PROXY_BASE=(--state-dir "$T_TMP/state")
 proxy_syslog -c "$T_TMP/run.conf"
 
 ok "mail through the proxy" cswaks --body "syslog test"

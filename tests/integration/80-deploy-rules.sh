@@ -189,4 +189,50 @@ fi
 
 not_ok "no loop was logged at any point" log_has "reason=loop"
 ok "proxy exits cleanly" proxy_stop
+
+# ---- deploy/starttlsd.service: its capability set is enough -------------------
+# No systemd here to start the unit; what can be checked without it is that
+# the capabilities it leaves starttlsd (root, CapabilityBoundingSet) suffice
+# for everything the daemon does with them: the nftables batch, SO_MARK,
+# IP_TRANSPARENT listeners.
+caps=$(sed -n 's/^CapabilityBoundingSet=//p' "$DEPLOY/starttlsd.service")
+bset=-all
+for c in $caps; do c=${c#CAP_}; bset+=",+${c,,}"; done
+capped=$T_TMP/starttlsd-capped
+printf '#!/bin/sh\nexec setpriv --bounding-set=%s --no-new-privs %q "$@"\n' "$bset" "$STARTTLSD" >"$capped"
+chmod +x "$capped"
+# caps_are PID N: the process holds exactly its bounding set, N capabilities.
+caps_are() {
+	local eff bnd v n=0
+	eff=$(sed -n 's/^CapEff:\t//p' "/proc/$1/status"); bnd=$(sed -n 's/^CapBnd:\t//p' "/proc/$1/status")
+	echo "CapEff=$eff CapBnd=$bnd (unit: $caps)"
+	v=$((16#$bnd)); while [ "$v" -gt 0 ]; do n=$((n + (v & 1))); v=$((v >> 1)); done
+	[ "$eff" = "$bnd" ] && [ "$n" -eq "$2" ]
+}
+tables() { in_gw nft list tables | grep -c "inet starttlsd"; }
+
+: >"$PROXY_LOG"
+if STARTTLSD=$capped proxy --intercept on --intercept-interfaces lan0 --intercept-local on; then
+	ok "unit caps: starttlsd holds only CapabilityBoundingSet ($caps)" caps_are "$PROXY_PID" "$(wc -w <<<"$caps")"
+	ok "unit caps: intercept = on installed its table" test "$(tables)" -eq 1
+	check_upgraded "unit caps: LAN mail" lan_mail "$SRV4:25" "$CLI4:"
+	check_upgraded "unit caps: mail from the gateway itself (SO_MARK works)" gw_mail "$SRV4:25" ""
+	not_ok "unit caps: no mark=failed" log_has "mark=failed"
+	ok "unit caps: exits cleanly" proxy_stop
+	ok "unit caps: the table is gone after SIGTERM" test "$(tables)" -eq 0
+else
+	ok "unit caps: starttlsd starts with intercept = on" false
+fi
+
+in_gw ip rule add fwmark 0x1 lookup 100
+in_gw ip route add local 0.0.0.0/0 dev lo table 100
+: >"$PROXY_LOG"
+if STARTTLSD=$capped proxy --intercept on --intercept-interfaces lan0 --intercept-method tproxy; then
+	check_upgraded "unit caps: LAN mail through TPROXY (IP_TRANSPARENT)" lan_mail "$SRV4:25" "$CLI4:"
+	ok "unit caps: exits cleanly (tproxy)" proxy_stop
+elif grep -qiE "tproxy|IP_TRANSPARENT|No such file" "$PROXY_LOG" && ! grep -q "Operation not permitted" "$PROXY_LOG"; then
+	say "  (TPROXY refused by this kernel, not for lack of a capability: $(tail -n 1 "$PROXY_LOG"))"
+else
+	ok "unit caps: starttlsd starts with intercept_method = tproxy" false
+fi
 finish

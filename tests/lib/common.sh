@@ -30,7 +30,7 @@ GWW4=198.51.100.1;  GWW6=2001:db8:2::1
 SRV4=198.51.100.25; SRV6=2001:db8:2::25
 PROXY_LOG=$T_TMP/proxy.log
 # Options every test proxy gets unless a test sets its own.
-PROXY_BASE=(--helo-name gw.example.org)
+PROXY_BASE=(--helo-name gw.example.org --state-dir "$T_TMP/state")
 SRV_OUT=$T_TMP/srv-out
 SRV_LOG=$T_TMP/srv.log
 CERTS=${CERTS:-/tmp/starttlsd-test-certs}

@@ -54,15 +54,25 @@ _Static_assert(TLS1_3_VERSION == 0x0304, "TLS 1.3 is 0x0304");
 
 /* ---- helpers ------------------------------------------------------------- */
 
-/* A temporary configuration file under /tmp; tmp_remove unlinks and frees. */
+/*
+ * A temporary configuration file under /tmp; tmp_remove unlinks and frees.
+ * Files left behind by a failed assertion are removed by tmp_teardown.
+ */
+static char *tmp_files[8];
+
 static char *tmp_write(const char *content, size_t len)
 {
 	char *path = strdup("/tmp/test_config.XXXXXX");
+	size_t slot;
 	int fd;
 
 	assert_non_null(path);
+	for (slot = 0; slot < NELEM(tmp_files) && tmp_files[slot]; slot++)
+		continue;
+	assert_true(slot < NELEM(tmp_files));
 	fd = mkstemp(path);
 	assert_true(fd >= 0);
+	tmp_files[slot] = path;
 	assert_true(write(fd, content, len) == (ssize_t)len);
 	assert_int_equal(close(fd), 0);
 	return path;
@@ -72,8 +82,23 @@ static void tmp_remove(char *path)
 {
 	if (path == NULL)
 		return;
+	for (size_t i = 0; i < NELEM(tmp_files); i++)
+		if (tmp_files[i] == path)
+			tmp_files[i] = NULL;
 	assert_int_equal(unlink(path), 0);
 	free(path);
+}
+
+static int tmp_teardown(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NELEM(tmp_files); i++)
+		if (tmp_files[i] != NULL) {
+			unlink(tmp_files[i]);
+			free(tmp_files[i]);
+			tmp_files[i] = NULL;
+		}
+	return 0;
 }
 
 /*
@@ -139,7 +164,8 @@ static const struct field {
 	F(upstream, F_STR), F(upstream_mark, F_U32), F(intercept, F_BOOL),
 	F(intercept_interfaces, F_LIST), F(intercept_local, F_BOOL),
 	F(intercept_bypass, F_LIST), F(intercept_method, F_STR),
-	F(tproxy_mark, F_U32), F(print_ruleset, F_BOOL), F(helo_name, F_STR),
+	F(tproxy_mark, F_U32), F(print_ruleset, F_BOOL), F(pin_expire, F_UINT),
+	F(helo_name, F_STR),
 	F(tls_min_version, F_TLS), F(ca_file, F_STR), F(client_cert, F_STR),
 	F(client_key, F_STR), F(connect_timeout, F_UINT),
 	F(greeting_timeout, F_UINT), F(reply_timeout, F_UINT),
@@ -347,6 +373,14 @@ static const struct value_case value_cases[] = {
 	{ "drain_timeout", "3601", NULL, "out of range (0..3600)" },
 	/* 1d = 86400 is above every timeout's max; it still parses as a unit */
 	{ "drain_timeout", "1d", NULL, "out of range (0..3600)" },
+	/* pin_expire is the one duration whose range takes days */
+	{ "pin_expire", "1d", "86400", NULL },
+	{ "pin_expire", "30d", "2592000", NULL },
+	{ "pin_expire", "0", "0", NULL },
+	{ "pin_expire", "3650d", "315360000", NULL },   /* max */
+	{ "pin_expire", "315360001", NULL, "out of range (0..315360000)" },
+	{ "pin_expire", "3651d", NULL, "out of range (0..315360000)" },
+	{ "pin_expire", "1D", NULL, DUR },
 	{ "connect_timeout", "30x", NULL, DUR },
 	{ "connect_timeout", "1.5m", NULL, DUR },
 	{ "connect_timeout", "30 s", NULL, DUR },
@@ -412,7 +446,7 @@ static const struct value_case value_cases[] = {
 	{ "upstream_mark", "18446744073709551616", NULL, NUM },
 	{ "upstream_mark", "99999999999999999999", NULL, NUM },
 	{ "upstream_mark", "0X2525", "9509", NULL },
-	{ "upstream_mark", "0xg", NULL, TRAIL },
+	{ "upstream_mark", "0xg", NULL, "expected a number" },
 	{ "upstream_mark", "0x25z", NULL, TRAIL },
 	{ "upstream_mark", "25x", NULL, TRAIL },
 	{ "upstream_mark", "-0", NULL, NUM },
@@ -1397,5 +1431,5 @@ int main(void)
 		cmocka_unit_test(test_bug_unknown_short_option_in_cluster),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, NULL, tmp_teardown);
 }

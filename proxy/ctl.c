@@ -1,0 +1,673 @@
+/*
+ * starttlsctl: look at and edit the pin store while the daemon runs.
+ * LMDB lets both processes use the store at once; a forget or import is
+ * one committed transaction, seen by the daemon's very next pin_get.
+ * list/show/export open the store read-only.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "starttlsd/pinstore.h"
+
+#define CTL_STATE_DIR "/var/lib/starttlsd"
+#define CTL_IMPORT_MAX (64u << 20)  /* bytes of JSON we read at most */
+#define CTL_EXPIRE_DAYS_MAX 36500
+
+enum ctl_exit {
+	CTL_OK = 0,
+	CTL_NOT_FOUND = 1,
+	CTL_USAGE = 2,    /* bad command line or bad input */
+	CTL_STORE = 3,    /* the store (or stdout) failed */
+};
+
+static struct {
+	const char *state_dir;
+	int64_t expire_secs;
+} opt = { CTL_STATE_DIR, PIN_EXPIRE_DEFAULT };
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+"usage: starttlsctl [--state-dir DIR] [--expire DAYS] COMMAND\n"
+"\n"
+"Commands:\n"
+"  list [--json]   every pin: key, kind, first and last TLS sighting (UTC),\n"
+"                  count, TLS version, SPKI SHA-256 prefix (destinations)\n"
+"                  or the address it was reached via (domains)\n"
+"  show KEY        every field of one pin\n"
+"  forget KEY      remove one pin now; the daemon's next session sees it\n"
+"                  gone, no restart or reload needed\n"
+"  export          all pins as a JSON array, for import on another host\n"
+"  import FILE|-   add the pins of such an array (from FILE, or - for\n"
+"                  standard input), replacing pins with the same key; the\n"
+"                  whole file is checked before anything is written\n"
+"\n"
+"KEY is an IP address (198.51.100.25, 2001:db8::25), a domain\n"
+"(example.net), or a key as listed (ip:198.51.100.25, domain:example.net).\n"
+"\n"
+"Options:\n"
+"  --state-dir DIR  the daemon's state_dir (default %s)\n"
+"  --expire DAYS    list, show and export leave out pins not seen with TLS\n"
+"                   for DAYS, as the daemon's pin_expire does (default %d;\n"
+"                   0 shows them all)\n"
+"  -h, --help       this text\n"
+"  --version        the version\n"
+"\n"
+"Exit status: 0 ok, 1 not found (show, forget), 2 usage error or invalid\n"
+"input, 3 store or output error.\n", CTL_STATE_DIR,
+	    PIN_EXPIRE_DEFAULT / 86400);
+}
+
+static int __attribute__((format(printf, 1, 2)))
+usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "starttlsctl: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n(starttlsctl --help for usage)\n");
+	return CTL_USAGE;
+}
+
+static void
+iso_time(int64_t t, char *buf, size_t cap)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t < 0 || gmtime_r(&tt, &tm) == NULL ||
+	    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, cap, "%" PRId64, t);
+}
+
+static const char *
+tls_name(uint16_t v, char *buf, size_t cap)
+{
+	switch (v) {
+	case 0: return "-";
+	case 0x0301: return "TLSv1.0";
+	case 0x0302: return "TLSv1.1";
+	case 0x0303: return "TLSv1.2";
+	case 0x0304: return "TLSv1.3";
+	default:
+		snprintf(buf, cap, "0x%04x", v);
+		return buf;
+	}
+}
+
+static void
+hex(const uint8_t *b, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[b[i] >> 4];
+		out[2 * i + 1] = digits[b[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static struct pin_store *
+store_open(bool readonly)
+{
+	struct pin_store *ps;
+	char err[512];
+
+	/* Writers never purge: expiry is the daemon's, with its setting. */
+	ps = pin_open(opt.state_dir, readonly, readonly ? opt.expire_secs : 0,
+	    err, sizeof(err));
+	if (ps == NULL)
+		fprintf(stderr, "starttlsctl: %s\n", err);
+	return ps;
+}
+
+static uint64_t
+store_errors(const struct pin_store *ps)
+{
+	struct pin_stats st;
+
+	pin_get_stats(ps, &st);
+	return st.errors;
+}
+
+/*
+ * Unreadable records are skipped by the store; say so once. skip: errors
+ * already counted by an earlier pass over the same records.
+ */
+static void
+store_close(struct pin_store *ps, uint64_t skip)
+{
+	uint64_t n = store_errors(ps) - skip;
+
+	if (n > 0)
+		fprintf(stderr, "starttlsctl: %" PRIu64 " unreadable record%s "
+		    "skipped (damaged, or written by a newer version)\n",
+		    n, n == 1 ? "" : "s");
+	pin_close(ps);
+}
+
+static int
+output_done(void)
+{
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "starttlsctl: standard output: %s\n",
+		    strerror(errno));
+		return CTL_STORE;
+	}
+	return CTL_OK;
+}
+
+/* ---- list / export --------------------------------------------------------------- */
+
+struct list_state {
+	size_t keyw;   /* widest key, first pass */
+	size_t n;
+	bool json;
+};
+
+static int
+list_measure(const struct pin *p, void *arg)
+{
+	struct list_state *ls = arg;
+	size_t w = strlen(p->key);
+
+	if (w > ls->keyw)
+		ls->keyw = w;
+	return 0;
+}
+
+static int
+list_row(const struct pin *p, void *arg)
+{
+	struct list_state *ls = arg;
+	char first[32], last[32], tv[16], extra[PIN_VIA_MAX + 4];
+
+	if (ls->json) {
+		fputs(ls->n == 0 ? "[\n  " : ",\n  ", stdout);
+		pin_json_write(stdout, p);
+		ls->n++;
+		return ferror(stdout) ? -1 : 0;
+	}
+	iso_time(p->first_seen, first, sizeof(first));
+	iso_time(p->last_seen, last, sizeof(last));
+	if (p->kind == PIN_DOMAIN)
+		snprintf(extra, sizeof(extra), "%s", p->via[0] ? p->via : "-");
+	else if (p->has_spki) {
+		char h[65];
+
+		hex(p->spki, sizeof(p->spki), h);
+		snprintf(extra, sizeof(extra), "%.16s...", h);
+	} else
+		snprintf(extra, sizeof(extra), "-");
+	printf("%-*s  %-6s  %-20s  %-20s  %8" PRIu64 "  %-7s  %s\n",
+	    (int)ls->keyw, p->key, p->kind == PIN_DOMAIN ? "domain" : "dst",
+	    first, last, p->count, tls_name(p->tls_version, tv, sizeof(tv)),
+	    extra);
+	ls->n++;
+	return ferror(stdout) ? -1 : 0;
+}
+
+static int
+cmd_list(bool json)
+{
+	struct list_state ls = { .keyw = 3, .json = json };
+	struct pin_store *ps;
+	int64_t now = (int64_t)time(NULL);
+	uint64_t skip = 0;
+	char err[512];
+
+	if ((ps = store_open(true)) == NULL)
+		return CTL_STORE;
+	if (!json && pin_foreach(ps, now, list_measure, &ls, err,
+	    sizeof(err)) < 0)
+		goto fail;
+	skip = store_errors(ps);
+	if (!json)
+		printf("%-*s  %-6s  %-20s  %-20s  %8s  %-7s  %s\n",
+		    (int)ls.keyw, "KEY", "KIND", "FIRST SEEN", "LAST SEEN",
+		    "COUNT", "TLS", "SPKI / VIA");
+	if (pin_foreach(ps, now, list_row, &ls, err, sizeof(err)) < 0)
+		goto fail;
+	if (json)
+		fputs(ls.n == 0 ? "[]\n" : "\n]\n", stdout);
+	store_close(ps, skip);
+	return output_done();
+fail:
+	fprintf(stderr, "starttlsctl: %s\n", err);
+	store_close(ps, skip);
+	return CTL_STORE;
+}
+
+/* ---- show / forget --------------------------------------------------------------- */
+
+static int
+parse_key(const char *arg, char *key, size_t cap)
+{
+	if (pin_key_parse(arg, key, cap) == 0)
+		return 0;
+	return usage_error("%s: not an IP address or a domain", arg);
+}
+
+static int
+cmd_show(const char *arg)
+{
+	char key[PIN_KEY_MAX], err[512], t[32], tv[16], h[65];
+	struct pin_store *ps;
+	struct pin p;
+	int64_t now = (int64_t)time(NULL);
+	int r;
+
+	if (parse_key(arg, key, sizeof(key)) != 0)
+		return CTL_USAGE;
+	if ((ps = store_open(true)) == NULL)
+		return CTL_STORE;
+	r = pin_get(ps, key, now, &p, err, sizeof(err));
+	store_close(ps, 0);
+	if (r < 0) {
+		fprintf(stderr, "starttlsctl: %s\n", err);
+		return CTL_STORE;
+	}
+	if (r == 0) {
+		fprintf(stderr, "starttlsctl: %s: not pinned%s\n", key,
+		    opt.expire_secs > 0 ? " (or expired: --expire 0 shows "
+		    "expired pins)" : "");
+		return CTL_NOT_FOUND;
+	}
+	printf("key          %s\n", p.key);
+	printf("kind         %s\n", p.kind == PIN_DOMAIN ? "domain" : "dst");
+	iso_time(p.first_seen, t, sizeof(t));
+	printf("first_seen   %s\n", t);
+	iso_time(p.last_seen, t, sizeof(t));
+	printf("last_seen    %s\n", t);
+	if (opt.expire_secs > 0) {
+		iso_time(p.last_seen + opt.expire_secs, t, sizeof(t));
+		printf("expires      %s (without a TLS sighting before)\n", t);
+	}
+	printf("count        %" PRIu64 "\n", p.count);
+	if (p.kind == PIN_DOMAIN)
+		printf("via          %s\n", p.via[0] ? p.via : "-");
+	else {
+		printf("tls_version  %s\n", tls_name(p.tls_version, tv,
+		    sizeof(tv)));
+		if (p.has_spki)
+			hex(p.spki, sizeof(p.spki), h);
+		printf("spki_sha256  %s\n", p.has_spki ? h : "-");
+	}
+	return output_done();
+}
+
+static int
+cmd_forget(const char *arg)
+{
+	char key[PIN_KEY_MAX], err[512];
+	struct pin_store *ps;
+	int r;
+
+	if (parse_key(arg, key, sizeof(key)) != 0)
+		return CTL_USAGE;
+	if ((ps = store_open(false)) == NULL)
+		return CTL_STORE;
+	r = pin_forget(ps, key, err, sizeof(err));
+	store_close(ps, 0);
+	if (r < 0) {
+		fprintf(stderr, "starttlsctl: %s\n", err);
+		return CTL_STORE;
+	}
+	if (r == 0) {
+		fprintf(stderr, "starttlsctl: %s: not pinned\n", key);
+		return CTL_NOT_FOUND;
+	}
+	printf("forgot %s\n", key);
+	return output_done();
+}
+
+/* ---- import ------------------------------------------------------------------- */
+
+struct import_pin {
+	struct pin p;
+	size_t at;  /* offset of its '{' */
+};
+
+static char *
+read_all(const char *path, size_t *len)
+{
+	FILE *fp = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+	size_t cap = 65536, n = 0;
+	char *buf = NULL, *nb;
+
+	if (fp == NULL) {
+		fprintf(stderr, "starttlsctl: %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	for (;;) {
+		if (buf == NULL || n == cap) {
+			if (buf != NULL)
+				cap *= 2;
+			if (cap > CTL_IMPORT_MAX + 1)
+				cap = CTL_IMPORT_MAX + 1;
+			if (n == cap || (nb = realloc(buf, cap)) == NULL) {
+				fprintf(stderr, "starttlsctl: %s: %s\n", path,
+				    n == cap ? "larger than 64 MiB" :
+				    "out of memory");
+				goto fail;
+			}
+			buf = nb;
+		}
+		size_t r = fread(buf + n, 1, cap - n, fp);
+
+		n += r;
+		if (r == 0) {
+			if (ferror(fp)) {
+				fprintf(stderr, "starttlsctl: %s: %s\n", path,
+				    strerror(errno));
+				goto fail;
+			}
+			break;
+		}
+	}
+	if (fp != stdin)
+		fclose(fp);
+	*len = n;
+	return buf;
+fail:
+	if (fp != stdin)
+		fclose(fp);
+	free(buf);
+	return NULL;
+}
+
+static void
+line_col(const char *s, size_t off, size_t *line, size_t *col)
+{
+	*line = 1;
+	*col = 1;
+	for (size_t i = 0; i < off; i++) {
+		if (s[i] == '\n') {
+			(*line)++;
+			*col = 1;
+		} else
+			(*col)++;
+	}
+}
+
+/* "NAME:LINE:COL: [pin #K: ]why", the position counted in the whole file. */
+static int
+input_error(const char *name, const char *s, size_t off, size_t pin_no,
+    const char *why)
+{
+	size_t line, col;
+
+	line_col(s, off, &line, &col);
+	if (pin_no > 0)
+		fprintf(stderr, "starttlsctl: %s:%zu:%zu: pin #%zu: %s\n", name,
+		    line, col, pin_no, why);
+	else
+		fprintf(stderr, "starttlsctl: %s:%zu:%zu: %s\n", name, line, col,
+		    why);
+	return CTL_USAGE;
+}
+
+static size_t
+skip_ws(const char *s, size_t n, size_t i)
+{
+	while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' ||
+	    s[i] == '\r'))
+		i++;
+	return i;
+}
+
+/* s[i] is '{': just past its matching '}' (brackets in strings skipped). */
+static int
+object_end(const char *s, size_t n, size_t i, size_t *end)
+{
+	size_t depth = 0;
+	bool in_str = false;
+
+	for (; i < n; i++) {
+		char c = s[i];
+
+		if (in_str) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_str = false;
+		} else if (c == '"')
+			in_str = true;
+		else if (c == '{' || c == '[')
+			depth++;
+		else if ((c == '}' || c == ']') && --depth == 0) {
+			*end = i + 1;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int
+cmp_import(const void *a, const void *b)
+{
+	const struct import_pin *x = a, *y = b;
+	int d = strcmp(x->p.key, y->p.key);
+
+	return d != 0 ? d : (x->at > y->at) - (x->at < y->at);
+}
+
+/* The whole array is parsed and checked before the store is touched. */
+static int
+parse_import(const char *name, const char *s, size_t n,
+    struct import_pin **out, size_t *nout)
+{
+	struct import_pin *v = NULL, *nv;
+	size_t cap = 0, cnt = 0, i = 0, end;
+	char err[512], why[600];
+	int rc = CTL_USAGE;
+
+	if (n >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0)
+		i = 3;  /* a UTF-8 byte order mark */
+	i = skip_ws(s, n, i);
+	if (i >= n || s[i] != '[') {
+		input_error(name, s, i, 0, "expected a JSON array ('[') of pins");
+		goto fail;
+	}
+	i = skip_ws(s, n, i + 1);
+	if (i < n && s[i] == ']')
+		i++;
+	else
+		for (;;) {
+			i = skip_ws(s, n, i);
+			if (i >= n || s[i] != '{') {
+				input_error(name, s, i, cnt + 1,
+				    "expected a pin object ('{')");
+				goto fail;
+			}
+			if (object_end(s, n, i, &end) < 0) {
+				input_error(name, s, i, cnt + 1,
+				    "unterminated object");
+				goto fail;
+			}
+			if (cnt == cap) {
+				cap = cap ? cap * 2 : 64;
+				if ((nv = realloc(v, cap * sizeof(*v))) == NULL) {
+					fprintf(stderr, "starttlsctl: out of "
+					    "memory\n");
+					rc = CTL_STORE;
+					goto fail;
+				}
+				v = nv;
+			}
+			if (pin_json_parse(s + i, end - i, &v[cnt].p, err,
+			    sizeof(err)) < 0) {
+				/* The store's errors start "at byte N: ". */
+				size_t rel = 0;
+				int used = 0;
+
+				if (sscanf(err, "at byte %zu: %n", &rel,
+				    &used) >= 1 && used > 0)
+					input_error(name, s, i + rel, cnt + 1,
+					    err + used);
+				else
+					input_error(name, s, i, cnt + 1, err);
+				goto fail;
+			}
+			v[cnt++].at = i;
+			i = skip_ws(s, n, end);
+			if (i < n && s[i] == ',') {
+				i++;
+				continue;
+			}
+			if (i < n && s[i] == ']') {
+				i++;
+				break;
+			}
+			input_error(name, s, i, 0, i < n ?
+			    "expected ',' or ']'" : "unterminated array");
+			goto fail;
+		}
+	i = skip_ws(s, n, i);
+	if (i != n) {
+		input_error(name, s, i, 0, "unexpected data after the array");
+		goto fail;
+	}
+	/* The same key twice is a mistake, not "last one wins". */
+	if (cnt > 1) {
+		qsort(v, cnt, sizeof(*v), cmp_import);
+		for (size_t k = 1; k < cnt; k++) {
+			size_t line, col;
+
+			if (strcmp(v[k].p.key, v[k - 1].p.key) != 0)
+				continue;
+			line_col(s, v[k - 1].at, &line, &col);
+			snprintf(why, sizeof(why), "duplicate key %s (first at "
+			    "line %zu)", v[k].p.key, line);
+			input_error(name, s, v[k].at, 0, why);
+			goto fail;
+		}
+	}
+	*out = v;
+	*nout = cnt;
+	return CTL_OK;
+fail:
+	free(v);
+	return rc;
+}
+
+static int
+cmd_import(const char *path)
+{
+	const char *name = strcmp(path, "-") == 0 ? "(stdin)" : path;
+	struct import_pin *v = NULL;
+	struct pin_store *ps;
+	size_t len, n = 0, k;
+	char err[512], *buf;
+	int rc;
+
+	if ((buf = read_all(path, &len)) == NULL)
+		return CTL_USAGE;
+	rc = parse_import(name, buf, len, &v, &n);
+	free(buf);
+	if (rc != CTL_OK)
+		return rc;
+	if ((ps = store_open(false)) == NULL) {
+		free(v);
+		return CTL_STORE;
+	}
+	for (k = 0; k < n; k++)
+		if (pin_put(ps, &v[k].p, err, sizeof(err)) < 0)
+			break;
+	store_close(ps, 0);
+	free(v);
+	if (k < n) {
+		fprintf(stderr, "starttlsctl: %s (imported %zu of %zu pins)\n",
+		    err, k, n);
+		return CTL_STORE;
+	}
+	printf("imported %zu pin%s\n", n, n == 1 ? "" : "s");
+	return output_done();
+}
+
+/* ---- main --------------------------------------------------------------------- */
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "state-dir", required_argument, NULL, 'd' },
+		{ "expire", required_argument, NULL, 'e' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *cmd;
+	char *end;
+	long days;
+	int c;
+
+	opterr = 0;
+	/* "+": options end at the command, whose own arguments follow. */
+	while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			if (optarg[0] == '\0')
+				return usage_error("--state-dir: empty");
+			opt.state_dir = optarg;
+			break;
+		case 'e':
+			errno = 0;
+			days = strtol(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' ||
+			    days < 0 || days > CTL_EXPIRE_DAYS_MAX)
+				return usage_error("--expire: %s: expected days, "
+				    "0 to 36500", optarg);
+			opt.expire_secs = (int64_t)days * 86400;
+			break;
+		case 'h':
+			usage(stdout);
+			return output_done();
+		case 'V':
+			printf("starttlsctl %s\n", STARTTLSD_VERSION);
+			return output_done();
+		default:
+			return usage_error("%s: unknown option, or its value is "
+			    "missing", argv[optind - 1]);
+		}
+	}
+	if (optind >= argc)
+		return usage_error("no command");
+	cmd = argv[optind++];
+	argc -= optind;
+	argv += optind;
+	if (strcmp(cmd, "list") == 0) {
+		if (argc == 0)
+			return cmd_list(false);
+		if (argc == 1 && strcmp(argv[0], "--json") == 0)
+			return cmd_list(true);
+		return usage_error("list: %s: expected --json or nothing",
+		    argv[0]);
+	}
+	if (strcmp(cmd, "export") == 0) {
+		if (argc != 0)
+			return usage_error("export: %s: takes no arguments",
+			    argv[0]);
+		return cmd_list(true);
+	}
+	if (strcmp(cmd, "show") == 0 || strcmp(cmd, "forget") == 0 ||
+	    strcmp(cmd, "import") == 0) {
+		if (argc != 1)
+			return usage_error("%s: expected one argument", cmd);
+		if (cmd[0] == 's')
+			return cmd_show(argv[0]);
+		if (cmd[0] == 'f')
+			return cmd_forget(argv[0]);
+		return cmd_import(argv[0]);
+	}
+	return usage_error("%s: unknown command", cmd);
+}
