@@ -67,6 +67,8 @@ static const struct config_key config_keys[] = {
 	  "a pin not seen with TLS for this long is forgotten (0: never)" },
 	{ "policy_file", CK_STR, OFF(policy_file), NULL, 0, 0,
 	  "static TLS policy for domains and destinations (docs/policy.md)" },
+	{ "transparent_source", CK_BOOL, OFF(transparent_source), "off", 0, 0,
+	  "tproxy only: connect upstream from the client's own address" },
 	{ "helo_name", CK_STR, OFF(helo_name), NULL, 0, 0,
 	  "name for our own EHLO to the server (default: the host name)" },
 	{ "tls_min_version", CK_TLSVER, OFF(tls_min_version), "1.2", 0, 0,
@@ -506,6 +508,13 @@ validate(struct config *c, char *err, size_t errlen)
 	    !c->intercept_local) {
 		set_err(err, errlen, "intercept: on, but neither "
 		    "intercept_interfaces nor intercept_local says what to take");
+		return -1;
+	}
+	if (c->transparent_source && (!c->intercept ||
+	    strcmp(c->intercept_method, "tproxy") != 0)) {
+		set_err(err, errlen, "transparent_source: needs intercept = on "
+		    "and intercept_method = tproxy (the return traffic is "
+		    "diverted like the intercepted traffic)");
 		return -1;
 	}
 	if ((c->client_cert == NULL) != (c->client_key == NULL)) {

@@ -430,7 +430,7 @@ conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 int
 conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t salen,
-    uint32_t mark, bool *mark_failed)
+    uint32_t mark, const struct sockaddr *src, bool *mark_failed)
 {
 	int fd, one = 1;
 
@@ -444,6 +444,26 @@ conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t salen,
 	    setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) < 0)
 		*mark_failed = true;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (src != NULL) {
+		struct sockaddr_storage from;
+		socklen_t flen = src->sa_family == AF_INET ?
+		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+
+		/* The client's address, any port: the server sees the client. */
+		memcpy(&from, src, flen);
+		if (from.ss_family == AF_INET)
+			((struct sockaddr_in *)(void *)&from)->sin_port = 0;
+		else
+			((struct sockaddr_in6 *)(void *)&from)->sin6_port = 0;
+		if ((from.ss_family == AF_INET ?
+		    setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one)) :
+		    setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one))) < 0 ||
+		    bind(fd, (struct sockaddr *)&from, flen) < 0) {
+			set_err(c, "transparent source: %s", strerror(errno));
+			close(fd);
+			return -1;
+		}
+	}
 	if (connect(fd, sa, salen) < 0 && errno != EINPROGRESS) {
 		set_err(c, "connect: %s", strerror(errno));
 		close(fd);

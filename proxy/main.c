@@ -93,6 +93,7 @@ env_new(struct config *cfg, char *err, size_t errlen)
 		.ctx = e->up_ctx,
 		.sni = NULL,
 		.mark = e->cfg.upstream_mark,
+		.transparent_source = e->cfg.transparent_source,
 		.connect_timeout = e->cfg.connect_timeout,
 		.greeting_timeout = e->cfg.greeting_timeout,
 		.reply_timeout = e->cfg.reply_timeout,

@@ -478,6 +478,32 @@ rule_tproxy(struct nft_batch *nb, const char *iif, uint16_t port,
 	rule_add(nb, r, step);
 }
 
+/*
+ * "meta l4proto tcp socket transparent 1 meta mark set MARK accept": packets
+ * of connections a transparent socket already owns (intercepted ones, and
+ * with transparent_source the servers' replies to the client's address) go
+ * to the local stack without another tproxy lookup.
+ */
+static void
+rule_socket_transparent(struct nft_batch *nb, uint32_t mark)
+{
+	struct nftnl_rule *r = rule_new("divert");
+	uint8_t tcp = IPPROTO_TCP, one = 1;
+	struct nftnl_expr *e;
+
+	e_meta_load(r, NFT_META_L4PROTO);
+	e_cmp_eq(r, &tcp, sizeof(tcp));
+	e = nftnl_expr_alloc("socket");
+	nftnl_expr_set_u32(e, NFTNL_EXPR_SOCKET_KEY, NFT_SOCKET_TRANSPARENT);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_SOCKET_DREG, NFT_REG_1);
+	nftnl_rule_add_expr(r, e);
+	e_cmp_eq(r, &one, sizeof(one));
+	e_imm_data(r, &mark, sizeof(mark));
+	e_meta_set(r, NFT_META_MARK);
+	e_verdict(r, NF_ACCEPT);
+	rule_add(nb, r, "add rule divert socket transparent");
+}
+
 /* "meta mark MARK return" / "oifname lo return" for the output chain. */
 static void
 rule_output_exempt(struct nft_batch *nb, uint32_t mark)
@@ -564,6 +590,7 @@ build_table(struct nft_batch *nb, const struct nft_spec *spec)
 	if (spec->nifaces > 0 && spec->method == NFT_TPROXY) {
 		add_chain(nb, "divert", "filter", NF_INET_PRE_ROUTING,
 		    NFT_PRIO_MANGLE, "add chain divert (filter, mangle priority, tproxy)");
+		rule_socket_transparent(nb, spec->tproxy_mark);
 		rule_bypass(nb, "divert", AF_INET);
 		rule_bypass(nb, "divert", AF_INET6);
 		for (size_t i = 0; i < spec->nifaces; i++)
@@ -701,6 +728,8 @@ nft_print(const struct nft_spec *spec, FILE *fp)
 	if (spec->nifaces > 0 && spec->method == NFT_TPROXY) {
 		fprintf(fp, "\tchain divert {\n\t\ttype filter hook prerouting "
 		    "priority mangle; policy accept;\n");
+		fprintf(fp, "\t\tmeta l4proto tcp socket transparent 1 meta mark "
+		    "set 0x%x accept\n", spec->tproxy_mark);
 		fprintf(fp, "\t\tip daddr @%s return\n\t\tip6 daddr @%s return\n",
 		    NFT_SET4, NFT_SET6);
 		for (size_t i = 0; i < spec->nifaces; i++)

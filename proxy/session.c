@@ -1204,7 +1204,7 @@ sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
 
 		sess_policy_ctx(s, policy_for_addr(&env->policy, dst),
 		    pin_key_addr(dst, key, sizeof(key)) == 0 ? key : NULL, &pol);
-		if (up_start(&s->up, loop, &env->up, &pol, dst, dstlen,
+		if (up_start(&s->up, loop, &env->up, &pol, client, dst, dstlen,
 		    sess_up_done, s) < 0)
 			return; /* done() ran and closed the session */
 	}

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "starttlsd/policy.h"
@@ -90,7 +91,8 @@ static int
 up_connect(struct upstream *up)
 {
 	if (conn_connect(&up->conn, (struct sockaddr *)&up->dst, up->dstlen,
-	    up->p->mark, &up->mark_failed) < 0)
+	    up->p->mark, up->p->transparent_source ?
+	    (struct sockaddr *)&up->src : NULL, &up->mark_failed) < 0)
 		return up_finish(up, UP_RES_FAILED, "%s", up->conn.errstr);
 	/* The port is bound by connect(): remember it for loop detection. */
 	up->locallen = sizeof(up->local);
@@ -403,12 +405,14 @@ up_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 
 int
 up_start(struct upstream *up, struct ev_loop *loop, const struct up_params *p,
-    const struct policy_ctx *pol, const struct sockaddr *dst, socklen_t dstlen,
-    up_done_cb done, void *arg)
+    const struct policy_ctx *pol, const struct sockaddr *client,
+    const struct sockaddr *dst, socklen_t dstlen, up_done_cb done, void *arg)
 {
 	memset(up, 0, sizeof(*up));
 	up->p = p;
 	up->pol = *pol;
+	memcpy(&up->src, client, client->sa_family == AF_INET ?
+	    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
 	up->done = done;
 	up->arg = arg;
 	up->attempt = 1;

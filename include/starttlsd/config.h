@@ -42,6 +42,7 @@ struct config {
 	struct config_list intercept_bypass;
 	char *intercept_method;   /* "redirect" or "tproxy" */
 	uint32_t tproxy_mark;
+	bool transparent_source;  /* tproxy: upstream from the client's address */
 	bool print_ruleset;       /* command line only */
 
 	/* downgrade detection and policy */

@@ -77,10 +77,12 @@ void conn_cleanup(struct conn *c);
 /*
  * Start a non-blocking connect; CONN_EV_CONNECTED or CONN_EV_ERROR follow.
  * mark: SO_MARK (0: none); *mark_failed is set when it could not be applied.
- * Returns -1 (errstr set) when it fails at once.
+ * src: if not NULL, connect from that address (IP_TRANSPARENT: it need not
+ * be ours; TPROXY's "transparent_source"). Returns -1 (errstr set) when it
+ * fails at once.
  */
 int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t salen,
-    uint32_t mark, bool *mark_failed);
+    uint32_t mark, const struct sockaddr *src, bool *mark_failed);
 
 /* Turn reading on or off (backpressure). */
 void conn_read(struct conn *c, bool on);

@@ -57,6 +57,7 @@ struct up_params {
 	SSL_CTX *ctx;
 	const char *sni;        /* smarthost name, or NULL */
 	uint32_t mark;
+	bool transparent_source;  /* connect from the client's address (TPROXY) */
 	unsigned connect_timeout, greeting_timeout, reply_timeout, tls_timeout;
 	size_t max_line, max_lines, bufmax;
 };
@@ -71,6 +72,7 @@ struct upstream {
 	const struct up_params *p;
 	struct sockaddr_storage dst;
 	socklen_t dstlen;
+	struct sockaddr_storage src; /* the client, for transparent_source */
 	unsigned attempt;           /* 1, or 2 after a fallback reconnect */
 	bool no_starttls;           /* the fallback attempt never tries TLS */
 	bool mark_failed;
@@ -97,7 +99,8 @@ struct upstream {
 /* Begin. done() is called exactly once unless up_cleanup comes first. */
 int up_start(struct upstream *up, struct ev_loop *loop,
     const struct up_params *p, const struct policy_ctx *pol,
-    const struct sockaddr *dst, socklen_t dstlen, up_done_cb done, void *arg);
+    const struct sockaddr *client, const struct sockaddr *dst, socklen_t dstlen,
+    up_done_cb done, void *arg);
 /* Frees the greeting/reply and closes the conn if still owned. */
 void up_cleanup(struct upstream *up);
 

@@ -95,4 +95,17 @@ wait_sessions 2
 ok "tproxy: v6 session upgraded" grep -Eq "dst=\[$SRV6\]:25 action=upgraded" <<<"$(session_line 2)"
 ok "proxy exits cleanly" proxy_stop
 ok "tproxy: the table is gone" test "$(tables)" -eq 0
+
+# transparent_source: the server sees the client's own address, over TLS.
+: >"$PROXY_LOG"
+proxy --intercept on --intercept-interfaces lan0 --intercept-method tproxy --transparent-source on
+n=$(nmsgs)
+ok "transparent_source: mail from the LAN" cswaks --body "from the client's address"
+ok "transparent_source: stored" wait_msgs $((n + 1))
+ok "transparent_source: the server saw the client's address, over TLS" bash -c "test \"\$($PY -c 'import json;d=json.load(open(\"$(msg_json $((n + 1)))\"));print(d[\"peer\"],d[\"tls\"])')\" = '$CLI4 TLSv1.3'"
+ok "transparent_source: IPv6 too" in_cli swaks -6 --server "$SRV6" --port 25 --helo client.example.org --from a@example.org --to b@example.net --body v6 --timeout 20
+ok "transparent_source: the server saw the client's v6 address" bash -c "sleep 0.3; test \"\$($PY -c 'import json;d=json.load(open(\"$(msg_json $((n + 2)))\"));print(d[\"peer\"],d[\"tls\"])')\" = '$CLI6 TLSv1.3'"
+ok "proxy exits cleanly" proxy_stop
+"$STARTTLSD" --check-config --transparent-source on >"$T_TMP/ts.out" 2>&1
+ok "transparent_source without tproxy is refused" grep -q "transparent_source: needs intercept = on and intercept_method = tproxy" "$T_TMP/ts.out"
 finish
