@@ -101,6 +101,12 @@ static const struct config_key config_keys[] = {
 	  "cap on bytes buffered per direction per session" },
 	{ "max_sessions", CK_UINT, OFF(max_sessions), "10000", 1, 1000000,
 	  "sessions at once; more are answered 421 4.3.2" },
+	{ "max_sessions_per_client", CK_UINT, OFF(max_sessions_per_client), "50", 1, 1000000,
+	  "sessions at once from one client address; more get 421 4.7.0" },
+	{ "max_recipients", CK_UINT, OFF(max_recipients), "1000", 100, 100000,
+	  "recipients per message (RFC 5321: at least 100); more get 452 4.5.3" },
+	{ "max_errors", CK_UINT, OFF(max_errors), "20", 1, 100000,
+	  "4xx/5xx replies in one session before it is closed with 421 4.7.0" },
 };
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))

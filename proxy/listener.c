@@ -236,6 +236,9 @@ listener_accept_one(struct ev_loop *loop, struct listener *l, int fd,
 	}
 	if (refuse == NULL && sess_count() >= env->cfg.max_sessions)
 		refuse = "too many sessions";
+	if (refuse == NULL &&
+	    sess_count_client(peer) >= env->cfg.max_sessions_per_client)
+		refuse = "too many sessions from this client";
 	sess_start(loop, env, fd, (struct sockaddr *)peer,
 	    (struct sockaddr *)&dst, dlen, refuse);
 }

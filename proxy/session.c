@@ -53,6 +53,7 @@ enum local_reply {
 	LR_BDAT_SYNTAX,
 	LR_RCPT_TLS,
 	LR_DATA_NO_RCPT,
+	LR_TOO_MANY_RCPT,
 };
 
 static const char *const local_text[] = {
@@ -64,6 +65,7 @@ static const char *const local_text[] = {
 	[LR_BDAT_SYNTAX] = "501 5.5.4 Syntax error in BDAT: closing, the chunk cannot be framed\r\n",
 	[LR_RCPT_TLS] = "450 4.7.0 starttlsd: TLS to this recipient's domain is required but not available, try again later\r\n",
 	[LR_DATA_NO_RCPT] = "451 4.7.0 starttlsd: no recipient may be sent without TLS, try again later\r\n",
+	[LR_TOO_MANY_RCPT] = "452 4.5.3 Error: too many recipients\r\n",
 };
 
 #define P_SYNC      0x01 /* the client parser waits for this reply */
@@ -91,7 +93,22 @@ struct txn_dom {
 	uint8_t gen;   /* the transaction it belongs to */
 };
 
-enum timer_kind { TK_OFF, TK_CLIENT, TK_REPLY, TK_DATA, TK_TLS, TK_CLOSING };
+/*
+ * What a leg's timer waits for. Deadlines (a command, a reply) are not
+ * extended by bytes trickling in, so a peer sending one byte every few
+ * seconds is timed out all the same (slowloris); bulk transfer (a message
+ * body either way) is, as long as it moves.
+ */
+enum timer_kind {
+	TK_OFF,
+	TK_CLIENT,      /* a command (or reading our replies): deadline */
+	TK_CLIENT_BODY, /* message content from the client: progress */
+	TK_REPLY,       /* a server reply: deadline */
+	TK_UP_WRITE,    /* the server taking message content: progress */
+	TK_DATA,        /* the reply to the end of a message: deadline */
+	TK_TLS,
+	TK_CLOSING,
+};
 
 struct session {
 	char id[17];
@@ -118,6 +135,9 @@ struct session {
 	bool relayed;              /* reached relay: "refused" otherwise */
 	bool blocked;              /* refused by policy */
 	struct sockaddr_storage dst;
+	struct sockaddr_storage client_addr;
+	unsigned errors;           /* 4xx/5xx replies the client got */
+	unsigned rcpts;            /* RCPTs in this transaction */
 	/*
 	 * Recipient domains by transaction: the current one, and the message
 	 * whose final reply is still to come (clients pipeline MAIL after ".").
@@ -134,6 +154,8 @@ struct session {
 	int prio;
 	char reason[200];
 	enum timer_kind ctk, utk;
+	bool cmd_done;             /* a command was read: restart its deadline */
+	bool reply_done;           /* a reply was relayed: restart its deadline */
 
 	struct session *prev, *next;
 };
@@ -178,6 +200,26 @@ sess_is_own_upstream(const struct sockaddr_storage *peer)
 			return true;
 	}
 	return false;
+}
+
+unsigned
+sess_count_client(const struct sockaddr_storage *peer)
+{
+	unsigned n = 0;
+
+	for (const struct session *s = sess_list; s != NULL; s = s->next) {
+		const struct sockaddr_storage *c = &s->client_addr;
+		if (c->ss_family != peer->ss_family)
+			continue;
+		if (c->ss_family == AF_INET ?
+		    ((const struct sockaddr_in *)(const void *)c)->sin_addr.s_addr ==
+		    ((const struct sockaddr_in *)(const void *)peer)->sin_addr.s_addr :
+		    memcmp(&((const struct sockaddr_in6 *)(const void *)c)->sin6_addr,
+		    &((const struct sockaddr_in6 *)(const void *)peer)->sin6_addr,
+		    16) == 0)
+			n++;
+	}
+	return n;
 }
 
 unsigned
@@ -383,6 +425,25 @@ sess_alert(struct session *s, const struct policy_out *o, const char *domain,
 	sess_raise(s, o->prio);
 }
 
+/* event=attack: an attempt on the protocol itself, defeated. */
+static void
+sess_attack(struct session *s, const char *signal, const char *action,
+    const char *detail)
+{
+	struct logline l;
+
+	s->alerts++;
+	log_begin(&l, "attack");
+	log_str(&l, "id", s->id);
+	log_str(&l, "client", s->client_str);
+	log_str(&l, "dst", s->dst_str);
+	log_str(&l, "signal", signal);
+	log_str(&l, "detail", detail);
+	log_str(&l, "action", action);
+	log_emit(&l, LOG_WARNING);
+	sess_raise(s, LOG_WARNING);
+}
+
 /* Fill ctx from the policy file and the pin for key (may be NULL). */
 static void
 sess_policy_ctx(struct session *s, const struct policy_rule *rule,
@@ -426,6 +487,7 @@ sess_txn_free(struct session *s, uint8_t gen)
 static void
 sess_txn_new(struct session *s)
 {
+	s->rcpts = 0;
 	if (!s->msg_pending || s->msg_gen != s->txn_gen)
 		sess_txn_free(s, s->txn_gen);
 	s->txn_gen++;
@@ -438,6 +500,7 @@ sess_txn_sent(struct session *s)
 {
 	s->msg_pending = true;
 	s->msg_gen = s->txn_gen;
+	s->rcpts = 0;
 	s->rcpt_forwarded = s->rcpt_blocked = 0;
 	return s->txn_gen;
 }
@@ -625,6 +688,21 @@ q_pop(struct session *s)
 	s->qlen--;
 }
 
+/*
+ * One more 4xx/5xx for the client. Past max_errors the session ends (a
+ * client hammering bad commands or probing addresses); returns what
+ * sess_finish did, else 0.
+ */
+static int
+sess_error(struct session *s)
+{
+	if (++s->errors <= s->env->cfg.max_errors)
+		return 0;
+	sess_raise(s, LOG_NOTICE);
+	return sess_finish(s, "too many errors",
+	    "421 4.7.0 starttlsd: too many errors, closing\r\n");
+}
+
 /* Start TLS on the LAN leg; whatever the client sent after STARTTLS goes. */
 static int
 sess_client_starttls(struct session *s)
@@ -636,7 +714,8 @@ sess_client_starttls(struct session *s)
 	if (buf_len(&s->client.in) > 0) {
 		/* Command injection after STARTTLS (CVE-2011-0411 class). */
 		s->client_injection = true;
-		sess_raise(s, LOG_WARNING);
+		sess_attack(s, "command-injection", "discarded",
+		    "bytes pipelined after the client's STARTTLS");
 	}
 	s->phase = SP_CLIENT_TLS;
 	conn_start_tls(&s->client, ssl, true);
@@ -658,6 +737,10 @@ sess_flush_local(struct session *s)
 			return 0; /* wait for DRAINED */
 		conn_write(&s->client, t, n);
 		q_pop(s);
+		if ((t[0] == '4' || t[0] == '5') && sess_error(s) < 0)
+			return -1;
+		if (s->phase != SP_RELAY && s->phase != SP_CLIENT_TLS)
+			return 0;
 		if (flags & P_CLOSE)
 			return sess_finish(s, "client protocol error", NULL);
 		if (flags & P_STARTTLS)
@@ -736,6 +819,7 @@ sess_relay_replies(struct session *s)
 			return -1;
 		buf_consume(in, rep.len);
 		consumed = true;
+		s->reply_done = true;
 		q_pop(s);
 
 		if (cur.verb == SMTP_V_DATA && !(cur.flags & P_DATA_END) &&
@@ -758,6 +842,12 @@ sess_relay_replies(struct session *s)
 			return sess_finish(s, "quit", NULL);
 		if (rep.code == 421)
 			return sess_finish(s, "server said 421", NULL);
+		if (smtp_code_class(rep.code) >= 4) {
+			if (sess_error(s) < 0)
+				return -1;
+			if (s->phase != SP_RELAY)
+				return 0;
+		}
 	}
 out:
 	if (consumed)
@@ -773,6 +863,24 @@ sess_forward(struct session *s, const char *p, size_t n)
 	return conn_write(&s->up.conn, p, n) == 0;
 }
 
+/*
+ * SMTP smuggling: a "." line with a bare CR or LF on either side, which
+ * some servers take for the end of the message and we do not. Our view
+ * and the server's would differ from here on, so the message is refused
+ * before those bytes go out, and the server leg is closed without an end
+ * of data: the server discards the partial message. We never rewrite
+ * content, so refusing is the one safe choice (docs/security.md).
+ */
+static int
+sess_smuggling(struct session *s)
+{
+	sess_attack(s, "smtp-smuggling", "blocked",
+	    "ambiguous end of data (bare CR or LF around a '.' line)");
+	return sess_finish(s, "smtp-smuggling",
+	    "554 5.5.2 starttlsd: message refused: bare CR or LF around a "
+	    "'.' line (SMTP smuggling defence)\r\n");
+}
+
 /* RCPT: policy per recipient domain, in pipelined order. */
 static int
 sess_rcpt(struct session *s, const struct smtp_cmd *cmd, const char *line,
@@ -781,6 +889,10 @@ sess_rcpt(struct session *s, const struct smtp_cmd *cmd, const char *line,
 	char domain[256];
 	uint8_t idx = 0;
 
+	if (++s->rcpts > s->env->cfg.max_recipients) {
+		q_push(s, SMTP_V_RCPT, LR_TOO_MANY_RCPT, 0);
+		return 0;
+	}
 	if (rcpt_domain(cmd->arg, cmd->arg_len, domain, sizeof(domain))) {
 		if (sess_rcpt_policy(s, domain)) {
 			s->rcpt_blocked++;
@@ -874,11 +986,15 @@ sess_relay_client(struct session *s)
 		bool done;
 
 		switch (s->mode) {
-		case CM_DATA:
+		case CM_DATA: {
+			uint64_t amb = s->data.ambiguous;
+
 			if (room == 0 || q_full(s))
 				goto out;
 			n = smtp_data_scan(&s->data, h, len < room ? len : room,
 			    &done);
+			if (s->data.ambiguous != amb)
+				return sess_smuggling(s);
 			sess_forward(s, h, n);
 			buf_consume(in, n);
 			consumed = true;
@@ -887,6 +1003,7 @@ sess_relay_client(struct session *s)
 				q_push_end(s, SMTP_V_DATA, P_DATA_END);
 			}
 			continue;
+		}
 		case CM_BDAT:
 			if (room == 0)
 				goto out;
@@ -925,6 +1042,7 @@ sess_relay_client(struct session *s)
 		}
 		if (room < n)
 			goto out;
+		s->cmd_done = true;
 		if (s->mode == CM_AUTH) {
 			/* A SASL response line, not a command. */
 			s->mode = CM_COMMAND;
@@ -954,24 +1072,29 @@ sess_timers(struct session *s)
 	if (s->phase == SP_CLIENT_TLS) {
 		ck = TK_TLS;
 	} else if (s->phase == SP_RELAY) {
-		if (s->qlen == 0 || buf_len(&s->client.out) > 0)
+		if (s->mode == CM_DATA || s->mode == CM_BDAT)
+			ck = TK_CLIENT_BODY;
+		else if (s->qlen == 0 || buf_len(&s->client.out) > 0)
 			ck = TK_CLIENT;
 		if (p != NULL && p->local == LR_NONE)
 			uk = (p->flags & (P_DATA_END | P_BDAT_LAST)) ? TK_DATA :
 			    TK_REPLY;
 		else if (buf_len(&s->up.conn.out) > 0)
-			uk = TK_REPLY;
+			uk = TK_UP_WRITE;
 	}
-	if (ck != s->ctk) {
+	if (ck != s->ctk || (ck == TK_CLIENT && s->cmd_done)) {
 		s->ctk = ck;
 		conn_timeout(&s->client, ck == TK_TLS ? cfg->tls_timeout :
-		    ck == TK_CLIENT ? cfg->client_timeout : 0, ck == TK_CLIENT);
+		    ck == TK_CLIENT || ck == TK_CLIENT_BODY ? cfg->client_timeout :
+		    0, ck == TK_CLIENT_BODY);
 	}
-	if (uk != s->utk) {
+	if (uk != s->utk || (uk == TK_REPLY && s->reply_done)) {
 		s->utk = uk;
 		conn_timeout(&s->up.conn, uk == TK_DATA ? cfg->data_timeout :
-		    uk == TK_REPLY ? cfg->reply_timeout : 0, true);
+		    uk == TK_REPLY || uk == TK_UP_WRITE ? cfg->reply_timeout : 0,
+		    uk == TK_UP_WRITE);
 	}
+	s->cmd_done = s->reply_done = false;
 	/* An idle session keeps no buffer memory. */
 	conn_trim(&s->client);
 	conn_trim(&s->up.conn);
@@ -1136,6 +1259,8 @@ sess_up_done(struct upstream *up, enum up_result res, void *arg)
 	case UP_RES_FAILED:
 		sess_raise(s, LOG_WARNING);
 		if (strcmp(up->reason, "response-injection") == 0) {
+			sess_attack(s, "response-injection", "blocked",
+			    "bytes after the server's 220 to STARTTLS");
 			snprintf(r, sizeof(r), "421 4.7.0 starttlsd: %s: "
 			    "STARTTLS response injection, session aborted\r\n",
 			    s->dst_str);
@@ -1171,6 +1296,8 @@ sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
 	for (size_t i = 0; i < sizeof(rnd); i++)
 		snprintf(s->id + 2 * i, 3, "%02x", rnd[i]);
 	sess_addr_str(client, s->client_str, sizeof(s->client_str));
+	memcpy(&s->client_addr, client, client->sa_family == AF_INET ?
+	    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
 	if (env->upstream_len > 0) {
 		dst = (const struct sockaddr *)&env->upstream_addr;
 		dstlen = env->upstream_len;
@@ -1191,7 +1318,8 @@ sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
 		char r[200];
 		sess_raise(s, LOG_WARNING);
 		snprintf(r, sizeof(r), "421 %s starttlsd: %s, try again later\r\n",
-		    strcmp(refuse, "loop") == 0 ? "4.4.6" : "4.3.2", refuse);
+		    strcmp(refuse, "loop") == 0 ? "4.4.6" :
+		    strstr(refuse, "client") != NULL ? "4.7.0" : "4.3.2", refuse);
 		sess_finish(s, refuse, r);
 		return;
 	}

@@ -74,6 +74,9 @@ struct config {
 	unsigned max_reply_lines;
 	unsigned buffer_size;
 	unsigned max_sessions;
+	unsigned max_sessions_per_client;
+	unsigned max_recipients;
+	unsigned max_errors;
 };
 
 enum config_result {

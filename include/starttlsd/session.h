@@ -55,6 +55,9 @@ void sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
  */
 bool sess_is_own_upstream(const struct sockaddr_storage *peer);
 
+/* Live sessions from this client address (port ignored). */
+unsigned sess_count_client(const struct sockaddr_storage *peer);
+
 /* Number of live sessions. */
 unsigned sess_count(void);
 /*
