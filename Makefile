@@ -103,3 +103,48 @@ clean:
 	rm -rf build
 
 -include $(LIB_OBJS:.o=.d) $(BUILD)/obj/main.d $(BUILD)/obj/ctl.d
+
+# ---- fuzzing: libFuzzer harnesses in tests/fuzz/ (clang-14) -------------------------
+#   make fuzz         build every harness, run each for FUZZ_SECONDS (default 60);
+#                     new inputs in build/fuzz/corpus/, crashes in build/fuzz/crashes/
+#   make fuzz-smoke   build, run each for FUZZ_SMOKE_SECONDS (default 4) from its seeds
+#   make fuzz FUZZ_TARGETS=fuzz_reply   only some
+# The proxy sources are compiled again with clang, coverage and ASan+UBSan, into
+# build/fuzz/ (never the gcc-built build/libstarttlsd.a).
+FUZZ_CC            ?= clang-14
+FUZZ_SECONDS       ?= 60
+FUZZ_SMOKE_SECONDS ?= 4
+FUZZ_DIR           := build/fuzz
+FUZZ_SAN           := -fsanitize=address,undefined -fno-sanitize-recover=all \
+                      -fno-omit-frame-pointer
+FUZZ_CFLAGS        := -std=c11 -g -O1 $(FUZZ_SAN) -MMD -MP
+FUZZ_NAMES         := $(basename $(notdir $(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_TARGETS       ?= $(FUZZ_NAMES)
+FUZZ_BINS          := $(FUZZ_NAMES:%=$(FUZZ_DIR)/%)
+FUZZ_OBJS          := $(LIB_SRCS:proxy/%.c=$(FUZZ_DIR)/obj/%.o)
+
+.PHONY: fuzz fuzz-smoke fuzz-build
+fuzz-build: $(FUZZ_BINS)
+
+# Warnings as in the main build; -Werror only where gcc does not already enforce it.
+$(FUZZ_DIR)/obj/%.o: proxy/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) $(filter-out -Werror,$(WARN)) \
+		-fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_DIR)/libstarttlsd-fuzz.a: $(FUZZ_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(FUZZ_BINS): $(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_DIR)/libstarttlsd-fuzz.a
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) $(WARN) -fsanitize=fuzzer -o $@ $< \
+		$(FUZZ_DIR)/libstarttlsd-fuzz.a -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB) $(LDLIBS)
+
+fuzz: deps fuzz-build
+	tests/fuzz/run.sh run $(FUZZ_SECONDS) $(FUZZ_DIR) $(FUZZ_TARGETS)
+
+fuzz-smoke: deps fuzz-build
+	tests/fuzz/run.sh smoke $(FUZZ_SMOKE_SECONDS) $(FUZZ_DIR) $(FUZZ_TARGETS)
+
+-include $(wildcard $(FUZZ_DIR)/obj/*.d $(FUZZ_DIR)/*.d)

@@ -66,6 +66,7 @@ conn_cleanup(struct conn *c)
 		close(c->fd);
 	c->fd = -1;
 	c->state = CONN_S_FAILED;
+	c->error_pending = false;
 	buf_cleanup(&c->in);
 	buf_cleanup(&c->out);
 }
@@ -84,6 +85,13 @@ static void
 conn_update(struct conn *c)
 {
 	bool r = false, w = false;
+
+	/* Closed (conn_cleanup): nothing may watch a descriptor we gave up. */
+	if (c->fd < 0) {
+		watch(c, &c->rio, false);
+		watch(c, &c->wio, false);
+		return;
+	}
 
 	switch (c->state) {
 	case CONN_S_CONNECTING:

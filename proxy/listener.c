@@ -9,6 +9,7 @@
 #include "starttlsd/listener.h"
 #include "starttlsd/log.h"
 #include "starttlsd/session.h"
+#include "starttlsd/upstream.h"
 
 #ifndef SO_ORIGINAL_DST
 #define SO_ORIGINAL_DST 80      /* linux/netfilter_ipv4.h */
@@ -18,6 +19,7 @@
 #endif
 
 #define ACCEPT_BURST 64
+#define BIND_RETRIES 30 /* 100 ms apart */
 #define ACCEPT_PAUSE 0.1 /* seconds without accept() after EMFILE */
 
 static struct sess_env *cur_env;
@@ -89,8 +91,22 @@ listener_open(struct listener *l, const char *spec, bool transparent,
 		l->fd = -1;
 		return -1;
 	}
-	if (bind(l->fd, (struct sockaddr *)&l->addr, l->addrlen) < 0 ||
-	    listen(l->fd, 511) < 0) {
+	/*
+	 * A restart right after a crash can find the old workers still
+	 * closing their copies of the socket: give them a moment.
+	 */
+	for (int tries = 0; bind(l->fd, (struct sockaddr *)&l->addr,
+	    l->addrlen) < 0; tries++) {
+		if (errno != EADDRINUSE || tries == BIND_RETRIES) {
+			snprintf(err, errlen, "listen %s: %s", spec,
+			    strerror(errno));
+			close(l->fd);
+			l->fd = -1;
+			return -1;
+		}
+		usleep(100 * 1000);
+	}
+	if (listen(l->fd, 511) < 0) {
 		snprintf(err, errlen, "listen %s: %s", spec, strerror(errno));
 		close(l->fd);
 		l->fd = -1;
@@ -230,11 +246,10 @@ listener_accept_one(struct ev_loop *loop, struct listener *l, int fd,
 			refuse = "loop";
 		}
 	}
-	/* Our own upstream connection, redirected back (only local peers can be). */
-	if (refuse == NULL && is_local_addr(peer) && sess_is_own_upstream(peer)) {
+	/* Our own upstream connection, redirected back (any worker's). */
+	if (refuse == NULL && up_is_own(peer, &dst))
 		refuse = "loop";
-	}
-	if (refuse == NULL && sess_count() >= env->cfg.max_sessions)
+	if (refuse == NULL && sess_count_all() >= env->cfg.max_sessions)
 		refuse = "too many sessions";
 	if (refuse == NULL &&
 	    sess_count_client(peer) >= env->cfg.max_sessions_per_client)

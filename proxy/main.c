@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,10 +22,32 @@
 #include "starttlsd/nft.h"
 #include "starttlsd/pinstore.h"
 #include "starttlsd/policy.h"
+#include "starttlsd/priv.h"
+#include "starttlsd/upstream.h"
 #include "starttlsd/session.h"
 #include "starttlsd/tls.h"
 
+#define MAX_WORKERS 64
+#define SHARED_SLOTS (2 * MAX_WORKERS) /* old and new generation at once */
+
+enum role { ROLE_SINGLE, ROLE_MASTER, ROLE_WORKER };
+
+/* A worker as the master sees it. */
+struct worker {
+	pid_t pid;            /* 0: slot free */
+	ev_child watcher;
+	size_t slot;          /* its slot in the shared session counts */
+	bool retiring;        /* replaced by a reload, or stopping: not restarted */
+	ev_tstamp started;
+};
+
 static struct {
+	enum role role;
+	pid_t master_pid;
+	struct worker workers[SHARED_SLOTS];
+	unsigned nworkers;    /* how many should run */
+	struct priv_user user;
+	ev_timer respawn_timer;
 	int argc;
 	char **argv;
 	struct sess_env *env;
@@ -33,7 +56,7 @@ static struct {
 	bool draining;
 	bool intercepting;        /* our nftables table is installed */
 	struct nft_spec spec;     /* ...as this */
-	ev_signal sigterm, sigint, sighup;
+	ev_signal sigterm, sigint, sighup, sigusr2;
 	ev_timer drain_timer;
 	ev_prepare exit_check;
 	struct pin_store *pins;   /* NULL: no state_dir, or it failed */
@@ -207,7 +230,13 @@ log_start(const char *event)
 	log_str(&l, "helo_name", c->helo_name);
 	log_str(&l, "client_tls", g.env->client_ctx ? "on" : "off");
 	log_str(&l, "mode", c->mode);
-	log_str(&l, "pins", g.pins ? c->state_dir : "off");
+	/* Workers open the store; the master only knows where it is. */
+	log_str(&l, "pins", c->state_dir ? c->state_dir : "off");
+	log_str(&l, "process", g.role == ROLE_MASTER ? "master" : "single");
+	if (g.role == ROLE_MASTER) {
+		log_u64(&l, "workers", g.nworkers);
+		log_str(&l, "user", g.user.drop ? g.user.name : "root");
+	}
 	log_u64(&l, "policy_rules", g.env->policy.n);
 	log_emit(&l, LOG_INFO);
 }
@@ -277,7 +306,7 @@ keep_for_restart(const char *key, char **now, const char *running)
 	return running != NULL && *now == NULL ? -1 : 0;
 }
 
-static void
+static int
 reload(void)
 {
 	const struct config *run = &g.env->cfg;
@@ -288,13 +317,13 @@ reload(void)
 	if (g.draining) {
 		/* Never put interception back while we are going away. */
 		log_msg(LOG_NOTICE, "reload", "ignored: shutting down");
-		return;
+		return -1;
 	}
 	if (config_load(&cfg, g.argc, g.argv, err, sizeof(err)) != CONFIG_OK) {
 		config_free(&cfg);
 		log_msg(LOG_ERR, "reload", "configuration refused, keeping the "
 		    "running one: %s", err);
-		return;
+		return -1;
 	}
 	/*
 	 * The sockets, their kind and the open store stay as started: keep
@@ -316,7 +345,7 @@ reload(void)
 	    keep_for_restart("state_dir", &cfg.state_dir, run->state_dir) < 0) {
 		config_free(&cfg);
 		log_msg(LOG_ERR, "reload", "out of memory");
-		return;
+		return -1;
 	}
 	if (cfg.pin_expire != run->pin_expire) {
 		log_msg(LOG_WARNING, "reload", "pin_expire changed: takes "
@@ -326,19 +355,20 @@ reload(void)
 	if ((e = env_new(&cfg, err, sizeof(err))) == NULL) {
 		log_msg(LOG_ERR, "reload", "configuration refused, keeping the "
 		    "running one: %s", err);
-		return;
+		return -1;
 	}
 	if (intercept_reload(&e->cfg, err, sizeof(err)) < 0) {
 		log_msg(LOG_ERR, "reload", "configuration refused, keeping the "
 		    "running one: %s", err);
 		sess_env_unref(e);
-		return;
+		return -1;
 	}
 	log_set_stderr(e->cfg.log_stderr);
 	listener_set_env(e);
 	sess_env_unref(g.env);
 	g.env = e;
 	log_start("reload");
+	return 0;
 }
 
 /* Write queued pin sightings: one transaction a second, never an fsync. */
@@ -379,7 +409,7 @@ exit_check_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
 	(void)w;
 	(void)revents;
-	if (g.draining && sess_count() == 0)
+	if (g.role != ROLE_MASTER && g.draining && sess_count() == 0)
 		ev_break(loop, EVBREAK_ALL);
 }
 
@@ -388,32 +418,258 @@ drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	(void)w;
 	(void)revents;
+	if (g.role == ROLE_MASTER) {
+		/* Workers past their drain time: end them. */
+		for (size_t i = 0; i < SHARED_SLOTS; i++)
+			if (g.workers[i].pid > 0)
+				kill(g.workers[i].pid, SIGKILL);
+		log_msg(LOG_NOTICE, "stop", "drain timeout: workers killed");
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
 	log_msg(LOG_NOTICE, "stop", "drain timeout: closing %u sessions",
 	    sess_count());
 	sess_close_all("shutdown: drain timeout");
 	ev_break(loop, EVBREAK_ALL);
 }
 
+/*
+ * A worker (or the single process): stop accepting, let sessions finish.
+ * Stopping (SIGTERM) also ends idle sessions with 421; retiring (SIGUSR2,
+ * replaced after a reload) lets every session run its course.
+ */
+static void
+drain(struct ev_loop *loop, int signum)
+{
+	g.draining = true;
+	log_msg(LOG_INFO, "stop", "signal %d: no new sessions, %s %u",
+	    signum, signum == SIGUSR2 ? "retiring with" : "draining",
+	    sess_count());
+	listener_close(loop, g.listeners, g.nlisteners);
+	if (signum != SIGUSR2)
+		sess_drain();
+	ev_timer_init(&g.drain_timer, drain_timer_cb,
+	    (ev_tstamp)g.env->cfg.drain_timeout, 0.);
+	ev_timer_start(loop, &g.drain_timer);
+}
+
+static unsigned
+workers_alive(void)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < SHARED_SLOTS; i++)
+		n += g.workers[i].pid > 0;
+	return n;
+}
+
+static void spawn_workers(struct ev_loop *loop);
+
 static void
 signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	(void)revents;
 	if (w->signum == SIGHUP) {
-		reload();
+		/* The master reloads and replaces the workers. */
+		if (g.role == ROLE_WORKER)
+			return;
+		if (reload() == 0 && g.role == ROLE_MASTER) {
+			/* New workers first, then the old ones retire. */
+			bool old[SHARED_SLOTS];
+			for (size_t i = 0; i < SHARED_SLOTS; i++) {
+				old[i] = g.workers[i].pid > 0 && !g.workers[i].retiring;
+				if (old[i])
+					g.workers[i].retiring = true;
+			}
+			spawn_workers(loop);
+			if (g.role != ROLE_MASTER)
+				return; /* we are a new worker */
+			for (size_t i = 0; i < SHARED_SLOTS; i++)
+				if (old[i])
+					kill(g.workers[i].pid, SIGUSR2);
+		}
+		return;
+	}
+	if (w->signum == SIGUSR2) {
+		/* Retire (workers only): finish the sessions, then exit. */
+		if (g.role == ROLE_WORKER && !g.draining)
+			drain(loop, w->signum);
 		return;
 	}
 	if (g.draining)
 		return;
-	g.draining = true;
-	log_msg(LOG_INFO, "stop", "signal %d: no new sessions, draining %u",
-	    w->signum, sess_count());
+	if (g.role == ROLE_WORKER) {
+		drain(loop, w->signum);
+		return;
+	}
 	/* New port-25 connections flow directly again from now on. */
 	intercept_remove();
+	if (g.role == ROLE_SINGLE) {
+		drain(loop, w->signum);
+		return;
+	}
+	g.draining = true;
+	log_msg(LOG_INFO, "stop", "signal %d: stopping %u workers", w->signum,
+	    workers_alive());
 	listener_close(loop, g.listeners, g.nlisteners);
-	sess_drain();
+	for (size_t i = 0; i < SHARED_SLOTS; i++)
+		if (g.workers[i].pid > 0) {
+			g.workers[i].retiring = true;
+			kill(g.workers[i].pid, SIGTERM);
+		}
 	ev_timer_init(&g.drain_timer, drain_timer_cb,
-	    (ev_tstamp)g.env->cfg.drain_timeout, 0.);
+	    (ev_tstamp)g.env->cfg.drain_timeout + 5.0, 0.);
 	ev_timer_start(loop, &g.drain_timer);
+	if (workers_alive() == 0)
+		ev_break(loop, EVBREAK_ALL);
+}
+
+/* What a process that relays does once it is what it will be. */
+static void
+relay_setup(struct ev_loop *loop)
+{
+	char err[512];
+
+	if (priv_drop(&g.user, g.role == ROLE_SINGLE, err, sizeof(err)) < 0)
+		log_fatal("%s", err);
+	if (g.role == ROLE_WORKER) {
+		/*
+		 * A master gone (even SIGKILL) must not leave workers behind.
+		 * Set after the drop: a change of credentials clears it.
+		 */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != g.master_pid)
+			_exit(0);
+	}
+	/* LMDB handles do not survive a fork: open in the process that uses them. */
+	pins_open(&g.env->cfg);
+	g.env->pins = g.pins;
+	listener_set_env(g.env);
+	listener_start(loop, g.listeners, g.nlisteners);
+	ev_prepare_init(&g.exit_check, exit_check_cb);
+	ev_prepare_start(loop, &g.exit_check);
+	ev_timer_init(&g.pin_timer, pin_timer_cb, 1.0, 1.0);
+	if (g.pins != NULL)
+		ev_timer_start(loop, &g.pin_timer);
+}
+
+static void child_cb(struct ev_loop *loop, ev_child *w, int revents);
+
+/* In the child, right after fork: become a worker. */
+static void
+worker_init(struct ev_loop *loop, size_t slot)
+{
+	g.role = ROLE_WORKER;
+	ev_loop_fork(loop);
+	/* The master's business stays with the master. */
+	for (size_t i = 0; i < SHARED_SLOTS; i++)
+		if (g.workers[i].pid > 0)
+			ev_child_stop(loop, &g.workers[i].watcher);
+	memset(g.workers, 0, sizeof(g.workers));
+	ev_timer_stop(loop, &g.respawn_timer);
+	g.intercepting = false;
+	sess_shared_use(slot);
+	relay_setup(loop);
+}
+
+static int
+spawn_worker(struct ev_loop *loop)
+{
+	struct worker *w = NULL;
+	pid_t pid;
+
+	for (size_t i = 0; i < SHARED_SLOTS && w == NULL; i++)
+		if (g.workers[i].pid == 0)
+			w = &g.workers[i];
+	if (w == NULL)
+		return -1;
+	w->slot = (size_t)(w - g.workers);
+	sess_shared_reset(w->slot);
+	if ((pid = fork()) < 0) {
+		log_msg(LOG_ERR, "worker", "fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		worker_init(loop, w->slot);
+		return 1; /* back into ev_run, as a worker */
+	}
+	w->pid = pid;
+	w->retiring = false;
+	w->started = ev_now(loop);
+	{
+		struct logline l;
+		log_begin(&l, "worker");
+		log_str(&l, "action", "started");
+		log_int(&l, "pid", pid);
+		log_u64(&l, "slot", w->slot);
+		log_emit(&l, LOG_INFO);
+	}
+	ev_child_init(&w->watcher, child_cb, pid, 0);
+	w->watcher.data = w;
+	ev_child_start(loop, &w->watcher);
+	return 0;
+}
+
+/* Bring the number of working workers up to nworkers. */
+static void
+spawn_workers(struct ev_loop *loop)
+{
+	unsigned active = 0;
+
+	for (size_t i = 0; i < SHARED_SLOTS; i++)
+		active += g.workers[i].pid > 0 && !g.workers[i].retiring;
+	while (active < g.nworkers) {
+		int r = spawn_worker(loop);
+		if (r != 0)
+			return; /* a child returns into its loop; or no room */
+		active++;
+	}
+}
+
+static void
+respawn_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	if (!g.draining)
+		spawn_workers(loop);
+}
+
+static void
+child_cb(struct ev_loop *loop, ev_child *cw, int revents)
+{
+	struct worker *w = cw->data;
+	struct logline l;
+	int st = cw->rstatus;
+	bool crashed;
+
+	(void)revents;
+	ev_child_stop(loop, cw);
+	crashed = !(WIFEXITED(st) && WEXITSTATUS(st) == 0) || !w->retiring;
+	log_begin(&l, "worker");
+	log_str(&l, "action", "exited");
+	log_int(&l, "pid", cw->rpid);
+	if (WIFSIGNALED(st)) {
+		log_str(&l, "signal", strsignal(WTERMSIG(st)));
+	} else {
+		log_int(&l, "status", WEXITSTATUS(st));
+	}
+	log_str(&l, "expected", w->retiring ? "yes" : "no");
+	log_emit(&l, crashed ? LOG_ERR : LOG_INFO);
+	w->pid = 0;
+	sess_shared_reset(w->slot);
+	if (g.draining) {
+		if (workers_alive() == 0)
+			ev_break(loop, EVBREAK_ALL);
+		return;
+	}
+	if (!w->retiring) {
+		/* Restart it; one that dies at once is not restarted in a loop. */
+		bool quick = ev_now(loop) - w->started < 1.0;
+		ev_timer_stop(loop, &g.respawn_timer);
+		ev_timer_init(&g.respawn_timer, respawn_cb, quick ? 1.0 : 0.0, 0.);
+		ev_timer_start(loop, &g.respawn_timer);
+	}
 }
 
 /* Each session holds two descriptors: take all the kernel allows us. */
@@ -498,6 +754,8 @@ main(int argc, char **argv)
 		sess_env_unref(g.env);
 		return 0;
 	}
+	if (priv_lookup(g.env->cfg.user, &g.user, err, sizeof(err)) < 0)
+		log_fatal("%s", err);
 	for (size_t i = 0; i < g.env->cfg.listen.n; i++) {
 		if (listener_open(&g.listeners[i], g.env->cfg.listen.item[i],
 		    g.env->cfg.intercept &&
@@ -518,9 +776,6 @@ main(int argc, char **argv)
 		intercept_remove();
 		log_fatal("fork: %s", strerror(errno));
 	}
-	/* LMDB handles do not survive a fork: open in the process that uses them. */
-	pins_open(&g.env->cfg);
-	g.env->pins = g.pins;
 	if (g.env->cfg.pid_file != NULL) {
 		FILE *fp = fopen(g.env->cfg.pid_file, "w");
 		if (fp == NULL) {
@@ -533,28 +788,44 @@ main(int argc, char **argv)
 	}
 
 	loop = ev_default_loop(EVFLAG_AUTO);
-	listener_set_env(g.env);
-	listener_start(loop, g.listeners, g.nlisteners);
+	if (up_ownports_init() < 0 || sess_shared_init(SHARED_SLOTS) < 0) {
+		intercept_remove();
+		log_fatal("shared memory: %s", strerror(errno));
+	}
+	if (priv_give_dir(&g.user, g.env->cfg.state_dir, err, sizeof(err)) < 0)
+		log_msg(LOG_ERR, "pinstore", "%s", err);
 	ev_signal_init(&g.sigterm, signal_cb, SIGTERM);
 	ev_signal_init(&g.sigint, signal_cb, SIGINT);
 	ev_signal_init(&g.sighup, signal_cb, SIGHUP);
+	ev_signal_init(&g.sigusr2, signal_cb, SIGUSR2);
+	ev_signal_start(loop, &g.sigusr2);
 	ev_signal_start(loop, &g.sigterm);
 	ev_signal_start(loop, &g.sigint);
 	ev_signal_start(loop, &g.sighup);
-	ev_prepare_init(&g.exit_check, exit_check_cb);
-	ev_prepare_start(loop, &g.exit_check);
-	ev_timer_init(&g.pin_timer, pin_timer_cb, 1.0, 1.0);
-	if (g.pins != NULL)
-		ev_timer_start(loop, &g.pin_timer);
-	log_start("start");
+	ev_init(&g.respawn_timer, respawn_cb);
+	if (g.env->cfg.master) {
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+		g.role = ROLE_MASTER;
+		g.master_pid = getpid();
+		g.nworkers = g.env->cfg.workers ? g.env->cfg.workers :
+		    ncpu > 0 ? (unsigned)(ncpu < MAX_WORKERS ? ncpu : MAX_WORKERS) : 1;
+		log_start("start");
+		spawn_workers(loop);
+	} else {
+		g.role = ROLE_SINGLE;
+		relay_setup(loop);
+		log_start("start");
+	}
 
 	ev_run(loop, 0);
 
 	intercept_remove();
 	listener_close(loop, g.listeners, g.nlisteners);
 	listener_set_env(NULL);
-	log_msg(LOG_INFO, "stop", "exiting");
-	if (g.env->cfg.pid_file != NULL)
+	log_msg(LOG_INFO, "stop", "%s exiting", g.role == ROLE_WORKER ?
+	    "worker" : g.role == ROLE_MASTER ? "master" : "process");
+	if (g.env->cfg.pid_file != NULL && g.role != ROLE_WORKER)
 		unlink(g.env->cfg.pid_file);
 	sess_env_unref(g.env);
 	if (g.pins != NULL)

@@ -19,6 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/mman.h>
+
 #include <openssl/rand.h>
 
 #include "starttlsd/log.h"
@@ -26,6 +28,7 @@
 #include "starttlsd/smtp.h"
 
 #define SESS_MAX_INFLIGHT 128
+#define SESS_BODY_MIN 1024 /* message bytes per client_timeout, at least */
 #define SESS_LINGER 5 /* seconds a finished session waits for the client to close */
 
 enum sess_phase {
@@ -54,6 +57,7 @@ enum local_reply {
 	LR_RCPT_TLS,
 	LR_DATA_NO_RCPT,
 	LR_TOO_MANY_RCPT,
+	LR_BARE_NEWLINE,
 };
 
 static const char *const local_text[] = {
@@ -66,6 +70,7 @@ static const char *const local_text[] = {
 	[LR_RCPT_TLS] = "450 4.7.0 starttlsd: TLS to this recipient's domain is required but not available, try again later\r\n",
 	[LR_DATA_NO_RCPT] = "451 4.7.0 starttlsd: no recipient may be sent without TLS, try again later\r\n",
 	[LR_TOO_MANY_RCPT] = "452 4.5.3 Error: too many recipients\r\n",
+	[LR_BARE_NEWLINE] = "500 5.5.2 Error: bare <CR> or <LF> in a command line\r\n",
 };
 
 #define P_SYNC      0x01 /* the client parser waits for this reply */
@@ -134,6 +139,7 @@ struct session {
 	bool client_eof, up_eof;
 	bool relayed;              /* reached relay: "refused" otherwise */
 	bool blocked;              /* refused by policy */
+	bool counted;              /* in the shared session counts */
 	struct sockaddr_storage dst;
 	struct sockaddr_storage client_addr;
 	unsigned errors;           /* 4xx/5xx replies the client got */
@@ -155,6 +161,7 @@ struct session {
 	char reason[200];
 	enum timer_kind ctk, utk;
 	bool cmd_done;             /* a command was read: restart its deadline */
+	size_t body_progress;      /* message bytes since the body deadline was set */
 	bool reply_done;           /* a reply was relayed: restart its deadline */
 
 	struct session *prev, *next;
@@ -190,35 +197,97 @@ sess_env_unref(struct sess_env *e)
 	free(e);
 }
 
-bool
-sess_is_own_upstream(const struct sockaddr_storage *peer)
+/*
+ * Session counts all workers share (max_sessions, max_sessions_per_client):
+ * a total and a count per client-address bucket. Two clients that share a
+ * bucket share its count, which can only make the limit stricter.
+ */
+struct sess_shared {
+	uint32_t total;
+	uint16_t per_client[65536];
+};
+/*
+ * One slot per worker, so that the counts of a worker that died (even by
+ * SIGKILL) can be dropped whole by the master. Readers add the slots up.
+ */
+static struct sess_shared sess_shared_local[1];
+static struct sess_shared *sess_shared = sess_shared_local;
+static size_t sess_nslots = 1, sess_slot;
+
+int
+sess_shared_init(size_t nslots)
 {
-	for (const struct session *s = sess_list; s != NULL; s = s->next) {
-		if (s->up.locallen == 0 || s->up.local.ss_family != peer->ss_family)
-			continue;
-		if (memcmp(&s->up.local, peer, s->up.locallen) == 0)
-			return true;
+	void *p = mmap(NULL, nslots * sizeof(struct sess_shared),
+	    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return -1;
+	sess_shared = p;
+	sess_nslots = nslots;
+	return 0;
+}
+
+void
+sess_shared_use(size_t slot)
+{
+	sess_slot = slot < sess_nslots ? slot : 0;
+}
+
+void
+sess_shared_reset(size_t slot)
+{
+	if (slot < sess_nslots && sess_shared != sess_shared_local)
+		memset(&sess_shared[slot], 0, sizeof(sess_shared[slot]));
+}
+
+static size_t
+client_bucket(const struct sockaddr_storage *peer)
+{
+	const uint8_t *a;
+	size_t n;
+	uint32_t h = 2166136261u;
+
+	if (peer->ss_family == AF_INET) {
+		a = (const uint8_t *)&((const struct sockaddr_in *)(const void *)peer)->sin_addr;
+		n = 4;
+	} else {
+		a = (const uint8_t *)&((const struct sockaddr_in6 *)(const void *)peer)->sin6_addr;
+		n = 16;
 	}
-	return false;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ a[i]) * 16777619u;
+	return (h ^ (h >> 16)) & 0xffff;
+}
+
+static void
+sess_counted(struct session *s, int delta)
+{
+	struct sess_shared *sh = &sess_shared[sess_slot];
+
+	__atomic_add_fetch(&sh->total, (uint32_t)delta, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&sh->per_client[client_bucket(&s->client_addr)],
+	    (uint16_t)delta, __ATOMIC_RELAXED);
 }
 
 unsigned
 sess_count_client(const struct sockaddr_storage *peer)
 {
+	size_t b = client_bucket(peer);
 	unsigned n = 0;
 
-	for (const struct session *s = sess_list; s != NULL; s = s->next) {
-		const struct sockaddr_storage *c = &s->client_addr;
-		if (c->ss_family != peer->ss_family)
-			continue;
-		if (c->ss_family == AF_INET ?
-		    ((const struct sockaddr_in *)(const void *)c)->sin_addr.s_addr ==
-		    ((const struct sockaddr_in *)(const void *)peer)->sin_addr.s_addr :
-		    memcmp(&((const struct sockaddr_in6 *)(const void *)c)->sin6_addr,
-		    &((const struct sockaddr_in6 *)(const void *)peer)->sin6_addr,
-		    16) == 0)
-			n++;
-	}
+	for (size_t i = 0; i < sess_nslots; i++)
+		n += __atomic_load_n(&sess_shared[i].per_client[b],
+		    __ATOMIC_RELAXED);
+	return n;
+}
+
+unsigned
+sess_count_all(void)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < sess_nslots; i++)
+		n += __atomic_load_n(&sess_shared[i].total, __ATOMIC_RELAXED);
 	return n;
 }
 
@@ -302,6 +371,8 @@ static int
 sess_close(struct session *s)
 {
 	sess_log(s);
+	if (s->counted)
+		sess_counted(s, -1);
 	free(s->txn);
 	conn_cleanup(&s->client);
 	up_cleanup(&s->up);
@@ -972,6 +1043,13 @@ sess_command(struct session *s, const char *line, size_t n)
 	}
 }
 
+/* A command line (LF included) must end in CRLF and hold no other CR. */
+static bool
+bare_newline(const char *line, size_t n)
+{
+	return n < 2 || line[n - 2] != '\r' || memchr(line, '\r', n - 2) != NULL;
+}
+
 static int
 sess_relay_client(struct session *s)
 {
@@ -996,6 +1074,7 @@ sess_relay_client(struct session *s)
 			if (s->data.ambiguous != amb)
 				return sess_smuggling(s);
 			sess_forward(s, h, n);
+			s->body_progress += n;
 			buf_consume(in, n);
 			consumed = true;
 			if (done) {
@@ -1011,6 +1090,7 @@ sess_relay_client(struct session *s)
 			if (n > s->bdat_left)
 				n = (size_t)s->bdat_left;
 			sess_forward(s, h, n);
+			s->body_progress += n;
 			buf_consume(in, n);
 			consumed = true;
 			if ((s->bdat_left -= n) == 0)
@@ -1043,6 +1123,18 @@ sess_relay_client(struct session *s)
 		if (room < n)
 			goto out;
 		s->cmd_done = true;
+		if (bare_newline(h, n)) {
+			/*
+			 * A line end the server may not see where we do: never
+			 * relay it, or commands could hide inside (smuggling).
+			 */
+			q_push(s, SMTP_V_UNKNOWN, LR_BARE_NEWLINE, 0);
+			if (s->mode == CM_AUTH)
+				s->mode = CM_COMMAND;
+			buf_consume(in, n);
+			consumed = true;
+			continue;
+		}
 		if (s->mode == CM_AUTH) {
 			/* A SASL response line, not a command. */
 			s->mode = CM_COMMAND;
@@ -1082,11 +1174,17 @@ sess_timers(struct session *s)
 		else if (buf_len(&s->up.conn.out) > 0)
 			uk = TK_UP_WRITE;
 	}
-	if (ck != s->ctk || (ck == TK_CLIENT && s->cmd_done)) {
+	/*
+	 * Message content must keep moving: at least SESS_BODY_MIN bytes per
+	 * client_timeout, or it is a trickle meant to hold the session.
+	 */
+	if (ck != s->ctk || (ck == TK_CLIENT && s->cmd_done) ||
+	    (ck == TK_CLIENT_BODY && s->body_progress >= SESS_BODY_MIN)) {
 		s->ctk = ck;
+		s->body_progress = 0;
 		conn_timeout(&s->client, ck == TK_TLS ? cfg->tls_timeout :
 		    ck == TK_CLIENT || ck == TK_CLIENT_BODY ? cfg->client_timeout :
-		    0, ck == TK_CLIENT_BODY);
+		    0, false);
 	}
 	if (uk != s->utk || (uk == TK_REPLY && s->reply_done)) {
 		s->utk = uk;
@@ -1324,6 +1422,8 @@ sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
 		return;
 	}
 	s->phase = SP_UPSTREAM;
+	s->counted = true;
+	sess_counted(s, +1);
 	/* Watch the client for an early close; its bytes wait in the buffer. */
 	conn_read(&s->client, true);
 	{

@@ -11,12 +11,87 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include "starttlsd/policy.h"
 #include "starttlsd/upstream.h"
 
 static int up_conn_cb(struct conn *c, enum conn_event ev, void *arg);
+
+/* [family][port] → hash of the destination, 0: free. Shared by workers. */
+static uint32_t (*ownports)[65536];
+
+int
+up_ownports_init(void)
+{
+	void *p = mmap(NULL, 2 * 65536 * sizeof(uint32_t),
+	    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		return -1;
+	ownports = p;
+	return 0;
+}
+
+static uint16_t
+port_of(const struct sockaddr_storage *a)
+{
+	return ntohs(a->ss_family == AF_INET ?
+	    ((const struct sockaddr_in *)(const void *)a)->sin_port :
+	    ((const struct sockaddr_in6 *)(const void *)a)->sin6_port);
+}
+
+/* FNV-1a over the destination's address and port; never 0. */
+static uint32_t
+dst_hash(const struct sockaddr_storage *a)
+{
+	const uint8_t *p;
+	size_t n;
+	uint32_t h = 2166136261u;
+	uint16_t port = port_of(a);
+
+	if (a->ss_family == AF_INET) {
+		p = (const uint8_t *)&((const struct sockaddr_in *)(const void *)a)->sin_addr;
+		n = 4;
+	} else {
+		p = (const uint8_t *)&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr;
+		n = 16;
+	}
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 16777619u;
+	h = (h ^ (port & 0xff)) * 16777619u;
+	h = (h ^ (port >> 8)) * 16777619u;
+	return h ? h : 1;
+}
+
+static uint32_t *
+ownport_slot(const struct sockaddr_storage *local)
+{
+	if (ownports == NULL ||
+	    (local->ss_family != AF_INET && local->ss_family != AF_INET6))
+		return NULL;
+	return &ownports[local->ss_family == AF_INET6][port_of(local)];
+}
+
+static void
+ownport_set(struct upstream *up, bool on)
+{
+	uint32_t *slot;
+
+	if (up->locallen == 0 || (slot = ownport_slot(&up->local)) == NULL)
+		return;
+	__atomic_store_n(slot, on ? dst_hash(&up->dst) : 0, __ATOMIC_RELAXED);
+}
+
+bool
+up_is_own(const struct sockaddr_storage *peer, const struct sockaddr_storage *dst)
+{
+	uint32_t *slot = ownport_slot(peer);
+
+	return slot != NULL && dst->ss_family == peer->ss_family &&
+	    __atomic_load_n(slot, __ATOMIC_RELAXED) == dst_hash(dst);
+}
 
 const char *
 up_state_str(enum up_state s)
@@ -99,6 +174,7 @@ up_connect(struct upstream *up)
 	if (getsockname(up->conn.fd, (struct sockaddr *)&up->local,
 	    &up->locallen) < 0)
 		up->locallen = 0;
+	ownport_set(up, true);
 	up->state = UP_CONNECT;
 	conn_timeout(&up->conn, up->p->connect_timeout, false);
 	return 0;
@@ -141,6 +217,8 @@ up_tls_unavailable(struct upstream *up, enum policy_signal sig,
 	 * handshake, or a server that said something odd to STARTTLS): start
 	 * again without STARTTLS (RFC 7435 fallback).
 	 */
+	ownport_set(up, false);
+	up->locallen = 0;
 	conn_cleanup(&up->conn);
 	conn_init(&up->conn, loop, -1, up->p->bufmax, up_conn_cb, up);
 	free(up->greeting);
@@ -425,6 +503,8 @@ up_start(struct upstream *up, struct ev_loop *loop, const struct up_params *p,
 void
 up_cleanup(struct upstream *up)
 {
+	ownport_set(up, false);
+	up->locallen = 0;
 	conn_cleanup(&up->conn); /* idempotent */
 	up->state = UP_DONE;
 	free(up->greeting);

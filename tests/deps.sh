@@ -7,11 +7,19 @@ pkgs=(
   build-essential pkg-config
   android-libboringssl-dev android-libboringssl android-boringssl
   libev-dev libnftnl-dev libmnl-dev liblmdb-dev libcmocka-dev
+  clang-14 libfuzzer-14-dev libclang-rt-14-dev
   nftables iproute2 iptables
   swaks libnet-ssleay-perl libio-socket-inet6-perl libio-socket-ssl-perl
   postfix stunnel4 rsyslog openssl
   python3 procps psmisc
+  devscripts
 )
+
+# The daemon's workers drop root for this user (make install documents it).
+if [ "$(id -u)" -eq 0 ] && ! id starttlsd >/dev/null 2>&1; then
+  useradd --system --no-create-home --home-dir /var/lib/starttlsd \
+    --shell /usr/sbin/nologin starttlsd
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -29,6 +29,9 @@ struct config {
 	bool log_stderr;
 	bool check_config;      /* command line only */
 	char *pid_file;
+	unsigned workers;         /* 0: one per CPU */
+	bool master;              /* off: one process does everything */
+	char *user;               /* workers run as this user */
 
 	/* listening and destination */
 	struct config_list listen;

@@ -49,13 +49,15 @@ void sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
     socklen_t dstlen, const char *refuse);
 
 /*
- * Is peer the local end of one of our own upstream connections? Then a
- * redirect (typically an output-chain rule without the mark exemption)
- * brought our own connection back to us.
+ * Counts shared by all workers (set up before they are forked): sessions
+ * in all, and from one client address (port ignored).
  */
-bool sess_is_own_upstream(const struct sockaddr_storage *peer);
-
-/* Live sessions from this client address (port ignored). */
+int sess_shared_init(size_t nslots);
+/* This process counts in slot (a worker's index). */
+void sess_shared_use(size_t slot);
+/* A worker died: forget what its slot counted. */
+void sess_shared_reset(size_t slot);
+unsigned sess_count_all(void);
 unsigned sess_count_client(const struct sockaddr_storage *peer);
 
 /* Number of live sessions. */

@@ -104,6 +104,17 @@ int up_start(struct upstream *up, struct ev_loop *loop,
 /* Frees the greeting/reply and closes the conn if still owned. */
 void up_cleanup(struct upstream *up);
 
+/*
+ * Loop detection across worker processes: a table in shared memory (set
+ * up once, before the workers are forked) of the local ports of our
+ * upstream connections, each with a hash of where it goes. A connection
+ * accepted from a local port in the table, going to that destination, is
+ * our own upstream connection redirected back to us.
+ */
+int up_ownports_init(void);
+bool up_is_own(const struct sockaddr_storage *peer,
+    const struct sockaddr_storage *dst);
+
 const char *up_state_str(enum up_state s);
 const char *up_action_str(enum up_action a);
 

@@ -17,6 +17,8 @@ PY=${PY:-/usr/bin/python3}
 
 T_NAME=$(basename "$0" .sh)
 T_TMP=$(mktemp -d "/tmp/starttlsd-${T_NAME}.XXXXXX")
+# The daemon's workers run as user starttlsd: they must reach state_dir.
+chmod 755 "$T_TMP"
 T_PASS=0
 T_FAIL=0
 T_PIDS=()
@@ -145,6 +147,9 @@ server() {
 	local mode=$1; shift
 	certs
 	mkdir -p "$SRV_OUT"
+	# The background job truncates it only once it runs: never read a
+	# previous server's "ready".
+	rm -f "$T_TMP/srv.stdout"
 	ip netns exec "$NS_SRV" "$PY" "$PEERS/smtpd.py" --listen "$SRV4:25" --listen "[$SRV6]:25" \
 		--cert "$CERTS/server.crt" --key "$CERTS/server.key" \
 		--out "$SRV_OUT" --log "$SRV_LOG" --mode "$mode" "$@" \
