@@ -69,6 +69,7 @@ test: deps
 	$(MAKE) SANITIZE=1 all unit
 	tests/run-integration.sh build/starttlsd
 	tests/run-integration.sh build/san/starttlsd
+	$(MAKE) valgrind
 
 PREFIX  ?= /usr/local
 DESTDIR ?=

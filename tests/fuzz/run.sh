@@ -2,7 +2,8 @@
 # Run libFuzzer harnesses built by `make fuzz-build`.
 #   tests/fuzz/run.sh run   SECONDS BUILD_DIR NAME...   corpus grows in BUILD_DIR/corpus/NAME
 #   tests/fuzz/run.sh smoke SECONDS BUILD_DIR NAME...   from the seeds, scratch corpus
-# Seeds: tests/fuzz/corpus/NAME/ (read only). A crash or broken invariant leaves
+# Seeds: tests/fuzz/corpus/NAME/ (read only), plus tests/fuzz/crashes/NAME-*.
+# FUZZ_STRICT=1 in the environment: known issues fail too. A crash or broken invariant leaves
 # BUILD_DIR/crashes/NAME-crash-* (reproduce: BUILD_DIR/NAME FILE) and fails the run.
 # Prints one line per harness: runs, executions per second, coverage.
 set -uo pipefail
@@ -29,6 +30,8 @@ for name in "$@"; do
   if [ "$mode" = smoke ]; then work=$bdir/smoke/$name; rm -rf "$work"; else work=$bdir/corpus/$name; fi
   mkdir -p "$work" "$bdir/crashes" "$bdir/logs"
   [ -d "$seeds" ] || seeds=
+  # Reproducers of reported issues run as inputs too (tolerated unless FUZZ_STRICT=1).
+  for f in "$here"/crashes/"$name"-*; do [ -f "$f" ] && cp "$f" "$work/"; done
   log=$bdir/logs/$name.log
   start=$(date +%s%N)
   # shellcheck disable=SC2046

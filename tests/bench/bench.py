@@ -1,0 +1,1098 @@
+#!/usr/bin/env python3
+"""starttlsd benchmark: starttlsd (A) beside stunnel4 (B) and plaintext direct (C).
+
+Run it through tests/bench/run.sh (make bench, make bench-smoke), which puts it
+in a network namespace of its own:
+
+  LAN side 127.0.0.1   the proxies listen here; the load generators connect
+                       from here
+  WAN side 127.0.1.1   the sinks and Postfix listen here; the proxies' upstream
+                       connections leave from here
+
+Every measurement runs the three legs on the same load, interleaved
+A B C A B C, and takes medians. Nothing here needs the network: loopback only.
+Standard library only (it runs under Debian's /usr/bin/python3).
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAN = "127.0.0.1"
+WAN = "127.0.1.1"
+PORT_A, PORT_B = 10025, 10026
+SINK_PORTS = {"p256": 2525, "rsa": 2526, "p256-noticket": 2527}
+PORT_POSTFIX = 2528
+CLK = os.sysconf("SC_CLK_TCK")
+KIB, MIB = 1024, 1024 * 1024
+SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
+LEG_NAME = {"A": "starttlsd", "B": "stunnel", "C": "direct"}
+
+# The load matrix: (name, message size, concurrent sessions, one connection per
+# session (-d), messages; smoke messages).
+CASES = [
+    ("1k-new", 1 * KIB, 1, False, 400, 12),
+    ("1k-new", 1 * KIB, 10, False, 1000, 20),
+    ("1k-new", 1 * KIB, 100, False, 1000, 100),
+    ("1k-keep", 1 * KIB, 1, True, 4000, 20),
+    ("1k-keep", 1 * KIB, 10, True, 20000, 50),
+    ("1k-keep", 1 * KIB, 100, True, 20000, 200),
+    ("1m-keep", 1 * MIB, 1, True, 200, 3),
+    ("1m-keep", 1 * MIB, 10, True, 300, 10),
+    ("1m-keep", 1 * MIB, 100, True, 300, 100),
+]
+CASE_TEXT = {
+    "1k-new": "1 KiB, new connection per message",
+    "1k-keep": "1 KiB, one connection per session (-d)",
+    "1m-keep": "1 MiB, one connection per session (-d)",
+}
+
+procs = []  # everything we started, stopped on exit
+
+
+def say(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def run_out(cmd, **kw):
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30, **kw)
+        return (r.stdout + r.stderr).strip()
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"({e})"
+
+
+# ---- processes and /proc ------------------------------------------------------
+
+def start(cmd, log, **kw):
+    f = open(log, "ab")
+    p = subprocess.Popen(cmd, stdout=kw.pop("stdout", f), stderr=f,
+                         stdin=subprocess.DEVNULL, **kw)
+    f.close()
+    procs.append(p)
+    return p
+
+
+def stop(p, timeout=10):
+    if p is None or p.poll() is not None:
+        return
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+def cpu_s(pid):
+    """utime + stime of a whole process (every thread, dead ones too), seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) / CLK
+
+
+def status(pid):
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                out[k] = int(v.split()[0])
+            elif k == "Threads":
+                out[k] = int(v)
+    return out
+
+
+def listening(addr, port):
+    a = "".join(f"{int(x):02X}" for x in reversed(addr.split(".")))
+    want = f"{a}:{port:04X}"
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            x = line.split()
+            if x[1] == want and x[3] == "0A":
+                return True
+    return False
+
+
+def wait_listen(p, addr, port, what, timeout=10):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if p is not None and p.poll() is not None:
+            raise RuntimeError(f"{what} exited with {p.returncode} before listening")
+        if listening(addr, port):
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"{what} is not listening on {addr}:{port}")
+
+
+def wait_closed(addr, port, timeout=10):
+    end = time.monotonic() + timeout
+    while listening(addr, port) and time.monotonic() < end:
+        time.sleep(0.02)
+
+
+# ---- the bench ---------------------------------------------------------------
+
+class Bench:
+    def __init__(self, args):
+        self.a = args
+        self.smoke = args.smoke
+        self.runs = args.runs
+        self.tmp = tempfile.mkdtemp(prefix="starttlsd-bench.")
+        os.chmod(self.tmp, 0o755)  # Postfix daemons run as postfix
+        self.logs = os.path.join(self.tmp, "logs")
+        os.makedirs(self.logs)
+        self.state = os.path.join(self.tmp, "state")
+        os.makedirs(self.state)
+        self.starttlsd = args.starttlsd
+        self.tools = args.tools
+        self.sinks = {}
+        self.failures = []
+        self.res = {"load": [], "hs": [], "idle": [], "lat": [], "swaks": [], "postfix": []}
+        self.cmds = {}
+        help_text = run_out([self.starttlsd, "--help"])
+        # Options newer starttlsd builds have; passed only when known.
+        self.a_opts = ["--max-sessions", "20000"]
+        if "--max-sessions-per-client" in help_text:
+            self.a_opts += ["--max-sessions-per-client", "20000"]
+        if "--state-dir" in help_text:
+            self.a_opts += ["--state-dir", self.state]
+        self.t0 = time.monotonic()
+
+    def n(self, full, smoke):
+        return smoke if self.smoke else full
+
+    def fail(self, what):
+        say(f"bench: FAILED: {what}")
+        self.failures.append(what)
+
+    # -- certificates --------------------------------------------------------
+    def certs(self):
+        d = os.path.join(self.tmp, "certs")
+        subprocess.run(["bash", os.path.join(TOP, "tests/peers/mkcerts.sh"), d],
+                       check=True, stdout=subprocess.DEVNULL)
+        self.p256 = {"ca": f"{d}/ca.crt", "crt": f"{d}/server.crt", "key": f"{d}/server.key"}
+        # An RSA-2048 chain, as most MX servers still present: the client
+        # verifies two RSA signatures instead of two ECDSA P-256 ones.
+        r = os.path.join(self.tmp, "rsa")
+        os.makedirs(r)
+        sh = f"""set -e
+cd {r}
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 10 \
+  -subj "/O=starttlsd bench/CN=bench RSA CA" -addext basicConstraints=critical,CA:TRUE \
+  -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr \
+  -subj "/O=starttlsd bench/CN=mx.example.net" 2>/dev/null
+printf 'basicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature,keyEncipherment\\nextendedKeyUsage=serverAuth\\nsubjectAltName=DNS:mx.example.net\\n' >ext
+openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -set_serial 7 -days 10 \
+  -sha256 -extfile ext -out server.crt 2>/dev/null
+"""
+        subprocess.run(["bash", "-c", sh], check=True)
+        self.rsa = {"ca": f"{r}/ca.crt", "crt": f"{r}/server.crt", "key": f"{r}/server.key"}
+
+    # -- sinks ---------------------------------------------------------------
+    def start_sinks(self):
+        spec = {"p256": (self.p256, []), "rsa": (self.rsa, []),
+                "p256-noticket": (self.p256, ["--no-tickets"])}
+        for name, (pki, extra) in spec.items():
+            port = SINK_PORTS[name]
+            stats = os.path.join(self.tmp, f"sink-{name}.stats")
+            cmd = [os.path.join(self.tools, "sink"), "--listen", f"{WAN}:{port}",
+                   "--cert", pki["crt"], "--key", pki["key"], "--stats", stats] + extra
+            p = start(cmd, os.path.join(self.logs, f"sink-{name}.log"),
+                      stdout=subprocess.PIPE)
+            if p.stdout.readline().strip() != b"ready":
+                raise RuntimeError(f"sink {name} did not start")
+            self.sinks[name] = {"p": p, "stats": stats, "pki": pki, "port": port}
+            self.cmds[f"sink {name}"] = " ".join(cmd).replace(self.tmp, "$TMP")
+
+    def sink_stats(self, name):
+        s = self.sinks[name]
+        try:
+            os.unlink(s["stats"])
+        except FileNotFoundError:
+            pass
+        s["p"].send_signal(signal.SIGUSR1)
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            try:
+                with open(s["stats"]) as f:
+                    line = f.read()
+                out = {}
+                for kv in line.split():
+                    k, _, v = kv.partition("=")
+                    out[k] = float(v)
+                out["cpu"] = out["utime"] + out["stime"]
+                return out
+            except FileNotFoundError:
+                time.sleep(0.01)
+        raise RuntimeError(f"sink {name} did not report its counters")
+
+    # -- legs ----------------------------------------------------------------
+    def leg_start(self, leg, upstream_port, ca, tag):
+        """Start a proxy leg. Returns (process or None, client address, port)."""
+        if leg == "C":
+            return None, WAN, upstream_port
+        log = os.path.join(self.logs, f"{tag}-{leg}.log")
+        if leg == "A":
+            cmd = [self.starttlsd, "-f", "--log-stderr", "--listen", f"{LAN}:{PORT_A}",
+                   "--upstream", f"{WAN}:{upstream_port}", "--helo-name",
+                   "bench.example.org", "--ca-file", ca] + self.a_opts
+            self.cmds.setdefault("A", " ".join(cmd).replace(self.tmp, "$TMP"))
+            p = start(cmd, log)
+            wait_listen(p, LAN, PORT_A, "starttlsd")
+            p.log = log
+            return p, LAN, PORT_A
+        conf = os.path.join(self.tmp, f"stunnel-{tag}.conf")
+        text = f"""foreground = yes
+pid =
+output = {log}
+debug = 5
+[smtp]
+client = yes
+accept = {LAN}:{PORT_B}
+connect = {WAN}:{upstream_port}
+protocol = smtp
+CAfile = {ca}
+verifyChain = yes
+checkHost = mx.example.net
+"""
+        with open(conf, "w") as f:
+            f.write(text)
+        self.cmds.setdefault("B", text.replace(self.tmp, "$TMP"))
+        p = start(["stunnel", conf], log + ".stderr")
+        wait_listen(p, LAN, PORT_B, "stunnel")
+        p.log = log
+        return p, LAN, PORT_B
+
+    def leg_stop(self, leg, p):
+        if p is None:
+            return
+        stop(p)
+        wait_closed(LAN, PORT_A if leg == "A" else PORT_B)
+
+    def refused(self, leg, p):
+        """Sessions the proxy refused or failed, from its log."""
+        if p is None:
+            return 0
+        try:
+            with open(p.log, errors="replace") as f:
+                text = f.read()
+        except FileNotFoundError:
+            return 0
+        if leg == "A":
+            return len(re.findall(r"event=session .*action=refused", text)) + \
+                len(re.findall(r"event=session .*reason=\"?server:", text))
+        return len(re.findall(r"LOG[0-3]\[", text))
+
+    # -- smtp-source ---------------------------------------------------------
+    def smtp_source(self, addr, port, size, conc, count, keep):
+        cmd = [SMTP_SOURCE, "-s", str(conc), "-m", str(count), "-l", str(size),
+               "-f", "bench@example.org", "-t", "sink@example.net",
+               "-M", "bench.example.org"] + (["-d"] if keep else []) + [f"{addr}:{port}"]
+        t0 = time.monotonic()
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = t0 + (900 if not self.smoke else 120)
+        while True:
+            pid, st, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                p.kill()
+                pid, st, ru = os.wait4(p.pid, 0)
+                break
+            time.sleep(0.002)
+        wall = time.monotonic() - t0
+        p.returncode = os.waitstatus_to_exitcode(st)
+        out = p.stdout.read().decode(errors="replace")
+        return wall, p.returncode, ru.ru_utime + ru.ru_stime, out, cmd
+
+    # -- throughput ------------------------------------------------------------
+    def load(self):
+        say("== throughput: smtp-source, legs interleaved A B C")
+        for (name, size, conc, keep, full, small) in CASES:
+            count = self.n(full, small)
+            for r in range(self.runs):
+                for leg in "ABC":
+                    tag = f"{name}-c{conc}-r{r}"
+                    rec = {"case": name, "size": size, "conc": conc, "keep": keep,
+                           "count": count, "leg": leg, "run": r, "ok": False}
+                    p = None
+                    try:
+                        p, addr, port = self.leg_start(leg, SINK_PORTS["p256"],
+                                                       self.p256["ca"], tag)
+                        c0 = cpu_s(p.pid) if p else None
+                        s0 = self.sink_stats("p256")
+                        wall, rc, ccpu, out, cmd = self.smtp_source(addr, port, size, conc,
+                                                                    count, keep)
+                        time.sleep(0.2)  # let the last sessions end (their cost counts)
+                        s1 = self.sink_stats("p256")
+                        if p:
+                            rec["cpu"] = cpu_s(p.pid) - c0
+                            st = status(p.pid)
+                            rec["hwm_kb"] = st["VmHWM"]
+                        got = int(s1["msgs"] - s0["msgs"])
+                        rec.update(wall=wall, rc=rc, client_cpu=ccpu,
+                                   sink_cpu=s1["cpu"] - s0["cpu"], sink_msgs=got,
+                                   tls_full=s1["tls_full"] - s0["tls_full"],
+                                   tls_resumed=s1["tls_resumed"] - s0["tls_resumed"])
+                        self.cmds.setdefault(f"load {name} c{conc}", " ".join(
+                            cmd[:-1] + ["HOST:PORT"]))
+                        bad = self.refused(leg, p)
+                        if rc != 0 or got != count or bad:
+                            self.fail(f"{tag} leg {leg}: smtp-source exit {rc}, sink got "
+                                      f"{got}/{count} messages, {bad} refused/failed "
+                                      f"sessions in the proxy log; {out.strip()[-300:]}")
+                        else:
+                            rec["ok"] = True
+                    except Exception as e:  # one bad run must not hide the others
+                        self.fail(f"{tag} leg {leg}: {e}")
+                    finally:
+                        self.leg_stop(leg, p)
+                    self.res["load"].append(rec)
+                    if rec["ok"]:
+                        say(f"  {tag:18} {leg} {count / rec['wall']:9.1f} msg/s"
+                            + (f"  proxy {1e6 * rec['cpu'] / count:8.1f} us/msg"
+                               f"  hwm {rec['hwm_kb'] / 1024:6.1f} MiB" if p else ""))
+
+    # -- new TLS sessions per second ---------------------------------------------
+    def handshakes(self):
+        say("== new sessions per second: bclient conns (connect, 220, QUIT)")
+        count = self.n(600, 30)
+        conc = 10
+        variants = [("p256", "ABC"), ("p256-noticket", "AB"), ("rsa", "AB")]
+        for r in range(self.runs):
+            for variant, legs in variants:
+                sink = self.sinks[variant]
+                for leg in legs:
+                    tag = f"hs-{variant}-r{r}"
+                    rec = {"variant": variant, "leg": leg, "run": r, "ok": False,
+                           "count": count}
+                    p = None
+                    try:
+                        p, addr, port = self.leg_start(leg, sink["port"], sink["pki"]["ca"], tag)
+                        c0 = cpu_s(p.pid) if p else None
+                        s0 = self.sink_stats(variant)
+                        cmd = [os.path.join(self.tools, "bclient"), "conns", "--connect",
+                               f"{addr}:{port}", "--concurrency", str(conc), "--count",
+                               str(count), "--timeout", "300"]
+                        self.cmds.setdefault("handshakes", " ".join(cmd[:3] + ["HOST:PORT"]
+                                                                     + cmd[4:]))
+                        out = subprocess.run(cmd, capture_output=True, text=True, timeout=320)
+                        time.sleep(0.2)
+                        s1 = self.sink_stats(variant)
+                        kv = dict(x.split("=", 1) for x in out.stdout.split())
+                        rec.update(rate=float(kv["rate"]), done=int(kv["done"]),
+                                   failed=int(kv["failed"]),
+                                   tls_full=s1["tls_full"] - s0["tls_full"],
+                                   tls_resumed=s1["tls_resumed"] - s0["tls_resumed"],
+                                   sink_cpu=s1["cpu"] - s0["cpu"])
+                        if p:
+                            rec["cpu"] = cpu_s(p.pid) - c0
+                        if out.returncode != 0 or rec["failed"]:
+                            self.fail(f"{tag} leg {leg}: {out.stdout.strip()} {out.stderr.strip()}")
+                        else:
+                            rec["ok"] = True
+                    except Exception as e:
+                        self.fail(f"{tag} leg {leg}: {e}")
+                    finally:
+                        self.leg_stop(leg, p)
+                    self.res["hs"].append(rec)
+                    if rec["ok"]:
+                        say(f"  {tag:22} {leg} {rec['rate']:8.1f} sessions/s"
+                            + (f"  proxy {1e6 * rec['cpu'] / count:8.1f} us/session"
+                               if p else ""))
+
+    # -- idle sessions -------------------------------------------------------------
+    def idle_counts(self):
+        soft = int(run_out(["bash", "-c", "ulimit -n"]) or 1024)
+        # A proxy holds 2 descriptors per session; stunnel also caps its
+        # clients at 125/256 of its descriptor limit.
+        cap = min((soft - 64) // 2, soft * 125 // 256 - 16)
+        want = [1000, 10000] if not self.smoke else [50]
+        self.nofile = soft
+        return [(w, min(w, cap)) for w in want]
+
+    def idle(self):
+        say("== idle sessions: bclient idle (greeted, past EHLO, then silent)")
+        for want, n in self.idle_counts():
+            runs = self.runs if (want < 10000 or self.a.idle_runs_large is None) \
+                else self.a.idle_runs_large
+            for r in range(runs):
+                for leg in "AB":
+                    tag = f"idle-{n}-r{r}"
+                    rec = {"want": want, "n": n, "leg": leg, "run": r, "ok": False}
+                    p = None
+                    try:
+                        p, addr, port = self.leg_start(leg, SINK_PORTS["p256"],
+                                                       self.p256["ca"], tag)
+                        bc = os.path.join(self.tools, "bclient")
+                        # Warm up: TLS contexts, CA store, allocator arenas.
+                        subprocess.run([bc, "conns", "--connect", f"{addr}:{port}",
+                                        "--concurrency", "5", "--count", "20"],
+                                       capture_output=True, timeout=60)
+                        time.sleep(0.5)
+                        base = status(p.pid)
+                        cmd = [bc, "idle", "--connect", f"{addr}:{port}", "--count", str(n),
+                               "--ramp", "100", "--timeout", "600"]
+                        self.cmds.setdefault("idle", " ".join(cmd[:3] + ["HOST:PORT"]
+                                                              + cmd[4:]))
+                        c = subprocess.Popen(cmd, stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE, text=True)
+                        line = c.stdout.readline()
+                        kv = dict(x.split("=", 1) for x in line.split()[1:])
+                        time.sleep(1.0)
+                        held = status(p.pid)
+                        c.stdin.close()
+                        rest = c.stdout.read()
+                        c.wait(60)
+                        kv2 = dict(x.split("=", 1) for x in rest.split()[1:])
+                        idle_n = int(kv.get("idle", 0))
+                        rec.update(idle=idle_n, failed=int(kv.get("failed", -1)),
+                                   setup_s=float(kv.get("setup_s", 0)),
+                                   still=int(kv2.get("still_open", -1)),
+                                   base_kb=base["VmRSS"], rss_kb=held["VmRSS"],
+                                   hwm_kb=held["VmHWM"], threads=held["Threads"])
+                        if idle_n:
+                            rec["per_b"] = (held["VmRSS"] - base["VmRSS"]) * 1024 / idle_n
+                        if not line.startswith("ready") or rec["failed"] or rec["still"] != n:
+                            self.fail(f"{tag} leg {leg}: {line.strip()} / {rest.strip()}")
+                        else:
+                            rec["ok"] = True
+                    except Exception as e:
+                        self.fail(f"{tag} leg {leg}: {e}")
+                    finally:
+                        self.leg_stop(leg, p)
+                    self.res["idle"].append(rec)
+                    if rec.get("per_b"):
+                        say(f"  {tag:16} {leg} {rec['per_b'] / 1024:7.1f} KiB/session"
+                            f"  rss {rec['rss_kb'] / 1024:7.1f} MiB  setup {rec['setup_s']:.1f} s")
+
+    # -- latency -------------------------------------------------------------------
+    def latency(self):
+        say("== latency: bclient rtt (NOOP round trips), swaks sessions")
+        sessions, rounds = self.n(20, 2), self.n(500, 50)
+        for r in range(self.runs):
+            for leg in "ABC":
+                tag = f"lat-r{r}"
+                rec = {"leg": leg, "run": r, "ok": False}
+                p = None
+                try:
+                    p, addr, port = self.leg_start(leg, SINK_PORTS["p256"], self.p256["ca"], tag)
+                    cmd = [os.path.join(self.tools, "bclient"), "rtt", "--connect",
+                           f"{addr}:{port}", "--sessions", str(sessions), "--rounds",
+                           str(rounds), "--warmup", "20", "--timeout", "120"]
+                    self.cmds.setdefault("rtt", " ".join(cmd[:3] + ["HOST:PORT"] + cmd[4:]))
+                    out = subprocess.run(cmd, capture_output=True, text=True, timeout=150)
+                    if out.returncode != 0:
+                        raise RuntimeError(out.stderr.strip())
+                    rec.update({k: float(v) for k, v in
+                                (x.split("=", 1) for x in out.stdout.split())})
+                    # swaks: a whole single-message session, wall clock.
+                    walls = []
+                    for _ in range(self.n(3, 1)):
+                        scmd = ["swaks", "--server", f"{addr}:{port}", "--from",
+                                "bench@example.org", "--to", "sink@example.net",
+                                "--helo", "bench.example.org", "--body", "bench"]
+                        self.cmds.setdefault("swaks", " ".join(scmd[:1] + ["--server", "HOST:PORT"]
+                                                               + scmd[3:]))
+                        t0 = time.monotonic()
+                        s = subprocess.run(scmd, capture_output=True, timeout=60)
+                        walls.append(time.monotonic() - t0)
+                        if s.returncode != 0:
+                            raise RuntimeError("swaks failed: " + s.stdout.decode()[-300:])
+                    rec["swaks_s"] = statistics.median(walls)
+                    rec["ok"] = True
+                except Exception as e:
+                    self.fail(f"{tag} leg {leg}: {e}")
+                finally:
+                    self.leg_stop(leg, p)
+                self.res["lat"].append(rec)
+                if rec["ok"]:
+                    say(f"  {tag:8} {leg} rtt p50 {rec['rtt_p50_us']:7.1f} us  p99 "
+                        f"{rec['rtt_p99_us']:7.1f} us  setup p50 {rec['setup_p50_us']:8.1f} us"
+                        f"  swaks {1000 * rec['swaks_s']:.0f} ms")
+
+    # -- in front of a real Postfix ------------------------------------------------
+    def postfix_start(self):
+        d = os.path.join(self.tmp, "postfix")
+        for sub in ("etc", "queue", "data"):
+            os.makedirs(os.path.join(d, sub))
+        shutil.chown(os.path.join(d, "data"), "postfix")
+        with open(os.path.join(d, "etc/main.cf"), "w") as f:
+            f.write(f"""compatibility_level = 3.6
+config_directory = {d}/etc
+queue_directory = {d}/queue
+data_directory = {d}/data
+syslog_name = postfix-bench
+maillog_file = {d}/maillog
+maillog_file_prefixes = {self.tmp}
+inet_protocols = ipv4
+inet_interfaces = {WAN}
+myhostname = mx.example.net
+mydomain = example.net
+mydestination =
+mynetworks = 127.0.0.0/8
+relay_domains =
+smtpd_relay_restrictions = permit_mynetworks, reject
+default_transport = discard:bench
+relay_transport = discard:bench
+local_transport = discard:bench
+smtpd_peername_lookup = no
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = {self.p256['crt']}
+smtpd_tls_key_file = {self.p256['key']}
+smtpd_tls_loglevel = 0
+default_process_limit = 200
+alias_maps =
+alias_database =
+biff = no
+""")
+        with open(os.path.join(d, "etc/master.cf"), "w") as f:
+            f.write(f"""{WAN}:{PORT_POSTFIX} inet n - n - - smtpd
+pickup     unix  n       -       n       60      1       pickup
+cleanup    unix  n       -       n       -       0       cleanup
+qmgr       unix  n       -       n       300     1       qmgr
+tlsmgr     unix  -       -       n       1000?   1       tlsmgr
+rewrite    unix  -       -       n       -       -       trivial-rewrite
+bounce     unix  -       -       n       -       0       bounce
+defer      unix  -       -       n       -       0       bounce
+trace      unix  -       -       n       -       0       bounce
+verify     unix  -       -       n       -       1       verify
+flush      unix  n       -       n       1000?   0       flush
+proxymap   unix  -       -       n       -       -       proxymap
+proxywrite unix  -       -       n       -       1       proxymap
+smtp       unix  -       -       n       -       -       smtp
+relay      unix  -       -       n       -       -       smtp
+showq      unix  n       -       n       -       -       showq
+error      unix  -       -       n       -       -       error
+retry      unix  -       -       n       -       -       error
+discard    unix  -       -       n       -       -       discard
+anvil      unix  -       -       n       -       1       anvil
+scache     unix  -       -       n       -       1       scache
+postlog    unix-dgram n  -       n       -       1       postlogd
+""")
+        self.pf = d
+        log = os.path.join(self.logs, "postfix-start.log")
+        for verb in ("set-permissions", "check", "start"):
+            with open(log, "ab") as f:
+                r = subprocess.run(["postfix", "-c", f"{d}/etc", verb], stdout=f,
+                                   stderr=subprocess.STDOUT, timeout=60)
+            if r.returncode != 0 and verb != "set-permissions":
+                raise RuntimeError(f"postfix {verb} failed, see {log}")
+        wait_listen(None, WAN, PORT_POSTFIX, "postfix", timeout=20)
+
+    def postfix_stop(self):
+        if getattr(self, "pf", None):
+            subprocess.run(["postfix", "-c", f"{self.pf}/etc", "stop"],
+                           capture_output=True, timeout=60)
+            self.pf = None
+
+    def postfix(self):
+        say("== in front of a real Postfix (smtpd with STARTTLS, discard transport)")
+        try:
+            self.postfix_start()
+        except Exception as e:
+            self.fail(f"postfix: {e}")
+            return
+        count, conc = self.n(600, 10), 10
+        try:
+            for r in range(self.runs):
+                for leg in "ABC":
+                    tag = f"postfix-r{r}"
+                    rec = {"leg": leg, "run": r, "ok": False, "count": count, "conc": conc}
+                    p = None
+                    try:
+                        p, addr, port = self.leg_start(leg, PORT_POSTFIX, self.p256["ca"], tag)
+                        c0 = cpu_s(p.pid) if p else None
+                        wall, rc, ccpu, out, cmd = self.smtp_source(addr, port, 1 * KIB, conc,
+                                                                    count, False)
+                        time.sleep(0.2)
+                        if p:
+                            rec["cpu"] = cpu_s(p.pid) - c0
+                        rec.update(wall=wall, rc=rc)
+                        self.cmds.setdefault("postfix load", " ".join(cmd[:-1] + ["HOST:PORT"]))
+                        bad = self.refused(leg, p)
+                        if rc != 0 or bad:
+                            self.fail(f"{tag} leg {leg}: smtp-source exit {rc}, {bad} refused/"
+                                      f"failed sessions; {out.strip()[-300:]}")
+                        else:
+                            rec["ok"] = True
+                    except Exception as e:
+                        self.fail(f"{tag} leg {leg}: {e}")
+                    finally:
+                        self.leg_stop(leg, p)
+                    self.res["postfix"].append(rec)
+                    if rec["ok"]:
+                        say(f"  {tag:12} {leg} {count / rec['wall']:8.1f} msg/s")
+        finally:
+            self.postfix_stop()
+
+    # -- everything ------------------------------------------------------------------
+    def run(self):
+        self.certs()
+        self.start_sinks()
+        sections = self.a.sections.split(",")
+        try:
+            for s in ("load", "handshakes", "idle", "latency", "postfix"):
+                if s in sections:
+                    getattr(self, s)()
+        finally:
+            self.sink_final = {k: self.sink_stats(k) for k in self.sinks}
+            for s in self.sinks.values():
+                stop(s["p"])
+        self.elapsed = time.monotonic() - self.t0
+
+
+# ---- the report --------------------------------------------------------------
+
+def fmt(x, nd=0, none="—"):
+    if x is None:
+        return none
+    if nd == 0:
+        return f"{x:,.0f}"
+    return f"{x:,.{nd}f}"
+
+
+def spread(xs, scale=1.0, nd=0):
+    xs = [x * scale for x in xs if x is not None]
+    if not xs:
+        return "—"
+    m = statistics.median(xs)
+    if len(xs) < 2:
+        return fmt(m, nd)
+    return f"{fmt(m, nd)} ({fmt(min(xs), nd)}–{fmt(max(xs), nd)})"
+
+
+def machine_info(b):
+    info = {}
+    info["nproc"] = run_out(["nproc"])
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    fam = run_out(["bash", "-c", "lscpu | sed -n 's/^CPU family: *//p;s/^Model: *//p' | paste -sd/"])
+    info["cpu"] = f"{model} (family/model {fam})"
+    info["virt"] = run_out(["bash", "-c", "lscpu | sed -n 's/^Hypervisor vendor: *//p'"]) or "none"
+    with open("/proc/meminfo") as f:
+        info["mem"] = f"{int(f.readline().split()[1]) // 1024:,} MiB"
+    info["kernel"] = run_out(["uname", "-r"])
+    info["os"] = run_out(["bash", "-c", ". /etc/os-release; echo $PRETTY_NAME"])
+    info["nofile"] = str(getattr(b, "nofile", run_out(["bash", "-c", "ulimit -n"])))
+    info["starttlsd"] = run_out([b.starttlsd, "-V"]).splitlines()[0] if run_out(
+        [b.starttlsd, "-V"]) else "?"
+    git = run_out(["git", "-C", TOP, "describe", "--always", "--dirty"])
+    info["git"] = git if re.match(r"^[0-9a-f]", git) or "-" in git else "?"
+    st = run_out(["stunnel", "-version"]).splitlines()
+    info["stunnel"] = "; ".join(x.strip() for x in st if re.search(r"stunnel \d|OpenSSL", x))
+    info["boringssl"] = run_out([os.path.join(b.tools, "sink"), "--version"]).replace("sink ", "")
+    dq = lambda p: run_out(["dpkg-query", "-W", "-f=${Version}", p])
+    info["pkgs"] = (f"android-libboringssl {dq('android-libboringssl')}, libev4 {dq('libev4')}, "
+                    f"stunnel4 {dq('stunnel4')}, postfix {dq('postfix')} (smtp-source), "
+                    f"swaks {dq('swaks')}")
+    info["cc"] = run_out(["bash", "-c", "${CC:-gcc} --version | head -1"])
+    info["load"] = open("/proc/loadavg").read().split()[:3]
+    return info
+
+
+def report(b):
+    R = b.res
+    out = []
+    w = out.append
+    load = [r for r in R["load"] if r.get("ok")]
+
+    def sel(rows, **kw):
+        return [r for r in rows if all(r.get(k) == v for k, v in kw.items())]
+
+    def agg(case, conc, leg):
+        rows = sel(load, case=case, conc=conc, leg=leg)
+        if not rows:
+            return None
+        size = rows[0]["size"]
+        return {
+            "n": len(rows),
+            "rate": [r["count"] / r["wall"] for r in rows],
+            "mbs": [r["count"] * size / r["wall"] / 1e6 for r in rows],
+            "cpu": [r["cpu"] / r["count"] for r in rows] if leg != "C" else [],
+            "hwm": [r["hwm_kb"] / 1024 for r in rows] if leg != "C" else [],
+            "sink": [r["sink_cpu"] / r["count"] for r in rows],
+            "client": [r["client_cpu"] / r["count"] for r in rows],
+            "resumed": sum(r["tls_resumed"] for r in rows),
+            "full": sum(r["tls_full"] for r in rows),
+        }
+
+    cases = []
+    for (name, size, conc, keep, full, small) in CASES:
+        cases.append((name, conc, {leg: agg(name, conc, leg) for leg in "ABC"}))
+
+    def med(a, k):
+        return median(a[k]) if a and a[k] else None
+
+    def ratio(x, y):
+        return x / y if x is not None and y else None
+
+    # ---- targets
+    targets = []
+
+    def target(what, value, ok):
+        targets.append((what, value, "met" if ok else ("**not met**" if ok is not None
+                                                       else "not measured")))
+
+    def cget(name, conc):
+        for n_, c_, a in cases:
+            if n_ == name and c_ == conc:
+                return a
+        return {}
+
+    for conc in (10, 100):
+        a = cget("1k-new", conc)
+        ra, rb = med(a.get("A"), "rate"), med(a.get("B"), "rate")
+        ca, cb = med(a.get("A"), "cpu"), med(a.get("B"), "cpu")
+        r1, r2 = ratio(ra, rb), ratio(ca, cb)
+        target(f"1 KiB, new connection per message, {conc} sessions: ≥ 3 × stunnel's msgs/s",
+               f"{fmt(r1, 2)} ×", r1 >= 3 if r1 else None)
+        target(f"1 KiB, new connection per message, {conc} sessions: ≤ 0.2 × stunnel's CPU/msg",
+               f"{fmt(r2, 2)} ×", r2 <= 0.2 if r2 else None)
+    r10 = med(cget("1k-new", 10).get("A"), "rate")
+    r100 = med(cget("1k-new", 100).get("A"), "rate")
+    d = ratio(r100, r10)
+    target("1 KiB, new connection per message: starttlsd at 100 sessions within 10 % of 10",
+           f"{fmt(d, 2)} × ({fmt(r100)} vs {fmt(r10)} msgs/s)",
+           abs(d - 1) <= 0.10 if d else None)
+    for conc in (1, 10, 100):
+        a = cget("1k-keep", conc)
+        r1 = ratio(med(a.get("A"), "rate"), med(a.get("B"), "rate"))
+        target(f"1 KiB, one connection per session (-d), {conc} session{'s' if conc > 1 else ''}:"
+               " ≥ 1.5 × stunnel's msgs/s", f"{fmt(r1, 2)} ×", r1 >= 1.5 if r1 else None)
+    for conc in (1, 10, 100):
+        a = cget("1m-keep", conc)
+        r1 = ratio(med(a.get("A"), "mbs"), med(a.get("B"), "mbs"))
+        target(f"1 MiB, one connection per session, {conc} session{'s' if conc > 1 else ''}: "
+               "≥ 1.5 × stunnel's MB/s",
+               f"{fmt(r1, 2)} × ({fmt(med(a.get('A'), 'mbs'))} vs "
+               f"{fmt(med(a.get('B'), 'mbs'))} MB/s)", r1 >= 1.5 if r1 else None)
+    idle = [r for r in R["idle"] if r.get("ok")]
+    for want in sorted({r["want"] for r in idle}):
+        rows = sel(idle, want=want, leg="A")
+        if not rows:
+            continue
+        per = median([r["per_b"] for r in rows]) / 1024
+        n = rows[0]["n"]
+        target(f"idle sessions ({n:,}): ≤ 20 KiB RSS each", f"{per:.1f} KiB", per <= 20)
+        if want >= 10000:
+            tot = median([r["rss_kb"] for r in rows]) / 1024
+            est = (median([r["base_kb"] for r in rows]) + per * 10000) / 1024
+            target("10,000 idle sessions in ≤ 200 MB", f"{tot:.0f} MiB at {n:,} sessions"
+                   + (f" (≈ {est:.0f} MiB at 10,000)" if n < 10000 else ""),
+                   max(tot, est) * 1.048576 <= 200)
+    pf = [r for r in R["postfix"] if r.get("ok")]
+    pa = median([r["count"] / r["wall"] for r in sel(pf, leg="A")])
+    pc = median([r["count"] / r["wall"] for r in sel(pf, leg="C")])
+    pr = ratio(pa, pc)
+    target("in front of a real Postfix: ≥ 0.9 × the direct rate",
+           f"{fmt(pr, 2)} × ({fmt(pa)} vs {fmt(pc)} msgs/s)", pr >= 0.9 if pr else None)
+    lat = [r for r in R["lat"] if r.get("ok")]
+    la = median([r["rtt_p50_us"] for r in sel(lat, leg="A")])
+    lc = median([r["rtt_p50_us"] for r in sel(lat, leg="C")])
+    add = la - lc if la is not None and lc is not None else None
+    target("added latency per command round trip ≤ 100 µs at p50", f"{fmt(add)} µs",
+           add <= 100 if add is not None else None)
+
+    info = machine_info(b)
+    w("# Performance\n")
+    w("Generated by `make bench` (tests/bench/run.sh → tests/bench/bench.py); "
+      "do not edit by hand, rerun it.\n")
+    w(f"Run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+      f"{b.runs} interleaved run{'s' if b.runs > 1 else ''} per figure "
+      f"(legs A B C A B C …), medians shown, (min–max) where it matters; "
+      f"the whole bench took {b.elapsed / 60:.1f} minutes.\n")
+    w("- **A** starttlsd, smarthost mode (`--upstream`), full STARTTLS negotiation per session")
+    w("- **B** stunnel4 in client mode, `protocol = smtp` (its own STARTTLS dance), "
+      "chain and host name verified")
+    w("- **C** plaintext, the client straight to the sink (the floor)\n")
+    if b.failures:
+        w(f"**{len(b.failures)} run(s) failed** and are left out of the figures; "
+          "see [Failures](#failures).\n")
+
+    w("## Targets\n")
+    w("| target (issue 6) | measured (A = starttlsd) | |")
+    w("| --- | --- | --- |")
+    for what, val, ok in targets:
+        w(f"| {what} | {val} | {ok} |")
+    w("")
+
+    w("## Throughput: smtp-source through each leg\n")
+    w("The destination is the bench's own sink (tests/bench/sink.c: BoringSSL, epoll, one "
+      "thread), ECDSA P-256 certificate from tests/peers/mkcerts.sh, TLS session tickets "
+      "on (as Postfix and most servers). CPU is the proxy process's user+system time "
+      "over the run (all threads) divided by the messages; peak RSS is VmHWM of a "
+      "proxy started fresh for each run. MB/s counts message payload (10⁶ bytes). "
+      "“resumed” is the share of upstream TLS sessions the sink saw resumed.\n")
+    w("| load | sessions | leg | msgs/s | MB/s | proxy CPU µs/msg | proxy peak RSS MiB "
+      "| sink CPU µs/msg | resumed |")
+    w("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, conc, a in cases:
+        for leg in "ABC":
+            x = a[leg]
+            if x is None:
+                w(f"| {CASE_TEXT[name]} | {conc} | {leg} {LEG_NAME[leg]} | failed | | | | | |")
+                continue
+            tot = x["full"] + x["resumed"]
+            res = f"{100 * x['resumed'] / tot:.0f} %" if leg != "C" and tot else "—"
+            w(f"| {CASE_TEXT[name]} | {conc} | {leg} {LEG_NAME[leg]} | {spread(x['rate'])} | "
+              f"{fmt(med(x, 'mbs'), 1)} | {spread(x['cpu'], 1e6)} | {fmt(med(x, 'hwm'), 1)} | "
+              f"{fmt(med(x, 'sink') * 1e6 if med(x, 'sink') else None)} | {res} |")
+    w("")
+    w("Ratios (medians):\n")
+    w("| load | sessions | A/B msgs/s | A/C msgs/s | A/B CPU per msg |")
+    w("| --- | ---: | ---: | ---: | ---: |")
+    for name, conc, a in cases:
+        A, B, C = a["A"], a["B"], a["C"]
+        w(f"| {CASE_TEXT[name]} | {conc} | {fmt(ratio(med(A, 'rate'), med(B, 'rate')), 2)} | "
+          f"{fmt(ratio(med(A, 'rate'), med(C, 'rate')), 2)} | "
+          f"{fmt(ratio(med(A, 'cpu'), med(B, 'cpu')), 2)} |")
+    w("")
+
+    # sink ceiling
+    w("### The sink's ceiling\n")
+    w("The sink reports its own CPU (getrusage) on SIGUSR1; one thread, so its ceiling is "
+      "1 / (its CPU per message) on one core. It must stay well above what the legs reach, "
+      "or the sink, not the proxy, is what is measured.\n")
+    w("| load | sessions | leg | sink CPU µs/msg | sink ceiling msgs/s | reached msgs/s |")
+    w("| --- | ---: | --- | ---: | ---: | ---: |")
+    for name, conc, a in cases:
+        for leg in "ABC":
+            x = a[leg]
+            if not x:
+                continue
+            s = med(x, "sink")
+            w(f"| {CASE_TEXT[name]} | {conc} | {leg} | {fmt(s * 1e6 if s else None)} | "
+              f"{fmt(1 / s if s else None)} | {fmt(med(x, 'rate'))} |")
+    w("")
+
+    # handshakes
+    hs = [r for r in R["hs"] if r.get("ok")]
+    w("## New TLS sessions per second\n")
+    w("`bclient conns`: 10 at a time, each connects, waits for the 220 greeting (for a "
+      "proxy: after its whole upstream EHLO, STARTTLS, handshake, EHLO), says QUIT, "
+      "closes. Each session is one new upstream TLS session. Three sink variants: the "
+      "ECDSA P-256 test certificate with session tickets, the same without tickets "
+      "(no resumption possible: every handshake is full), and an RSA-2048 chain.\n")
+    w("| server certificate | leg | sessions/s | proxy CPU µs/session | sink: resumed | "
+      "A/B sessions/s | A/B CPU |")
+    w("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    names = {"p256": "ECDSA P-256, tickets", "p256-noticket": "ECDSA P-256, no tickets",
+             "rsa": "RSA-2048, tickets"}
+    for variant in ("p256", "p256-noticket", "rsa"):
+        rows = {leg: sel(hs, variant=variant, leg=leg) for leg in "ABC"}
+        rate = {leg: median([r["rate"] for r in rows[leg]]) for leg in "ABC"}
+        cpu = {leg: median([r["cpu"] / r["count"] for r in rows[leg]]) if leg != "C" else None
+               for leg in "ABC"}
+        for leg in "ABC":
+            if not rows[leg]:
+                continue
+            full = sum(r["tls_full"] for r in rows[leg])
+            resm = sum(r["tls_resumed"] for r in rows[leg])
+            res = f"{100 * resm / (full + resm):.0f} %" if leg != "C" and full + resm else "—"
+            extra = (f"{fmt(ratio(rate['A'], rate['B']), 2)} | "
+                     f"{fmt(ratio(cpu['A'], cpu['B']), 2)}") if leg == "A" else " | "
+            w(f"| {names[variant]} | {leg} {LEG_NAME[leg]} | "
+              f"{spread([r['rate'] for r in rows[leg]])} | "
+              f"{spread([r['cpu'] / r['count'] for r in rows[leg]], 1e6) if leg != 'C' else '—'} "
+              f"| {res} | {extra} |")
+    w("")
+
+    # idle
+    w("## Idle sessions\n")
+    w("`bclient idle` opens the sessions (at most 100 being set up at once), each greeted "
+      "and past EHLO (so the upstream TLS session is up), then holds them silent. "
+      "Memory per session = (VmRSS while held − VmRSS after a 20-session warm-up) / "
+      "sessions.\n")
+    w("| sessions | leg | per session KiB | RSS held MiB | RSS before MiB | threads | "
+      "set-up rate sessions/s | runs |")
+    w("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for want in sorted({r["want"] for r in idle}):
+        for leg in "AB":
+            rows = sel(idle, want=want, leg=leg)
+            if not rows:
+                continue
+            n = rows[0]["n"]
+            w(f"| {n:,} | {leg} {LEG_NAME[leg]} | "
+              f"{spread([r['per_b'] for r in rows], 1 / 1024, 1)} | "
+              f"{fmt(median([r['rss_kb'] for r in rows]) / 1024, 1)} | "
+              f"{fmt(median([r['base_kb'] for r in rows]) / 1024, 1)} | "
+              f"{fmt(median([r['threads'] for r in rows]))} | "
+              f"{fmt(median([n / r['setup_s'] for r in rows]))} | {len(rows)} |")
+    if any(r["n"] < r["want"] for r in idle):
+        w(f"\nThe 10,000-session row holds {idle[-1]['n']:,} sessions: descriptors are limited "
+          f"to {info['nofile']} per process here (RLIMIT_NOFILE; this container cannot raise "
+          "the hard limit), a proxy needs two per session, and stunnel caps its clients at "
+          "125/256 of its limit. run.sh raises the limit where it can; on such a machine the "
+          "row holds the full 10,000.")
+    w("")
+
+    # latency
+    w("## Latency\n")
+    w("`bclient rtt`: 20 sessions one after another; in each, after EHLO, 20 untimed and "
+      "500 timed NOOP round trips (send, wait for the whole reply): 10,000 samples per run. "
+      "Session set-up is connect → 220 greeting, which for a proxy includes its whole "
+      "upstream negotiation. Added latency is the leg's p50 minus the direct p50. swaks: "
+      "wall time of one whole single-message session including swaks's own start-up "
+      "(Perl), median of 3.\n")
+    w("| leg | NOOP round trip p50 µs | p90 µs | p99 µs | added p50 µs | added p99 µs | "
+      "session set-up p50 µs | set-up p99 µs | swaks session ms |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    lm = {leg: {k: median([r[k] for r in sel(lat, leg=leg)]) if sel(lat, leg=leg) else None
+                for k in ("rtt_p50_us", "rtt_p90_us", "rtt_p99_us", "setup_p50_us",
+                          "setup_p99_us", "swaks_s")} for leg in "ABC"}
+    for leg in "ABC":
+        m = lm[leg]
+        if m["rtt_p50_us"] is None:
+            continue
+        c = lm["C"]
+        w(f"| {leg} {LEG_NAME[leg]} | {fmt(m['rtt_p50_us'])} | {fmt(m['rtt_p90_us'])} | "
+          f"{fmt(m['rtt_p99_us'])} | "
+          f"{fmt(m['rtt_p50_us'] - c['rtt_p50_us']) if leg != 'C' and c['rtt_p50_us'] else '—'} | "
+          f"{fmt(m['rtt_p99_us'] - c['rtt_p99_us']) if leg != 'C' and c['rtt_p99_us'] else '—'} | "
+          f"{fmt(m['setup_p50_us'])} | {fmt(m['setup_p99_us'])} | "
+          f"{fmt(1000 * m['swaks_s'])} |")
+    w("")
+
+    # postfix
+    w("## In front of a real Postfix\n")
+    w("A private Postfix 3.7 instance (smtpd with `smtpd_tls_security_level = may`, the "
+      "P-256 test certificate, queue on disk, discard transport) as the destination; "
+      "1 KiB messages, 10 sessions, a new connection per message. Its queue is the "
+      "limit, so this shows whether a proxy costs mail throughput in front of a real MTA.\n")
+    w("| leg | msgs/s | proxy CPU µs/msg | ratio to direct |")
+    w("| --- | ---: | ---: | ---: |")
+    for leg in "ABC":
+        rows = sel(pf, leg=leg)
+        if not rows:
+            continue
+        rate = median([r["count"] / r["wall"] for r in rows])
+        w(f"| {leg} {LEG_NAME[leg]} | {spread([r['count'] / r['wall'] for r in rows])} | "
+          f"{spread([r['cpu'] / r['count'] for r in rows], 1e6) if leg != 'C' else '—'} | "
+          f"{fmt(ratio(rate, pc), 2)} |")
+    w("")
+
+    # machine
+    w("## Machine and versions\n")
+    w(f"- CPU: {info['cpu']}, {info['nproc']} vCPU ({info['virt']} guest), "
+      f"{info['mem']} RAM; every process (load generator, proxy, sink) shares these CPUs")
+    w(f"- {info['os']}, kernel {info['kernel']}; load average at the end "
+      f"{' '.join(info['load'])}; RLIMIT_NOFILE {info['nofile']}")
+    w(f"- starttlsd: `{info['starttlsd']}`, git {info['git']}, built by `make` "
+      f"({info['cc']}, -O2)")
+    w(f"- BoringSSL: {info['boringssl']} (Debian android-libboringssl)")
+    w(f"- stunnel: {info['stunnel']}")
+    w(f"- packages: {info['pkgs']}")
+    w("")
+    w("## Exact commands\n")
+    w("Everything runs in a network namespace made by tests/bench/run.sh: `lo` up, "
+      f"`{WAN}/32` added to it. Proxies listen on {LAN}; sinks and Postfix on {WAN}. "
+      "`$TMP` is the bench's temporary directory.\n")
+    w("```")
+    for k in sorted(b.cmds):
+        if k in ("A", "B"):
+            continue
+        w(f"# {k}")
+        w(b.cmds[k])
+    w("# A (starttlsd), upstream port per sink")
+    w(b.cmds.get("A", "(not run)"))
+    w("# B (stunnel), configuration file")
+    w(b.cmds.get("B", "(not run)").rstrip())
+    w("```\n")
+    w("HOST:PORT is 127.0.0.1:10025 (A), 127.0.0.1:10026 (B) or the sink itself, "
+      "127.0.1.1:2525 (C). Each run starts the proxy afresh and stops it after the load.\n")
+    w("## How to read this, and what is not measured\n")
+    for line in NOTES:
+        w(line)
+    w("")
+    if b.failures:
+        w("## Failures\n")
+        for f_ in b.failures:
+            w(f"- {f_}")
+        w("")
+    return "\n".join(out) + "\n", targets
+
+
+NOTES = [
+    "- Everything shares 2 vCPUs: the load generator, the proxy and the sink. Throughput "
+    "(msgs/s, MB/s) therefore depends on what the other processes cost, and varies with "
+    "other load on the host; CPU per message is the figure to compare.",
+    "- Loopback only: no network latency, so per-session round trips cost CPU, not waiting. "
+    "On a real path the proxy's extra upstream round trips (EHLO, STARTTLS, handshake) "
+    "add their RTT to session set-up.",
+    "- The proxies' upstream connections leave from 127.0.1.1, the clients connect from "
+    "127.0.0.1: with both on 127.0.0.1, starttlsd wrongly refuses some sessions as loops "
+    "(see the report that came with this bench).",
+    "- starttlsd logs one line per session to syslog(3) and, with --log-stderr, to a file; "
+    "no syslog daemon runs in the namespace. stunnel logs at its default level "
+    "(5, notice) to a file.",
+    "- stunnel resumes TLS sessions with the sink (OpenSSL client session cache); "
+    "starttlsd does a full handshake every time. The \"no tickets\" rows of the "
+    "handshake table compare both doing full handshakes.",
+    "- starttlsd is given a private --state-dir (pins are recorded, as by default) and "
+    "--max-sessions-per-client 20000, since all load comes from one address.",
+]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny loads, one run: checks that every part still works")
+    ap.add_argument("--runs", type=int, default=None, help="interleaved runs (default 3)")
+    ap.add_argument("--idle-runs-large", type=int, default=None,
+                    help="runs for the 10,000 idle sessions (default: --runs)")
+    ap.add_argument("--out", default=None,
+                    help="write the report here (default docs/performance.md; smoke: none)")
+    ap.add_argument("--sections", default="load,handshakes,idle,latency,postfix")
+    ap.add_argument("--starttlsd", default=os.path.join(TOP, "build/starttlsd"))
+    ap.add_argument("--tools", default=os.path.join(TOP, "build/bench"))
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = ap.parse_args()
+    if args.runs is None:
+        args.runs = 1 if args.smoke else 3
+    if args.out is None and not args.smoke:
+        args.out = os.path.join(TOP, "docs/performance.md")
+    b = Bench(args)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+    try:
+        b.run()
+        text, targets = report(b)
+    finally:
+        for p in procs:
+            stop(p, 5)
+        if hasattr(b, "pf"):
+            b.postfix_stop()
+        if not args.keep and not b.failures:
+            shutil.rmtree(b.tmp, ignore_errors=True)
+        else:
+            say(f"bench: files kept in {b.tmp}")
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+        say(f"bench: wrote {args.out}")
+    say(f"bench: {b.elapsed:.0f} s, {len(b.failures)} failed run(s)")
+    return 1 if b.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
