@@ -116,13 +116,13 @@ clean:
 # ---- fuzzing: libFuzzer harnesses in tests/fuzz/ (clang-14) -------------------------
 #   make fuzz         build every harness, run each for FUZZ_SECONDS (default 60);
 #                     new inputs in build/fuzz/corpus/, crashes in build/fuzz/crashes/
-#   make fuzz-smoke   build, run each for FUZZ_SMOKE_SECONDS (default 4) from its seeds
+#   make fuzz-smoke   build, run each for FUZZ_SMOKE_SECONDS (default 3) from its seeds
 #   make fuzz FUZZ_TARGETS=fuzz_reply   only some
 # The proxy sources are compiled again with clang, coverage and ASan+UBSan, into
 # build/fuzz/ (never the gcc-built build/libstarttlsd.a).
 FUZZ_CC            ?= clang-14
 FUZZ_SECONDS       ?= 60
-FUZZ_SMOKE_SECONDS ?= 4
+FUZZ_SMOKE_SECONDS ?= 3
 FUZZ_DIR           := build/fuzz
 FUZZ_SAN           := -fsanitize=address,undefined -fno-sanitize-recover=all \
                       -fno-omit-frame-pointer
@@ -157,3 +157,29 @@ fuzz-smoke: deps fuzz-build
 	tests/fuzz/run.sh smoke $(FUZZ_SMOKE_SECONDS) $(FUZZ_DIR) $(FUZZ_TARGETS)
 
 -include $(wildcard $(FUZZ_DIR)/obj/*.d $(FUZZ_DIR)/*.d)
+
+# ---- benchmarks: tests/bench, docs/performance.md ------------------------------
+#   make bench         starttlsd beside stunnel and plaintext direct (root, ~12 min);
+#                      prints the tables and writes docs/performance.md
+#   make bench-smoke   the same script on tiny loads, one run, no report (~1 min)
+BENCH_DIR   := build/bench
+BENCH_FLAGS := -O2 -g -std=c11 $(WARN) $(HARDEN)
+
+$(BENCH_DIR)/sink: tests/bench/sink.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(BENCH_FLAGS) -o $@ $< -pie -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB) -lssl -lcrypto -lpthread
+
+$(BENCH_DIR)/bclient: tests/bench/bclient.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(BENCH_FLAGS) -o $@ $< -pie
+
+.PHONY: bench bench-smoke bench-tools
+bench-tools: $(BENCH_DIR)/sink $(BENCH_DIR)/bclient
+
+bench: deps
+	$(MAKE) SANITIZE= all bench-tools
+	tests/bench/run.sh
+
+bench-smoke: deps
+	$(MAKE) SANITIZE= all bench-tools
+	tests/bench/run.sh --smoke

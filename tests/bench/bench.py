@@ -96,23 +96,86 @@ def stop(p, timeout=10):
         p.wait()
 
 
+def tree(pid):
+    """pid and all its descendants (starttlsd: the master and its workers)."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
 def cpu_s(pid):
-    """utime + stime of a whole process (every thread, dead ones too), seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        rest = f.read().rsplit(")", 1)[1].split()
-    return (int(rest[11]) + int(rest[12])) / CLK
+    """User + system time of a process tree (every thread, and children already
+    reaped by the root), seconds."""
+    total = 0.0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(rest[11]) + int(rest[12])
+        if p == pid:
+            total += int(rest[13]) + int(rest[14])
+    return total / CLK
 
 
 def status(pid):
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            if k in ("VmRSS", "VmHWM"):
-                out[k] = int(v.split()[0])
-            elif k == "Threads":
-                out[k] = int(v)
+    """VmRSS, VmHWM (kB) and Threads summed over a process tree; Procs."""
+    out = {"VmRSS": 0, "VmHWM": 0, "Threads": 0, "Procs": 0}
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    k, _, v = line.partition(":")
+                    if k in ("VmRSS", "VmHWM"):
+                        out[k] += int(v.split()[0])
+                    elif k == "Threads":
+                        out[k] += int(v)
+            out["Procs"] += 1
+        except OSError:
+            continue
     return out
+
+
+def foreign_cpu():
+    """CPU seconds so far of every process outside this network namespace,
+    by pid (other work on the machine competes with the bench)."""
+    me = os.readlink("/proc/self/ns/net")
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{d}/ns/net") == me:
+                continue
+            with open(f"/proc/{d}/stat") as f:
+                x = f.read()
+        except OSError:
+            continue
+        name = x[x.index("(") + 1:x.rindex(")")]
+        rest = x.rsplit(")", 1)[1].split()
+        out[int(d)] = (name, (int(rest[11]) + int(rest[12])) / CLK)
+    return out
+
+
+def machine_busy():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v[:8]) - idle, sum(v[:8])
 
 
 def listening(addr, port):
@@ -170,6 +233,9 @@ class Bench:
         if "--state-dir" in help_text:
             self.a_opts += ["--state-dir", self.state]
         self.t0 = time.monotonic()
+        self.foreign0 = foreign_cpu()
+        self.busy0 = machine_busy()
+        self.load0 = open("/proc/loadavg").read().split()[:3]
 
     def n(self, full, smoke):
         return smoke if self.smoke else full
@@ -343,6 +409,7 @@ checkHost = mx.example.net
                             rec["cpu"] = cpu_s(p.pid) - c0
                             st = status(p.pid)
                             rec["hwm_kb"] = st["VmHWM"]
+                            rec["procs"] = st["Procs"]
                         got = int(s1["msgs"] - s0["msgs"])
                         rec.update(wall=wall, rc=rc, client_cpu=ccpu,
                                    sink_cpu=s1["cpu"] - s0["cpu"], sink_msgs=got,
@@ -464,7 +531,8 @@ checkHost = mx.example.net
                                    setup_s=float(kv.get("setup_s", 0)),
                                    still=int(kv2.get("still_open", -1)),
                                    base_kb=base["VmRSS"], rss_kb=held["VmRSS"],
-                                   hwm_kb=held["VmHWM"], threads=held["Threads"])
+                                   hwm_kb=held["VmHWM"], threads=held["Threads"],
+                                   procs=held["Procs"])
                         if idle_n:
                             rec["per_b"] = (held["VmRSS"] - base["VmRSS"]) * 1024 / idle_n
                         if not line.startswith("ready") or rec["failed"] or rec["still"] != n:
@@ -654,6 +722,15 @@ postlog    unix-dgram n  -       n       -       1       postlogd
             for s in self.sinks.values():
                 stop(s["p"])
         self.elapsed = time.monotonic() - self.t0
+        f1 = foreign_cpu()
+        other = {}
+        for pid, (name, c) in f1.items():
+            c0 = self.foreign0.get(pid, (name, 0.0))[1] if pid in self.foreign0 else 0.0
+            if c - c0 > 0:
+                other[name] = other.get(name, 0.0) + c - c0
+        self.other_cpu = sorted(other.items(), key=lambda x: -x[1])
+        b1 = machine_busy()
+        self.busy = (b1[0] - self.busy0[0]) / max(1, b1[1] - self.busy0[1])
 
 
 # ---- the report --------------------------------------------------------------
@@ -922,7 +999,7 @@ def report(b):
       "and past EHLO (so the upstream TLS session is up), then holds them silent. "
       "Memory per session = (VmRSS while held − VmRSS after a 20-session warm-up) / "
       "sessions.\n")
-    w("| sessions | leg | per session KiB | RSS held MiB | RSS before MiB | threads | "
+    w("| sessions | leg | per session KiB | RSS held MiB | RSS before MiB | processes / threads | "
       "set-up rate sessions/s | runs |")
     w("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for want in sorted({r["want"] for r in idle}):
@@ -935,6 +1012,7 @@ def report(b):
               f"{spread([r['per_b'] for r in rows], 1 / 1024, 1)} | "
               f"{fmt(median([r['rss_kb'] for r in rows]) / 1024, 1)} | "
               f"{fmt(median([r['base_kb'] for r in rows]) / 1024, 1)} | "
+              f"{fmt(median([r['procs'] for r in rows]))} / "
               f"{fmt(median([r['threads'] for r in rows]))} | "
               f"{fmt(median([n / r['setup_s'] for r in rows]))} | {len(rows)} |")
     if any(r["n"] < r["want"] for r in idle):
@@ -994,8 +1072,14 @@ def report(b):
     w("## Machine and versions\n")
     w(f"- CPU: {info['cpu']}, {info['nproc']} vCPU ({info['virt']} guest), "
       f"{info['mem']} RAM; every process (load generator, proxy, sink) shares these CPUs")
-    w(f"- {info['os']}, kernel {info['kernel']}; load average at the end "
-      f"{' '.join(info['load'])}; RLIMIT_NOFILE {info['nofile']}")
+    w(f"- {info['os']}, kernel {info['kernel']}; RLIMIT_NOFILE {info['nofile']}")
+    other = sum(c for _, c in b.other_cpu)
+    top = ", ".join(f"{n} {c:.0f} s" for n, c in b.other_cpu[:3] if c >= 1)
+    w(f"- Other work on the machine during the bench: processes outside the bench's "
+      f"namespace used at least {other:.0f} CPU-seconds in {b.elapsed:.0f} s, i.e. "
+      f"{100 * other / b.elapsed / int(info['nproc']):.0f} % of the machine"
+      + (f" ({top})" if top else "") + f"; the machine was {100 * b.busy:.0f} % busy in all; "
+      f"load average {' '.join(b.load0)} at the start, {' '.join(info['load'])} at the end")
     w(f"- starttlsd: `{info['starttlsd']}`, git {info['git']}, built by `make` "
       f"({info['cc']}, -O2)")
     w(f"- BoringSSL: {info['boringssl']} (Debian android-libboringssl)")

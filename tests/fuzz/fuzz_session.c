@@ -15,7 +15,7 @@
  *   op & 7 = 3..5  server writes LEN bytes
  *   op & 7 = 6     the client (op & 8) or the server: half-close (FIN);
  *                  with op & 0x30: the client closes, the server resets
- *                  (0x20) or closes (0x10, only with FUZZ_STRICT)
+ *                  (0x20) or closes (0x10)
  *   op & 7 = 7     run the loop (op >> 3) + 1 more rounds
  * LEN is the next byte, or the next two (little endian) when op & 0x80.
  * After each record the loop runs ROUNDS rounds, except when op & 0x40
@@ -451,9 +451,7 @@ client_close(struct run *r, unsigned op)
 /*
  * The server half-closes (FIN; op & 0x30 == 0), resets (RST at once,
  * SO_LINGER 0; op & 0x20), or closes (FIN, then RST to whatever starttlsd
- * still writes; op & 0x10). Reset and close lead to a known, reported
- * crash (tests/fuzz/crashes/README.md): they are half-closes unless
- * FUZZ_STRICT is set.
+ * still writes; op & 0x10).
  */
 static void
 server_close(struct run *r, unsigned op)
@@ -463,7 +461,7 @@ server_close(struct run *r, unsigned op)
 
 	if (s == NULL || s->fd < 0)
 		return;
-	if ((op & 0x30) && strict) {
+	if (op & 0x30) {
 		if (op & 0x20)
 			setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		close(s->fd);
@@ -680,11 +678,9 @@ settle(struct run *r)
 
 	/*
 	 * The server goes first, so the client can still read the 421: a
-	 * FIN, time to take it in, then the close (unless FUZZ_STRICT, where
-	 * a plain close may make starttlsd's writes meet a RST; see
-	 * server_close()).
+	 * FIN, time to take it in, then the close.
 	 */
-	for (size_t k = 0; k < r->nsrv && !strict; k++)
+	for (size_t k = 0; k < r->nsrv; k++)
 		if (r->srv[k].fd >= 0 && !r->srv[k].wr_shut) {
 			shutdown(r->srv[k].fd, SHUT_WR);
 			r->srv[k].wr_shut = true;

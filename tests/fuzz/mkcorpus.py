@@ -282,6 +282,23 @@ def shut_server():
     return bytes([6])
 
 
+def reset_server():
+    return bytes([6 | 0x20])
+
+
+def close_server():
+    return bytes([6 | 0x10])
+
+
+def close_client():
+    return bytes([6 | 8 | 0x10])
+
+
+def together(rec_bytes):
+    """The record's bytes arrive with the next record's (no loop run between)."""
+    return bytes([rec_bytes[0] | 0x40]) + rec_bytes[1:]
+
+
 def session(name, flags, *recs):
     seed("fuzz_session", name, bytes([flags]) + b"".join(recs))
 
@@ -341,6 +358,15 @@ session("server-closes-in-data", 0, *HELLO, c("MAIL FROM:<a@example.org>\r\n"), 
         c("RCPT TO:<b@example.net>\r\n"), s(REPLIES["rcpt-ok"]), c("DATA\r\n"), s(REPLIES["data-354"]),
         c("body\r\n.\r\n"), shut_server(), pump(4))
 session("client-closes-early", 0, shut_client(), s(REPLIES["greeting"]))
+session("client-goes-away", 0, *HELLO, c("EHLO x\r\nMAIL FROM:<a@example.org>\r\n"), close_client(),
+        s(REPLIES["ehlo-postfix"]), s(REPLIES["mail-ok"]))
+session("server-421-reset", 0, *HELLO, c("NOOP\r\n"), together(s("421 4.4.2 closing\r\n")),
+        bytes([6 | 0x20 | 0x40]), c("NOOP\r\nNOOP\r\n"))
+session("server-close-pipelining", 0, s(REPLIES["greeting"]), c("EHLO x\r\nNOOP\r\nNOOP\r\n"),
+        together(s("250 mx\r\n")), close_server(), pump(2))
+session("server-reset-in-data", 1, *HELLO, c("MAIL FROM:<a@example.org>\r\n"), s(REPLIES["mail-ok"]),
+        c("RCPT TO:<b@example.net>\r\n"), s(REPLIES["rcpt-ok"]), c("DATA\r\n"), s(REPLIES["data-354"]),
+        c("x" * 200), reset_server(), c("y" * 200 + "\r\n.\r\n"))
 session("split-writes", 0, s("22"), s("0 mx ESMTP\r"), s("\n"), s("250-mx\r\n250 "), s("PIPELINING\r\n"),
         c("EH"), c("LO x\r"), c("\n"), s("250-mx\r\n"), pump(2), s("250 SIZE\r\n"), *QUIT)
 session("bare-lf", 0, s("220 mx\n"), s("250-mx\n250 8BITMIME\n"), c("EHLO x\nMAIL FROM:<a>\n"),

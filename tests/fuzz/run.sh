@@ -48,7 +48,9 @@ for name in "$@"; do
   printf '%-14s %6.1f %10s %8s %6s  %s\n' "$name" "$(awk -v n=$((end - start)) 'BEGIN { print n / 1e9 }')" \
     "${runs:--}" "${eps:--}" "${cov:--}" "$result"
   if [ $rc -ne 0 ]; then
-    grep -E '^==[0-9]+==|^==fuzz==|SUMMARY|#[0-9]+ 0x|artifact_prefix|Test unit written' "$log" | head -40 | sed 's/^/    /'
+    # What broke and where, in our code; the whole report is in the log.
+    grep -E "^==fuzz==|ERROR:|SUMMARY|Assertion|runtime error|#[0-9]+ .*(proxy|tests/fuzz)/|Test unit written" \
+      "$log" | head -30 | sed 's/^/    /'
   fi
 done
 if [ ${#failed[@]} -gt 0 ]; then
