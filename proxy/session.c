@@ -1207,6 +1207,17 @@ sess_at_boundary(const struct session *s)
 	    buf_len(&s->client.in) == 0;
 }
 
+/* Does the server's buffer end in a reply it will now never finish? */
+static bool
+sess_partial_reply(struct session *s)
+{
+	struct smtp_reply rep;
+
+	return smtp_reply_parse(buf_head(&s->up.conn.in),
+	    buf_len(&s->up.conn.in), s->env->up.max_line, s->env->up.max_lines,
+	    &rep) != SMTP_PARSE_OK;
+}
+
 static int
 sess_pump(struct session *s)
 {
@@ -1224,7 +1235,8 @@ sess_pump(struct session *s)
 	if (s->phase != SP_RELAY)
 		return 0;
 
-	if (s->up_eof && buf_len(&s->up.conn.in) == 0)
+	if (s->up_eof && (buf_len(&s->up.conn.in) == 0 ||
+	    sess_partial_reply(s)))
 		return sess_up_failed(s, "connection closed by server");
 	if (s->client_eof) {
 		if (s->mode == CM_DATA || s->mode == CM_BDAT) {

@@ -407,7 +407,11 @@ static int put_line(char *out, size_t cap, size_t *o, const char *code,
 	return 0;
 }
 
-/* Lines that stay (the greeting always does) and the last line's end. */
+/*
+ * Lines that stay (the greeting always does) and the line end of the last
+ * one kept, which an added STARTTLS line copies (so filtering is
+ * idempotent even when a server mixes CRLF and LF).
+ */
 static size_t ehlo_kept(const char *reply, size_t len, size_t *last_eol)
 {
 	struct smtp_rline l;
@@ -415,9 +419,10 @@ static size_t ehlo_kept(const char *reply, size_t len, size_t *last_eol)
 
 	for (pos = 0; pos < len; pos += n) {
 		n = rline_split(reply + pos, len - pos, &l);
-		if (pos == 0 || !rline_is_starttls(&l))
+		if (pos == 0 || !rline_is_starttls(&l)) {
 			kept++;
-		*last_eol = l.eol_len;
+			*last_eol = l.eol_len;
+		}
 	}
 	return kept;
 }
