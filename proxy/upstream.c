@@ -42,13 +42,12 @@ port_of(const struct sockaddr_storage *a)
 	    ((const struct sockaddr_in6 *)(const void *)a)->sin6_port);
 }
 
-/* FNV-1a over the destination's address and port; never 0. */
+/* FNV-1a over an address and port, continuing from h. */
 static uint32_t
-dst_hash(const struct sockaddr_storage *a)
+addr_hash(uint32_t h, const struct sockaddr_storage *a)
 {
 	const uint8_t *p;
 	size_t n;
-	uint32_t h = 2166136261u;
 	uint16_t port = port_of(a);
 
 	if (a->ss_family == AF_INET) {
@@ -61,7 +60,17 @@ dst_hash(const struct sockaddr_storage *a)
 	for (size_t i = 0; i < n; i++)
 		h = (h ^ p[i]) * 16777619u;
 	h = (h ^ (port & 0xff)) * 16777619u;
-	h = (h ^ (port >> 8)) * 16777619u;
+	return (h ^ (port >> 8)) * 16777619u;
+}
+
+/*
+ * Our end (address and port) and the destination: a LAN client never has
+ * our address, so only our own connection, come back, can match. Never 0.
+ */
+static uint32_t
+pair_hash(const struct sockaddr_storage *local, const struct sockaddr_storage *dst)
+{
+	uint32_t h = addr_hash(addr_hash(2166136261u, local), dst);
 	return h ? h : 1;
 }
 
@@ -81,7 +90,8 @@ ownport_set(struct upstream *up, bool on)
 
 	if (up->locallen == 0 || (slot = ownport_slot(&up->local)) == NULL)
 		return;
-	__atomic_store_n(slot, on ? dst_hash(&up->dst) : 0, __ATOMIC_RELAXED);
+	__atomic_store_n(slot, on ? pair_hash(&up->local, &up->dst) : 0,
+	    __ATOMIC_RELAXED);
 }
 
 bool
@@ -90,7 +100,7 @@ up_is_own(const struct sockaddr_storage *peer, const struct sockaddr_storage *ds
 	uint32_t *slot = ownport_slot(peer);
 
 	return slot != NULL && dst->ss_family == peer->ss_family &&
-	    __atomic_load_n(slot, __ATOMIC_RELAXED) == dst_hash(dst);
+	    __atomic_load_n(slot, __ATOMIC_RELAXED) == pair_hash(peer, dst);
 }
 
 const char *
