@@ -346,6 +346,8 @@ sess_log(struct session *s)
 		log_str(&l, "peer_subject", ti->subject);
 		log_str(&l, "peer_issuer", ti->issuer);
 		log_str(&l, "spki_sha256", ti->spki_sha256);
+		if (ti->resumed)
+			log_str(&l, "resumed", "yes");
 	}
 	if (s->up.tls_error[0] != '\0')
 		log_str(&l, "tls_error", s->up.tls_error);

@@ -1,5 +1,6 @@
 /* tls: BoringSSL contexts, handshake facts (version, cipher, peer, SPKI). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bio.h>
@@ -24,6 +25,59 @@ err_fill(char *err, size_t errlen, const char *what)
 		snprintf(err, errlen, "%s", what);
 	}
 	ERR_clear_error();
+}
+
+/*
+ * Client session cache: direct-mapped, bounded, per process. A slot holds
+ * the last session one destination ("198.51.100.25:25") gave us; tickets
+ * are used once (taken out when offered), as TLS 1.3 recommends.
+ */
+#define TLS_CACHE_SLOTS 1024
+#define TLS_KEY_MAX 64
+
+struct tls_cache_slot {
+	char key[TLS_KEY_MAX];
+	SSL_SESSION *sess;
+};
+static struct tls_cache_slot tls_cache[TLS_CACHE_SLOTS];
+static int tls_key_index = -1;
+
+static struct tls_cache_slot *
+cache_slot(const char *key)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = key; *p != '\0'; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	return &tls_cache[h % TLS_CACHE_SLOTS];
+}
+
+/* BoringSSL hands us each new session; we keep it (return 1: ours). */
+static int
+tls_new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+	const char *key = SSL_get_ex_data(ssl, tls_key_index);
+	struct tls_cache_slot *slot;
+
+	if (key == NULL)
+		return 0;
+	slot = cache_slot(key);
+	SSL_SESSION_free(slot->sess);
+	snprintf(slot->key, sizeof(slot->key), "%s", key);
+	slot->sess = sess;
+	return 1;
+}
+
+static void
+tls_key_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index,
+    long argl, void *argp)
+{
+	(void)parent;
+	(void)ad;
+	(void)index;
+	(void)argl;
+	(void)argp;
+	free(ptr);
 }
 
 SSL_CTX *
@@ -53,6 +107,13 @@ tls_upstream_ctx_new(const struct config *cfg, char *err, size_t errlen)
 	}
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/* Resumption: sessions are kept by destination, see tls_upstream_new. */
+	if (tls_key_index < 0)
+		tls_key_index = SSL_get_ex_new_index(0, NULL, NULL, NULL,
+		    tls_key_free);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
+	    SSL_SESS_CACHE_NO_INTERNAL);
+	SSL_CTX_sess_set_new_cb(ctx, tls_new_session_cb);
 	return ctx;
 fail:
 	SSL_CTX_free(ctx);
@@ -95,13 +156,31 @@ fail:
 	return NULL;
 }
 
+bool
+tls_resumed(SSL *ssl)
+{
+	return SSL_session_reused(ssl) == 1;
+}
+
 SSL *
-tls_upstream_new(SSL_CTX *ctx, const char *sni)
+tls_upstream_new(SSL_CTX *ctx, const char *sni, const char *dst)
 {
 	SSL *ssl = SSL_new(ctx);
 
 	if (ssl == NULL)
 		return NULL;
+	if (dst != NULL && tls_key_index >= 0) {
+		struct tls_cache_slot *slot = cache_slot(dst);
+		char *key = strdup(dst);
+
+		if (key != NULL && !SSL_set_ex_data(ssl, tls_key_index, key))
+			free(key);
+		if (slot->sess != NULL && strcmp(slot->key, dst) == 0) {
+			SSL_set_session(ssl, slot->sess);
+			SSL_SESSION_free(slot->sess);
+			slot->sess = NULL;
+		}
+	}
 	if (sni != NULL) {
 		/* Name check recorded alongside the chain (smarthost mode). */
 		if (!SSL_set_tlsext_host_name(ssl, sni) ||
@@ -198,6 +277,7 @@ tls_info_get(SSL *ssl, struct tls_info *out)
 	memset(out, 0, sizeof(*out));
 	snprintf(out->version, sizeof(out->version), "%s", SSL_get_version(ssl));
 	out->vnum = SSL_version(ssl);
+	out->resumed = SSL_session_reused(ssl) == 1;
 	if (cipher != NULL)
 		snprintf(out->cipher, sizeof(out->cipher), "%s",
 		    SSL_CIPHER_standard_name(cipher));

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -386,7 +387,8 @@ up_on_reply(struct upstream *up, const char *r, size_t rlen, int code)
 		}
 		if (up_injected(up))
 			return up_finish(up, UP_RES_FAILED, "response-injection");
-		if ((ssl = tls_upstream_new(up->p->ctx, up->p->sni)) == NULL)
+		if ((ssl = tls_upstream_new(up->p->ctx, up->p->sni,
+		    up->dst_key)) == NULL)
 			return up_finish(up, UP_RES_FAILED, "cannot create TLS state");
 		up->state = UP_HANDSHAKE;
 		conn_start_tls(&up->conn, ssl, false);
@@ -506,6 +508,15 @@ up_start(struct upstream *up, struct ev_loop *loop, const struct up_params *p,
 	up->attempt = 1;
 	memcpy(&up->dst, dst, dstlen);
 	up->dstlen = dstlen;
+	{
+		char a[INET6_ADDRSTRLEN] = "";
+		const void *ap = dst->sa_family == AF_INET ?
+		    (const void *)&((const struct sockaddr_in *)(const void *)dst)->sin_addr :
+		    (const void *)&((const struct sockaddr_in6 *)(const void *)dst)->sin6_addr;
+		inet_ntop(dst->sa_family, ap, a, sizeof(a));
+		snprintf(up->dst_key, sizeof(up->dst_key), "%s:%u", a,
+		    port_of(&up->dst));
+	}
 	conn_init(&up->conn, loop, -1, p->bufmax, up_conn_cb, up);
 	return up_connect(up);
 }

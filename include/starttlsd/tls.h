@@ -23,6 +23,7 @@ struct tls_info {
 	char verify[96];        /* "ok" or why the chain did not verify */
 	bool verified;
 	uint16_t vnum;          /* TLS1_2_VERSION, TLS1_3_VERSION */
+	bool resumed;           /* an earlier session was resumed */
 	uint8_t spki_raw[32];
 	bool has_spki;
 	char names[512];        /* DNS names (SAN, else CN), NUL-separated */
@@ -44,10 +45,15 @@ SSL_CTX *tls_upstream_ctx_new(const struct config *cfg, char *err, size_t errlen
 SSL_CTX *tls_client_ctx_new(const struct config *cfg, char *err, size_t errlen);
 
 /*
- * A new SSL for one upstream connection. sni/verify_name may be NULL (a
- * transparent session knows only the IP address).
+ * A new SSL for one upstream connection. sni may be NULL (a transparent
+ * session knows only the IP address). dst keys the client session cache:
+ * a session (TLS 1.3 ticket) the same destination gave us before is
+ * offered for resumption, which saves the server and us a full handshake.
  */
-SSL *tls_upstream_new(SSL_CTX *ctx, const char *sni);
+SSL *tls_upstream_new(SSL_CTX *ctx, const char *sni, const char *dst);
+
+/* Did this connection resume a cached session? */
+bool tls_resumed(SSL *ssl);
 
 /* Fill out from a finished handshake. */
 void tls_info_get(SSL *ssl, struct tls_info *out);

@@ -73,6 +73,7 @@ struct upstream {
 	struct sockaddr_storage dst;
 	socklen_t dstlen;
 	struct sockaddr_storage src; /* the client, for transparent_source */
+	char dst_key[64];            /* "addr:port", the TLS session cache key */
 	unsigned attempt;           /* 1, or 2 after a fallback reconnect */
 	bool no_starttls;           /* the fallback attempt never tries TLS */
 	bool mark_failed;
