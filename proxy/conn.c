@@ -174,23 +174,24 @@ progress(struct conn *c)
 }
 
 /*
- * Write out as much as the socket takes. Never calls back: a failure is
- * recorded (error_pending) and reported from the write handler.
+ * Write p[0..n) to the socket (or TLS) as far as it takes it; returns the
+ * bytes taken. Never calls back: a failure is recorded (error_pending) and
+ * reported from the write handler.
  */
-static void
-conn_flush(struct conn *c)
+static size_t
+conn_send(struct conn *c, const char *p, size_t n)
 {
-	size_t before = buf_len(&c->out);
+	size_t done = 0;
 
-	while (buf_len(&c->out) > 0) {
-		ssize_t n;
+	while (done < n) {
+		ssize_t w;
 
 		if (c->ssl != NULL) {
-			int r = SSL_write(c->ssl, buf_head(&c->out),
-			    buf_len(&c->out) > INT32_MAX ? INT32_MAX :
-			    (int)buf_len(&c->out));
+			size_t left = n - done;
+			int r = SSL_write(c->ssl, p + done,
+			    left > INT32_MAX ? INT32_MAX : (int)left);
 			if (r > 0) {
-				buf_consume(&c->out, (size_t)r);
+				done += (size_t)r;
 				continue;
 			}
 			int e = SSL_get_error(c->ssl, r);
@@ -204,24 +205,30 @@ conn_flush(struct conn *c)
 			c->error_pending = true;
 			break;
 		}
-		n = send(c->fd, buf_head(&c->out), buf_len(&c->out),
-		    MSG_NOSIGNAL);
-		if (n > 0) {
-			buf_consume(&c->out, (size_t)n);
+		w = send(c->fd, p + done, n - done, MSG_NOSIGNAL);
+		if (w > 0) {
+			done += (size_t)w;
 			continue;
 		}
-		if (n < 0 && errno == EINTR)
+		if (w < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			break;
-		set_err(c, "write: %s", n < 0 ? strerror(errno) : "short write");
+		set_err(c, "write: %s", w < 0 ? strerror(errno) : "short write");
 		c->error_pending = true;
 		break;
 	}
-	if (buf_len(&c->out) != before) {
-		c->bytes_written += before - buf_len(&c->out);
+	if (done > 0) {
+		c->bytes_written += done;
 		progress(c);
 	}
+	return done;
+}
+
+/* Half-close once everything is out, if asked. */
+static void
+conn_maybe_shutdown(struct conn *c)
+{
 	if (buf_len(&c->out) == 0 && c->shut_wr && !c->shut_done &&
 	    c->state == CONN_S_OPEN && !c->error_pending) {
 		c->shut_done = true;
@@ -229,6 +236,16 @@ conn_flush(struct conn *c)
 			SSL_shutdown(c->ssl);
 		shutdown(c->fd, SHUT_WR);
 	}
+}
+
+/* Write out as much of the output buffer as the socket takes. */
+static void
+conn_flush(struct conn *c)
+{
+	if (buf_len(&c->out) > 0)
+		buf_consume(&c->out, conn_send(c, buf_head(&c->out),
+		    buf_len(&c->out)));
+	conn_maybe_shutdown(c);
 }
 
 /* Read what there is. Returns -1 when the owner went away. */
@@ -499,12 +516,28 @@ conn_read(struct conn *c, bool on)
 int
 conn_write(struct conn *c, const void *p, size_t n)
 {
+	size_t done = 0;
+
 	if (c->state == CONN_S_FAILED)
 		return -1;
-	if (buf_append(&c->out, p, n) < 0)
+	if (n > buf_room(&c->out))
 		return -1;
-	if (c->state == CONN_S_OPEN && !c->write_wants_read)
-		conn_flush(c);
+	/*
+	 * Nothing queued: straight from the caller's bytes, and only what
+	 * the socket does not take is copied (a message body then crosses
+	 * the proxy without an extra copy). With TLS, a retry later passes
+	 * the same bytes from our buffer (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER).
+	 */
+	if (buf_len(&c->out) == 0 && c->state == CONN_S_OPEN &&
+	    !c->write_wants_read && !c->error_pending)
+		done = conn_send(c, p, n);
+	if (done < n &&
+	    buf_append(&c->out, (const char *)p + done, n - done) < 0) {
+		/* Cannot happen (room was checked); never lose bytes quietly. */
+		set_err(c, "write: output buffer full");
+		c->error_pending = true;
+	}
+	conn_maybe_shutdown(c);
 	conn_update(c);
 	return 0;
 }

@@ -64,6 +64,7 @@ static struct {
 	struct pin_store *pins;   /* NULL: no state_dir, or it failed */
 	ev_timer pin_timer;
 	ev_tstamp pin_last_error;
+	uint64_t pin_errors_seen;
 } g;
 
 /* Turn a validated config into what sessions share. Takes cfg over. */
@@ -379,15 +380,31 @@ pin_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	char err[256];
 
+	struct pin_stats st;
+
 	(void)w;
 	(void)revents;
-	if (g.pins == NULL || pin_commit(g.pins, err, sizeof(err)) == 0)
+	if (g.pins == NULL)
 		return;
-	/* Loud, but not a flood: the relay goes on regardless. */
-	if (ev_now(loop) - g.pin_last_error >= 60.0) {
-		g.pin_last_error = ev_now(loop);
-		log_msg(LOG_ERR, "pinstore", "commit failed, sightings are "
-		    "kept in memory and retried: %s", err);
+	if (pin_commit(g.pins, err, sizeof(err)) < 0) {
+		/* Loud, but not a flood: the relay goes on regardless. */
+		if (ev_now(loop) - g.pin_last_error >= 60.0) {
+			g.pin_last_error = ev_now(loop);
+			log_msg(LOG_ERR, "pinstore", "commit failed, sightings "
+			    "are kept in memory and retried: %s", err);
+		}
+		return;
+	}
+	/* Failures the store counts on its own (the background sync). */
+	pin_get_stats(g.pins, &st);
+	if (st.errors > g.pin_errors_seen) {
+		if (ev_now(loop) - g.pin_last_error >= 60.0) {
+			g.pin_last_error = ev_now(loop);
+			log_msg(LOG_ERR, "pinstore", "%llu store errors so far "
+			    "(a failing disk sync or unreadable records); pins may "
+			    "not survive a power loss", (unsigned long long)st.errors);
+		}
+		g.pin_errors_seen = st.errors;
 	}
 }
 
@@ -574,6 +591,10 @@ relay_setup(struct ev_loop *loop)
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() != g.master_pid)
 			_exit(0);
+		/* Where it works; a kernel without seccomp is said, not fatal. */
+		if (g.env->cfg.seccomp && priv_seccomp(err, sizeof(err)) < 0)
+			log_msg(LOG_WARNING, "worker", "%s (running without it)",
+			    err);
 	}
 	/* LMDB handles do not survive a fork: open in the process that uses them. */
 	pins_open(&g.env->cfg);

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <seccomp.h>
 #include <pwd.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,6 +39,56 @@ priv_lookup(const char *name, struct priv_user *out, char *err, size_t errlen)
 	out->uid = pw->pw_uid;
 	out->gid = pw->pw_gid;
 	snprintf(out->name, sizeof(out->name), "%s", name);
+	return 0;
+}
+
+int
+priv_seccomp(char *err, size_t errlen)
+{
+	static const int deny[] = {
+		SCMP_SYS(execve), SCMP_SYS(execveat),
+#if !defined(__SANITIZE_ADDRESS__)
+		/* LeakSanitizer's exit check traces the process itself. */
+		SCMP_SYS(ptrace),
+#endif
+		SCMP_SYS(process_vm_readv), SCMP_SYS(process_vm_writev),
+		SCMP_SYS(mount), SCMP_SYS(umount2), SCMP_SYS(pivot_root),
+		SCMP_SYS(chroot), SCMP_SYS(unshare), SCMP_SYS(setns),
+		SCMP_SYS(swapon), SCMP_SYS(swapoff), SCMP_SYS(reboot),
+		SCMP_SYS(kexec_load), SCMP_SYS(kexec_file_load),
+		SCMP_SYS(init_module), SCMP_SYS(finit_module),
+		SCMP_SYS(delete_module), SCMP_SYS(bpf), SCMP_SYS(perf_event_open),
+		SCMP_SYS(keyctl), SCMP_SYS(add_key), SCMP_SYS(request_key),
+		SCMP_SYS(userfaultfd), SCMP_SYS(iopl), SCMP_SYS(ioperm),
+		SCMP_SYS(acct), SCMP_SYS(settimeofday), SCMP_SYS(clock_settime),
+		SCMP_SYS(adjtimex), SCMP_SYS(clock_adjtime),
+		SCMP_SYS(setuid), SCMP_SYS(setgid), SCMP_SYS(setreuid),
+		SCMP_SYS(setregid), SCMP_SYS(setresuid), SCMP_SYS(setresgid),
+		SCMP_SYS(setgroups), SCMP_SYS(capset),
+		SCMP_SYS(open_by_handle_at), SCMP_SYS(name_to_handle_at),
+		SCMP_SYS(quotactl), SCMP_SYS(syslog), SCMP_SYS(vhangup),
+	};
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+	int rc;
+
+	if (ctx == NULL) {
+		snprintf(err, errlen, "seccomp: cannot initialise");
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(deny) / sizeof(deny[0]); i++)
+		if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), deny[i],
+		    0)) < 0) {
+			snprintf(err, errlen, "seccomp: rule %zu: %s", i,
+			    strerror(-rc));
+			seccomp_release(ctx);
+			return -1;
+		}
+	if ((rc = seccomp_load(ctx)) < 0) {
+		snprintf(err, errlen, "seccomp: load: %s", strerror(-rc));
+		seccomp_release(ctx);
+		return -1;
+	}
+	seccomp_release(ctx);
 	return 0;
 }
 

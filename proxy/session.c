@@ -1195,9 +1195,15 @@ sess_timers(struct session *s)
 		    uk == TK_UP_WRITE);
 	}
 	s->cmd_done = s->reply_done = false;
-	/* An idle session keeps no buffer memory. */
-	conn_trim(&s->client);
-	conn_trim(&s->up.conn);
+	/*
+	 * An idle session keeps no buffer memory. (Not while a message
+	 * flows: freeing and faulting the pages in again per read would cost
+	 * more than the copying.)
+	 */
+	if (s->mode == CM_COMMAND && s->qlen == 0) {
+		conn_trim(&s->client);
+		conn_trim(&s->up.conn);
+	}
 }
 
 /* ---- the strategy function ---------------------------------------------------------- */

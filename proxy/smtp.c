@@ -551,6 +551,21 @@ size_t smtp_data_scan(struct smtp_data *d, const char *data, size_t len,
 	if (*done)
 		return 0;
 	for (i = 0; i < len; i++) {
+		if (d->state == SMTP_DS_MID) {
+			/*
+			 * Inside a line only CR and LF matter: skip to the next
+			 * one with memchr (vectorised), each byte looked at at
+			 * most twice. This is the hot path of every message.
+			 */
+			const char *p = data + i;
+			const char *nl = memchr(p, '\n', len - i);
+			size_t span = nl ? (size_t)(nl - p) : len - i;
+			const char *cr = memchr(p, '\r', span);
+
+			i += cr ? (size_t)(cr - p) : span;
+			if (i == len)
+				break;
+		}
 		if (data_step(d, (unsigned char)data[i])) {
 			*done = true;
 			return i + 1;

@@ -32,6 +32,7 @@ struct config {
 	unsigned workers;         /* 0: one per CPU */
 	bool master;              /* off: one process does everything */
 	char *user;               /* workers run as this user */
+	bool seccomp;             /* workers: the seccomp filter */
 
 	/* listening and destination */
 	struct config_list listen;

@@ -29,6 +29,14 @@ int priv_lookup(const char *name, struct priv_user *out, char *err,
 int priv_drop(const struct priv_user *u, bool keep_admin, char *err,
     size_t errlen);
 
+/*
+ * A seccomp filter (libseccomp) for a worker: what a relay never needs and
+ * an attacker would (execve, ptrace, mount, namespaces, modules, bpf, keys,
+ * time, reboot, ...) fails with EPERM. A denylist, not an allowlist: it
+ * must never take away a call the relay, BoringSSL, LMDB or libev makes.
+ */
+int priv_seccomp(char *err, size_t errlen);
+
 /* Make dir (and the files LMDB keeps in it) the user's. */
 int priv_give_dir(const struct priv_user *u, const char *dir, char *err,
     size_t errlen);

@@ -81,6 +81,7 @@ static const char policy_text[] =
 struct acc {
 	char *p;
 	size_t len, cap;
+	bool cut;            /* acc_keep() stopped at RX_MAX */
 };
 
 struct srv {
@@ -137,6 +138,16 @@ acc_add(struct acc *a, const char *p, size_t n)
 	}
 	memcpy(a->p + a->len, p, n);
 	a->len += n;
+}
+
+/* A record of what a side received or sent: all of it, or cut. */
+static void
+acc_keep(struct acc *a, const char *p, size_t n)
+{
+	if (a->cut || a->len + n > RX_MAX)
+		a->cut = true;
+	else
+		acc_add(a, p, n);
 }
 
 static void
@@ -301,8 +312,7 @@ drain(struct run *r)
 			break;
 		}
 		r->relaying = true;
-		if (r->crx.len + (size_t)n <= RX_MAX)
-			acc_add(&r->crx, b, (size_t)n);
+		acc_keep(&r->crx, b, (size_t)n);
 		lines(&r->cpart, b, (size_t)n, r, client_line);
 	}
 	if (r->cfd >= 0 && n == 0)
@@ -319,8 +329,7 @@ drain(struct run *r)
 					s->rd_eof = true;
 				break;
 			}
-			if (s->rx.len + (size_t)n <= RX_MAX)
-				acc_add(&s->rx, b, (size_t)n);
+			acc_keep(&s->rx, b, (size_t)n);
 		}
 	}
 }
@@ -369,7 +378,7 @@ client_send(struct run *r, const char *p, size_t n)
 	if (r->c_shut)
 		return;
 	k = put(r, r->cfd, p, n);
-	acc_add(&r->ctx, p, k);
+	acc_keep(&r->ctx, p, k);
 }
 
 static struct srv *
@@ -387,8 +396,7 @@ srv_put(struct run *r, struct srv *s, const char *p, size_t n)
 	size_t k = s->wr_shut ? 0 : put(r, s->fd, p, n);
 
 	lines(&s->part, p, k, r, server_line);
-	if (s->tx.len + k <= RX_MAX)
-		acc_add(&s->tx, p, k);
+	acc_keep(&s->tx, p, k);
 }
 
 static void
@@ -611,7 +619,7 @@ check_forwarded(const struct run *r)
 		size_t off = 0;
 		bool more = true;
 
-		if (s->rx.len == 0 || s->rx.len >= RX_MAX)
+		if (s->rx.len == 0 || s->rx.cut || r->ctx.cut)
 			continue; /* nothing, or not all kept */
 		while (more) {
 			more = false;
@@ -722,7 +730,7 @@ ended_mid_reply(const struct run *r)
 	if (r->nsrv == 0)
 		return false;
 	s = &r->srv[r->nsrv - 1];
-	if (s->tx.len >= RX_MAX)
+	if (s->tx.cut)
 		return true; /* not all kept: cannot tell */
 	while (pos < s->tx.len) {
 		switch (smtp_reply_parse(s->tx.p + pos, s->tx.len - pos,

@@ -179,6 +179,16 @@ seed("fuzz_policy", "no-final-lf", "example.net encrypt")
 seed("fuzz_policy", "long-label", "a" * 64 + ".example encrypt\n")
 seed("fuzz_policy", "underscore-dash", "_dmarc.ex-ample.net none\n-x.example encrypt\n")
 seed("fuzz_policy", "wildcard-rule", "*.example.net encrypt\n")
+seed("fuzz_policy", "verify-mx-wildcards", "example.com verify mx=*.example.com,mx.example.net.\n"
+     ".example.com verify mode=enforce mx=*.mail.example.com\n")
+seed("fuzz_policy", "host-routes", "192.0.2.1/32 encrypt\n2001:db8::1/128 verify\n0.0.0.0/1 none\n128.0.0.0/1 none\n")
+seed("fuzz_policy", "tabs", "example.net\tencrypt\tmode=enforce\n\t.example.org\tnone\n")
+seed("fuzz_policy", "long-name", ".".join(["a" * 63] * 4)[:253] + " encrypt\n")
+seed("fuzz_policy", "errors-long-line", "example.net encrypt " + "#" * 1100 + "\n")
+seed("fuzz_policy", "errors-bad-cidr", "192.0.2.0/33 encrypt\n::/129 none\n")
+seed("fuzz_policy", "errors-empty-mx", "example.net verify mx=\n")
+seed("fuzz_policy", "errors-too-many-mx", "example.net verify mx=" + ",".join("m%d.example" % i for i in range(9)) + "\n")
+seed("fuzz_policy", "errors-no-level", "example.net\n")
 
 # ---- pins as JSON ---------------------------------------------------------------------
 
@@ -213,6 +223,29 @@ seed("fuzz_pinjson", "bad-time", '{"key":"ip:192.0.2.1","first_seen":"2024-02-30
 seed("fuzz_pinjson", "bad-lone-surrogate", '{"key":"domain:a\\ud800.example"}')
 seed("fuzz_pinjson", "deep", '{"x":' + "[" * 40 + "]" * 40 + "}")
 seed("fuzz_pinjson", "array", "[\n  " + ",\n  ".join(EXPORT[:2]) + "\n]\n")
+seed("fuzz_pinjson", "epoch", '{"key":"ip:192.0.2.1","first_seen":"1970-01-01T00:00:00Z",'
+     '"last_seen":"1970-01-01T00:00:00Z","count":0,"tls_version":"TLSv1.1"}')
+seed("fuzz_pinjson", "time-max", '{"key":"ip:192.0.2.1","first_seen":"9999-12-31T23:59:59Z",'
+     '"last_seen":253402300799,"count":1,"tls_version":769}')
+seed("fuzz_pinjson", "time-over", '{"key":"ip:192.0.2.1","first_seen":253402300800,'
+     '"last_seen":1,"count":1,"tls_version":769}')
+seed("fuzz_pinjson", "upper-hex", '{"key":"ip:192.0.2.1","first_seen":1,"last_seen":2,"count":3,'
+     '"tls_version":"TLSv1.3","spki_sha256":"9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"}')
+seed("fuzz_pinjson", "v6-mapped", '{"key":"ip:::ffff:192.0.2.1","first_seen":1,"last_seen":2,'
+     '"count":3,"tls_version":771}')
+seed("fuzz_pinjson", "bad-negative", '{"key":"ip:192.0.2.1","first_seen":-1,"last_seen":2,'
+     '"count":3,"tls_version":771}')
+seed("fuzz_pinjson", "bad-fraction", '{"key":"ip:192.0.2.1","first_seen":1.5,"last_seen":2,'
+     '"count":3,"tls_version":771}')
+seed("fuzz_pinjson", "bad-leading-zero", '{"key":"ip:192.0.2.1","first_seen":01,"last_seen":2,'
+     '"count":3,"tls_version":771}')
+seed("fuzz_pinjson", "bad-noncanonical-key", '{"key":"ip:2001:DB8:0::25","first_seen":1,"last_seen":2,'
+     '"count":3,"tls_version":771}')
+seed("fuzz_pinjson", "bad-domain-fields", '{"key":"domain:example.net","first_seen":1,"last_seen":2,'
+     '"count":3,"tls_version":771,"spki_sha256":"' + "00" * 32 + '"}')
+seed("fuzz_pinjson", "bad-trailing", EXPORT[0] + " x")
+seed("fuzz_pinjson", "bad-truncated", EXPORT[3][:-7])
+seed("fuzz_pinjson", "empty-object", "{}")
 
 # ---- configuration files --------------------------------------------------------------
 
@@ -250,6 +283,20 @@ seed("fuzz_config", "errors-line-vs-buffer", "max_line_length 65536\nbuffer_size
 seed("fuzz_config", "errors-hex-size", "buffer_size 0x4000\n")
 seed("fuzz_config", "comments", "# a comment\nmode = monitor # trailing\nhelo_name = a#b\n\n")
 seed("fuzz_config", "client-tls", "client_cert = /etc/ssl/cert.pem\nclient_key = /etc/ssl/key.pem\n")
+seed("fuzz_config", "deploy-example", open(os.path.join(HERE, "..", "..", "deploy", "starttlsd.conf")).read()
+     if os.path.exists(os.path.join(HERE, "..", "..", "deploy", "starttlsd.conf")) else CONF)
+seed("fuzz_config", "workers", "workers 4\nmaster on\nuser = starttlsd\n")
+seed("fuzz_config", "limits-per-client", "max_sessions_per_client 5\nmax_recipients 100\nmax_errors 3\n")
+seed("fuzz_config", "durations", "connect_timeout 1\ngreeting_timeout 1h\nreply_timeout 90s\n"
+     "data_timeout 2h\nclient_timeout 5m\ndrain_timeout 0s\n")
+seed("fuzz_config", "bools", "foreground on\nlog_stderr TRUE\nintercept_local 0\nintercept no\n")
+seed("fuzz_config", "policy-file", "policy_file = /etc/starttlsd/policy\nmode = enforce\n")
+seed("fuzz_config", "errors-no-equals-value", "helo_name\n")
+seed("fuzz_config", "errors-bad-helo", "helo_name = bad name!\n")
+seed("fuzz_config", "errors-listen", "listen = localhost:25\n")
+seed("fuzz_config", "errors-cert-alone", "client_cert = /x.pem\n")
+seed("fuzz_config", "errors-long-line", "helo_name = " + "a" * 5000 + "\n")
+seed("fuzz_config", "errors-transparent", "transparent_source on\n")
 
 # ---- whole sessions ----------------------------------------------------------------------
 

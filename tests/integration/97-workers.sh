@@ -19,6 +19,7 @@ for w in $(workers); do
 	ok "worker $w keeps only CAP_NET_RAW (effective and bounding)" \
 		grep -Eq "^CapEff:\s+0000000000002000$" /proc/"$w"/status
 	ok "worker $w has no_new_privs" grep -Eq "^NoNewPrivs:\s+1$" /proc/"$w"/status
+	ok "worker $w runs under a seccomp filter" grep -Eq "^Seccomp:\s+2$" /proc/"$w"/status
 done
 ok "the master stays root" test "$(stat -c %U /proc/"$PROXY_PID")" = root
 ok "mail through the workers" cswaks --body "via a worker"
