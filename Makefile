@@ -70,6 +70,8 @@ test: deps
 	tests/run-integration.sh build/starttlsd
 	tests/run-integration.sh build/san/starttlsd
 	$(MAKE) valgrind
+	$(MAKE) fuzz-smoke
+	$(MAKE) bench-smoke
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
