@@ -948,10 +948,10 @@ static int
 sess_smuggling(struct session *s)
 {
 	sess_attack(s, "smtp-smuggling", "blocked",
-	    "ambiguous end of data (bare CR or LF around a '.' line)");
+	    "ambiguous end of data (bare CR or LF around a '.' line, or NUL)");
 	return sess_finish(s, "smtp-smuggling",
 	    "554 5.5.2 starttlsd: message refused: bare CR or LF around a "
-	    "'.' line (SMTP smuggling defence)\r\n");
+	    "'.' line, or NUL in the content (SMTP smuggling defence)\r\n");
 }
 
 /* RCPT: policy per recipient domain, in pipelined order. */
@@ -1073,7 +1073,11 @@ sess_relay_client(struct session *s)
 				goto out;
 			n = smtp_data_scan(&s->data, h, len < room ? len : room,
 			    &done);
-			if (s->data.ambiguous != amb)
+			/*
+			 * NUL has no place in DATA content (RFC 5321 4.1.4);
+			 * a server that drops it would see ".\0" as a "." line.
+			 */
+			if (s->data.ambiguous != amb || memchr(h, '\0', n) != NULL)
 				return sess_smuggling(s);
 			sess_forward(s, h, n);
 			s->body_progress += n;

@@ -54,7 +54,7 @@ ok "logged reason=\"too many errors\"" wait_for 5 log_has 'reason="too many erro
 
 # SMTP smuggling: "\n.\n" (and friends) never ends a message for one side
 # only: the message is refused before those bytes reach the server.
-for case in 'LF.LF:\n.\n' 'LF.CRLF:\n.\r\n' 'CRLF.LF:\r\n.\n' 'CR.CR:\r.\r'; do
+for case in 'LF.LF:\n.\n' 'LF.CRLF:\n.\r\n' 'CRLF.LF:\r\n.\n' 'CR.CR:\r.\r' 'NUL-after-dot:\r\n.\x00\r\n' 'NUL-before-dot:\r\n\x00.\r\n'; do
 	name=${case%%:*} seq=${case#*:}
 	n=$(nmsgs)
 	chat >"$T_TMP/smug-$name.chat" <<S
