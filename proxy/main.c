@@ -67,81 +67,6 @@ static struct {
 	uint64_t pin_errors_seen;
 } g;
 
-/* Turn a validated config into what sessions share. Takes cfg over. */
-static struct sess_env *
-env_new(struct config *cfg, char *err, size_t errlen)
-{
-	struct sess_env *e = calloc(1, sizeof(*e));
-
-	if (e == NULL) {
-		snprintf(err, errlen, "out of memory");
-		config_free(cfg);
-		return NULL;
-	}
-	e->refs = 1;
-	e->cfg = *cfg;
-	memset(cfg, 0, sizeof(*cfg));
-	if ((e->up_ctx = tls_upstream_ctx_new(&e->cfg, err, errlen)) == NULL)
-		goto fail;
-	if (e->cfg.client_cert != NULL &&
-	    (e->client_ctx = tls_client_ctx_new(&e->cfg, err, errlen)) == NULL)
-		goto fail;
-	if (e->cfg.upstream != NULL) {
-		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
-		char port[8];
-		unsigned p;
-		int r;
-
-		config_split_hostport(e->cfg.upstream, e->upstream_host,
-		    sizeof(e->upstream_host), &p);
-		snprintf(port, sizeof(port), "%u", p);
-		if ((r = getaddrinfo(e->upstream_host, port, &hints, &res)) != 0) {
-			snprintf(err, errlen, "upstream: %s: %s", e->cfg.upstream,
-			    gai_strerror(r));
-			goto fail;
-		}
-		memcpy(&e->upstream_addr, res->ai_addr, res->ai_addrlen);
-		e->upstream_len = res->ai_addrlen;
-		freeaddrinfo(res);
-	}
-	e->mode = strcmp(e->cfg.mode, "enforce") == 0 ? POLICY_ENFORCE :
-	    POLICY_MONITOR;
-	if (e->cfg.policy_file != NULL &&
-	    policy_load(e->cfg.policy_file, &e->policy, err, errlen) < 0) {
-		char tmp[512];
-		snprintf(tmp, sizeof(tmp), "policy_file: %s", err);
-		snprintf(err, errlen, "%s", tmp);
-		goto fail;
-	}
-	e->pins = g.pins;
-	e->up = (struct up_params){
-		.helo_name = e->cfg.helo_name,
-		.ctx = e->up_ctx,
-		.sni = NULL,
-		.mark = e->cfg.upstream_mark,
-		.transparent_source = e->cfg.transparent_source,
-		.connect_timeout = e->cfg.connect_timeout,
-		.greeting_timeout = e->cfg.greeting_timeout,
-		.reply_timeout = e->cfg.reply_timeout,
-		.tls_timeout = e->cfg.tls_timeout,
-		.max_line = e->cfg.max_line_length,
-		.max_lines = e->cfg.max_reply_lines,
-		.bufmax = e->cfg.buffer_size,
-	};
-	/* A smarthost given by name gets SNI and a name check (recorded). */
-	if (e->upstream_len > 0) {
-		struct sockaddr_storage tmp;
-		socklen_t tl;
-		char probe[300];
-		snprintf(probe, sizeof(probe), "%s", e->cfg.upstream);
-		if (config_parse_addr(probe, &tmp, &tl) < 0)
-			e->up.sni = e->upstream_host;
-	}
-	return e;
-fail:
-	sess_env_unref(e);
-	return NULL;
-}
 
 /* The interception table a configuration asks for. */
 static void
@@ -355,7 +280,7 @@ reload(void)
 		    "effect at the next restart");
 		cfg.pin_expire = run->pin_expire;
 	}
-	if ((e = env_new(&cfg, err, sizeof(err))) == NULL) {
+	if ((e = sess_env_new(&cfg, g.pins, err, sizeof(err))) == NULL) {
 		log_msg(LOG_ERR, "reload", "configuration refused, keeping the "
 		    "running one: %s", err);
 		return -1;
@@ -812,7 +737,7 @@ main(int argc, char **argv)
 	}
 	bool check = cfg.check_config;
 	log_open(cfg.log_stderr, !check && !cfg.print_ruleset);
-	if ((g.env = env_new(&cfg, err, sizeof(err))) == NULL) {
+	if ((g.env = sess_env_new(&cfg, g.pins, err, sizeof(err))) == NULL) {
 		if (check) {
 			fprintf(stderr, "starttlsd: %s\n", err);
 			return 1;

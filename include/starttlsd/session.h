@@ -36,6 +36,13 @@ struct sess_env {
 	struct pin_store *pins;   /* borrowed, process-wide; NULL: none */
 };
 
+/*
+ * Turn a validated configuration into what sessions share: TLS contexts,
+ * the policy file, the smarthost address, the upstream parameters. Takes
+ * cfg over (it is zeroed); pins is borrowed. NULL with err on failure.
+ */
+struct sess_env *sess_env_new(struct config *cfg, struct pin_store *pins,
+    char *err, size_t errlen);
 struct sess_env *sess_env_ref(struct sess_env *e);
 void sess_env_unref(struct sess_env *e);
 

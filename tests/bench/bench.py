@@ -16,6 +16,7 @@ Standard library only (it runs under Debian's /usr/bin/python3).
 import argparse
 import os
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -232,6 +233,8 @@ class Bench:
             self.a_opts += ["--max-sessions-per-client", "20000"]
         if "--state-dir" in help_text:
             self.a_opts += ["--state-dir", self.state]
+        self.a_model = "?"
+        self.git = run_out(["git", "-C", TOP, "describe", "--always", "--dirty"])
         self.t0 = time.monotonic()
         self.foreign0 = foreign_cpu()
         self.busy0 = machine_busy()
@@ -320,6 +323,12 @@ openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -set_serial 7 -days 10
             p = start(cmd, log)
             wait_listen(p, LAN, PORT_A, "starttlsd")
             p.log = log
+            if self.a_model == "?":
+                time.sleep(0.2)
+                with open(log, errors="replace") as f:
+                    m = re.search(r"event=start .*?\bprocess=(\S+)(?: workers=(\d+))?", f.read())
+                self.a_model = ("one process" if not m or m.group(1) == "single" else
+                                f"a master and {m.group(2)} workers")
             return p, LAN, PORT_A
         conf = os.path.join(self.tmp, f"stunnel-{tag}.conf")
         text = f"""foreground = yes
@@ -704,40 +713,44 @@ postlog    unix-dgram n  -       n       -       1       postlogd
         except Exception as e:
             self.fail(f"postfix: {e}")
             return
-        count, conc = self.n(600, 10), 10
+        conc = 10
+        loads = [("new", False, self.n(600, 10)), ("keep", True, self.n(1500, 20))]
         try:
             for r in range(self.runs):
-                for leg in "ABC":
-                    tag = f"postfix-r{r}"
-                    rec = {"leg": leg, "run": r, "ok": False, "count": count, "conc": conc}
-                    p = None
-                    try:
-                        p, addr, port = self.leg_start(leg, PORT_POSTFIX, self.p256["ca"], tag)
-                        c0 = cpu_s(p.pid) if p else None
-                        f0 = self.postfix_cpu()
-                        wall, rc, ccpu, out, cmd = self.smtp_source(addr, port, 1 * KIB, conc,
-                                                                    count, False)
-                        time.sleep(0.2)
-                        if p:
-                            rec["cpu"] = cpu_s(p.pid) - c0
-                        if not self.postfix_drain():
-                            self.fail(f"{tag} leg {leg}: Postfix queue not empty after 30 s")
-                        rec["pf_cpu"] = self.postfix_cpu() - f0
-                        rec.update(wall=wall, rc=rc)
-                        self.cmds.setdefault("postfix load", " ".join(cmd[:-1] + ["HOST:PORT"]))
-                        bad = self.refused(leg, p)
-                        if rc != 0 or bad:
-                            self.fail(f"{tag} leg {leg}: smtp-source exit {rc}, {bad} refused/"
-                                      f"failed sessions; {out.strip()[-300:]}")
-                        else:
-                            rec["ok"] = True
-                    except Exception as e:
-                        self.fail(f"{tag} leg {leg}: {e}")
-                    finally:
-                        self.leg_stop(leg, p)
-                    self.res["postfix"].append(rec)
-                    if rec["ok"]:
-                        say(f"  {tag:12} {leg} {count / rec['wall']:8.1f} msg/s")
+                for load, keep, count in loads:
+                    for leg in "ABC":
+                        tag = f"postfix-{load}-r{r}"
+                        rec = {"leg": leg, "run": r, "ok": False, "count": count,
+                               "conc": conc, "load": load}
+                        p = None
+                        try:
+                            p, addr, port = self.leg_start(leg, PORT_POSTFIX, self.p256["ca"], tag)
+                            c0 = cpu_s(p.pid) if p else None
+                            f0 = self.postfix_cpu()
+                            wall, rc, ccpu, out, cmd = self.smtp_source(
+                                addr, port, 1 * KIB, conc, count, keep)
+                            time.sleep(0.2)
+                            if p:
+                                rec["cpu"] = cpu_s(p.pid) - c0
+                            if not self.postfix_drain():
+                                self.fail(f"{tag} leg {leg}: Postfix queue not empty after 30 s")
+                            rec["pf_cpu"] = self.postfix_cpu() - f0
+                            rec.update(wall=wall, rc=rc)
+                            self.cmds.setdefault(f"postfix load {load}",
+                                                 " ".join(cmd[:-1] + ["HOST:PORT"]))
+                            bad = self.refused(leg, p)
+                            if rc != 0 or bad:
+                                self.fail(f"{tag} leg {leg}: smtp-source exit {rc}, {bad} "
+                                          f"refused/failed sessions; {out.strip()[-300:]}")
+                            else:
+                                rec["ok"] = True
+                        except Exception as e:
+                            self.fail(f"{tag} leg {leg}: {e}")
+                        finally:
+                            self.leg_stop(leg, p)
+                        self.res["postfix"].append(rec)
+                        if rec["ok"]:
+                            say(f"  {tag:17} {leg} {count / rec['wall']:8.1f} msg/s")
         finally:
             self.postfix_stop()
 
@@ -764,6 +777,14 @@ postlog    unix-dgram n  -       n       -       1       postlogd
         self.other_cpu = sorted(other.items(), key=lambda x: -x[1])
         b1 = machine_busy()
         self.busy = (b1[0] - self.busy0[0]) / max(1, b1[1] - self.busy0[1])
+        # Everything the machine did minus what the bench's own processes
+        # did (this script, and every child it waited for, sinks and proxies
+        # included; Postfix daemons, not our children, measured per run).
+        busy_s = (b1[0] - self.busy0[0]) / CLK
+        ru = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        ours = sum(r.ru_utime + r.ru_stime for r in ru)
+        ours += sum(r.get("pf_cpu", 0) for r in self.res["postfix"])
+        self.other_s = max(0.0, busy_s - ours)
 
 
 # ---- the report --------------------------------------------------------------
@@ -774,6 +795,16 @@ def fmt(x, nd=0, none="—"):
     if nd == 0:
         return f"{x:,.0f}"
     return f"{x:,.{nd}f}"
+
+
+def rfmt(x, threshold):
+    """A ratio with 2 decimals, 3 where rounding would hide which side of the
+    threshold it is on."""
+    if x is None:
+        return "—"
+    if round(x, 2) == threshold and x != threshold:
+        return f"{x:.3f}"
+    return f"{x:.2f}"
 
 
 def spread(xs, scale=1.0, nd=0):
@@ -805,8 +836,7 @@ def machine_info(b):
     info["nofile"] = str(getattr(b, "nofile", run_out(["bash", "-c", "ulimit -n"])))
     info["starttlsd"] = run_out([b.starttlsd, "-V"]).splitlines()[0] if run_out(
         [b.starttlsd, "-V"]) else "?"
-    git = run_out(["git", "-C", TOP, "describe", "--always", "--dirty"])
-    info["git"] = git if re.match(r"^[0-9a-f]", git) or "-" in git else "?"
+    info["git"] = b.git if re.match(r"^[0-9a-f]+(-dirty)?$", b.git) else "?"
     st = run_out(["stunnel", "-version"]).splitlines()
     info["stunnel"] = "; ".join(x.strip() for x in st if re.search(r"stunnel \d|OpenSSL", x))
     info["boringssl"] = run_out([os.path.join(b.tools, "sink"), "--version"]).replace("sink ", "")
@@ -874,26 +904,26 @@ def report(b):
         ca, cb = med(a.get("A"), "cpu"), med(a.get("B"), "cpu")
         r1, r2 = ratio(ra, rb), ratio(ca, cb)
         target(f"1 KiB, new connection per message, {conc} sessions: ≥ 3 × stunnel's msgs/s",
-               f"{fmt(r1, 2)} ×", r1 >= 3 if r1 else None)
+               f"{rfmt(r1, 3)} ×", r1 >= 3 if r1 else None)
         target(f"1 KiB, new connection per message, {conc} sessions: ≤ 0.2 × stunnel's CPU/msg",
-               f"{fmt(r2, 2)} ×", r2 <= 0.2 if r2 else None)
+               f"{rfmt(r2, 0.2)} ×", r2 <= 0.2 if r2 else None)
     r10 = med(cget("1k-new", 10).get("A"), "rate")
     r100 = med(cget("1k-new", 100).get("A"), "rate")
     d = ratio(r100, r10)
     target("1 KiB, new connection per message: starttlsd at 100 sessions within 10 % of 10",
-           f"{fmt(d, 2)} × ({fmt(r100)} vs {fmt(r10)} msgs/s)",
+           f"{rfmt(d, 0.9)} × ({fmt(r100)} vs {fmt(r10)} msgs/s)",
            abs(d - 1) <= 0.10 if d else None)
     for conc in (1, 10, 100):
         a = cget("1k-keep", conc)
         r1 = ratio(med(a.get("A"), "rate"), med(a.get("B"), "rate"))
         target(f"1 KiB, one connection per session (-d), {conc} session{'s' if conc > 1 else ''}:"
-               " ≥ 1.5 × stunnel's msgs/s", f"{fmt(r1, 2)} ×", r1 >= 1.5 if r1 else None)
+               " ≥ 1.5 × stunnel's msgs/s", f"{rfmt(r1, 1.5)} ×", r1 >= 1.5 if r1 else None)
     for conc in (1, 10, 100):
         a = cget("1m-keep", conc)
         r1 = ratio(med(a.get("A"), "mbs"), med(a.get("B"), "mbs"))
         target(f"1 MiB, one connection per session, {conc} session{'s' if conc > 1 else ''}: "
                "≥ 1.5 × stunnel's MB/s",
-               f"{fmt(r1, 2)} × ({fmt(med(a.get('A'), 'mbs'))} vs "
+               f"{rfmt(r1, 1.5)} × ({fmt(med(a.get('A'), 'mbs'))} vs "
                f"{fmt(med(a.get('B'), 'mbs'))} MB/s)", r1 >= 1.5 if r1 else None)
     idle = [r for r in R["idle"] if r.get("ok")]
     for want in sorted({r["want"] for r in idle}):
@@ -910,11 +940,16 @@ def report(b):
                    + (f" (≈ {est:.0f} MiB at 10,000)" if n < 10000 else ""),
                    max(tot, est) * 1.048576 <= 200)
     pf = [r for r in R["postfix"] if r.get("ok")]
-    pa = median([r["count"] / r["wall"] for r in sel(pf, leg="A")])
-    pc = median([r["count"] / r["wall"] for r in sel(pf, leg="C")])
-    pr = ratio(pa, pc)
-    target("in front of a real Postfix: ≥ 0.9 × the direct rate",
-           f"{fmt(pr, 2)} × ({fmt(pa)} vs {fmt(pc)} msgs/s)", pr >= 0.9 if pr else None)
+    pfrate = {}
+    for load, text in (("new", "new connection per message"),
+                       ("keep", "one connection per session")):
+        pa = median([r["count"] / r["wall"] for r in sel(pf, leg="A", load=load)])
+        pc = median([r["count"] / r["wall"] for r in sel(pf, leg="C", load=load)])
+        pfrate[load] = pc
+        pr = ratio(pa, pc)
+        target(f"in front of a real Postfix ({text}): ≥ 0.9 × the direct rate",
+               f"{rfmt(pr, 0.9)} × ({fmt(pa)} vs {fmt(pc)} msgs/s)",
+               pr >= 0.9 if pr else None)
     lat = [r for r in R["lat"] if r.get("ok")]
     la = median([r["rtt_p50_us"] for r in sel(lat, leg="A")])
     lc = median([r["rtt_p50_us"] for r in sel(lat, leg="C")])
@@ -930,7 +965,8 @@ def report(b):
       f"{b.runs} interleaved run{'s' if b.runs > 1 else ''} per figure "
       f"(legs A B C A B C …), medians shown, (min–max) where it matters; "
       f"the whole bench took {b.elapsed / 60:.1f} minutes.\n")
-    w("- **A** starttlsd, smarthost mode (`--upstream`), full STARTTLS negotiation per session")
+    w("- **A** starttlsd, smarthost mode (`--upstream`), its default process model "
+      f"({b.a_model}), STARTTLS negotiated per session")
     w("- **B** stunnel4 in client mode, `protocol = smtp` (its own STARTTLS dance), "
       "chain and host name verified")
     w("- **C** plaintext, the client straight to the sink (the floor)\n")
@@ -948,9 +984,10 @@ def report(b):
     w("## Throughput: smtp-source through each leg\n")
     w("The destination is the bench's own sink (tests/bench/sink.c: BoringSSL, epoll, one "
       "thread), ECDSA P-256 certificate from tests/peers/mkcerts.sh, TLS session tickets "
-      "on (as Postfix and most servers). CPU is the proxy process's user+system time "
-      "over the run (all threads) divided by the messages; peak RSS is VmHWM of a "
-      "proxy started fresh for each run. MB/s counts message payload (10⁶ bytes). "
+      "on (as Postfix and most servers). CPU is the proxy's user+system time over the "
+      "run, all its processes and threads (starttlsd: master and workers), divided by "
+      "the messages; peak RSS is VmHWM summed over those processes, the proxy started "
+      "fresh for each run. MB/s counts message payload (10⁶ bytes). "
       "“resumed” is the share of upstream TLS sessions the sink saw resumed.\n")
     w("| load | sessions | leg | msgs/s | MB/s | proxy CPU µs/msg | proxy peak RSS MiB "
       "| sink CPU µs/msg | resumed |")
@@ -1089,19 +1126,23 @@ def report(b):
     w("## In front of a real Postfix\n")
     w("A private Postfix 3.7 instance (smtpd with `smtpd_tls_security_level = may`, the "
       "P-256 test certificate, queue on disk, discard transport) as the destination; "
-      "1 KiB messages, 10 sessions, a new connection per message. Postfix CPU is every "
+      "1 KiB messages, 10 sessions, a new connection per message (600 messages) or all "
+      "of a session's messages on one connection (1,500 messages). msgs/s is the rate "
+      "Postfix accepted them (250 after its queue file is written). Postfix CPU is every "
       "Postfix process (master and its children: smtpd, cleanup, qmgr, tlsmgr, discard) "
       "until the queue is empty again. Through a proxy Postfix's smtpd also does the "
       "server side of a TLS handshake per connection, which the plaintext direct leg "
       "does not: that cost is Postfix's, not the proxy's, but it is on the same 2 CPUs.\n")
-    w("| leg | msgs/s | proxy CPU µs/msg | Postfix CPU µs/msg | ratio to direct |")
-    w("| --- | ---: | ---: | ---: | ---: |")
-    for leg in "ABC":
-        rows = sel(pf, leg=leg)
+    w("| load | leg | msgs/s | proxy CPU µs/msg | Postfix CPU µs/msg | ratio to direct |")
+    w("| --- | --- | ---: | ---: | ---: | ---: |")
+    for load, leg in [(x, y) for x in ("new", "keep") for y in "ABC"]:
+        rows = sel(pf, leg=leg, load=load)
         if not rows:
             continue
         rate = median([r["count"] / r["wall"] for r in rows])
-        w(f"| {leg} {LEG_NAME[leg]} | {spread([r['count'] / r['wall'] for r in rows])} | "
+        pc = pfrate.get(load)
+        w(f"| {'1 KiB, new connection per message' if load == 'new' else '1 KiB, one connection per session (-d)'} | "
+          f"{leg} {LEG_NAME[leg]} | {spread([r['count'] / r['wall'] for r in rows])} | "
           f"{spread([r['cpu'] / r['count'] for r in rows], 1e6) if leg != 'C' else '—'} | "
           f"{spread([r['pf_cpu'] / r['count'] for r in rows], 1e6)} | "
           f"{fmt(ratio(rate, pc), 2)} |")
@@ -1112,13 +1153,13 @@ def report(b):
     w(f"- CPU: {info['cpu']}, {info['nproc']} vCPU ({info['virt']} guest), "
       f"{info['mem']} RAM; every process (load generator, proxy, sink) shares these CPUs")
     w(f"- {info['os']}, kernel {info['kernel']}; RLIMIT_NOFILE {info['nofile']}")
-    other = sum(c for _, c in b.other_cpu)
     top = ", ".join(f"{n} {c:.0f} s" for n, c in b.other_cpu[:3] if c >= 1)
-    w(f"- Other work on the machine during the bench: processes outside the bench's "
-      f"namespace used at least {other:.0f} CPU-seconds in {b.elapsed:.0f} s, i.e. "
-      f"{100 * other / b.elapsed / int(info['nproc']):.0f} % of the machine"
-      + (f" ({top})" if top else "") + f"; the machine was {100 * b.busy:.0f} % busy in all; "
-      f"load average {' '.join(b.load0)} at the start, {' '.join(info['load'])} at the end")
+    w(f"- Other work on the machine during the bench: about {b.other_s:.0f} CPU-seconds "
+      f"in {b.elapsed:.0f} s, {100 * b.other_s / b.elapsed / int(info['nproc']):.0f} % of "
+      "the machine (all CPU time in /proc/stat minus the bench's own processes"
+      + (f"; longest-lived: {top}" if top else "") + f"); the machine was "
+      f"{100 * b.busy:.0f} % busy in all; load average {' '.join(b.load0)} at the start, "
+      f"{' '.join(info['load'])} at the end")
     w(f"- starttlsd: `{info['starttlsd']}`, git {info['git']}, built by `make` "
       f"({info['cc']}, -O2)")
     w(f"- BoringSSL: {info['boringssl']} (Debian android-libboringssl)")
@@ -1158,18 +1199,23 @@ NOTES = [
     "- Everything shares 2 vCPUs: the load generator, the proxy and the sink. Throughput "
     "(msgs/s, MB/s) therefore depends on what the other processes cost, and varies with "
     "other load on the host; CPU per message is the figure to compare.",
+    "- One session at a time (the \"1 session\" rows) is bound by round trips, not CPU: "
+    "smtp-source waits for each reply, so a message costs four round trips through the "
+    "proxy (MAIL, RCPT, DATA, end of data), and both proxies add a similar wake-up "
+    "latency to each. Where the 2 CPUs are saturated (many sessions, 1 MiB), msgs/s "
+    "ratios understate CPU differences. CPU per message is the figure to compare.",
     "- Loopback only: no network latency, so per-session round trips cost CPU, not waiting. "
     "On a real path the proxy's extra upstream round trips (EHLO, STARTTLS, handshake) "
     "add their RTT to session set-up.",
-    "- The proxies' upstream connections leave from 127.0.1.1, the clients connect from "
-    "127.0.0.1: with both on 127.0.0.1, starttlsd wrongly refuses some sessions as loops "
-    "(see the report that came with this bench).",
+    "- As on a gateway, the clients reach the proxies on one address (127.0.0.1) and the "
+    "proxies reach the destination from another (127.0.1.1).",
     "- starttlsd logs one line per session to syslog(3) and, with --log-stderr, to a file; "
     "no syslog daemon runs in the namespace. stunnel logs at its default level "
     "(5, notice) to a file.",
-    "- stunnel resumes TLS sessions with the sink (OpenSSL client session cache); "
-    "starttlsd does a full handshake every time. The \"no tickets\" rows of the "
-    "handshake table compare both doing full handshakes.",
+    "- The sink issues TLS session tickets, so both proxies may resume upstream sessions "
+    "(stunnel: OpenSSL's client session cache; starttlsd: its own ticket per destination). "
+    "The \"resumed\" columns show how often each did; the \"no tickets\" rows of the "
+    "handshake table compare full handshakes only.",
     "- starttlsd is given a private --state-dir (pins are recorded, as by default) and "
     "--max-sessions-per-client 20000, since all load comes from one address.",
 ]
@@ -1208,7 +1254,11 @@ def main():
             shutil.rmtree(b.tmp, ignore_errors=True)
         else:
             say(f"bench: files kept in {b.tmp}")
-    print(text)
+    if args.smoke and not args.out:
+        # make test: the targets table is enough to show every part ran.
+        print(text.split("## Throughput")[0].rstrip() + "\n")
+    else:
+        print(text)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text)

@@ -527,41 +527,17 @@ env_make(unsigned port, bool tight)
 		fprintf(stderr, "fuzz_session: config: %s\n", err);
 		abort();
 	}
-	if ((e = calloc(1, sizeof(*e))) == NULL)
-		abort();
-	e->refs = 1;
-	e->cfg = cfg;
-	if ((e->up_ctx = tls_upstream_ctx_new(&e->cfg, err, sizeof(err))) ==
-	    NULL) {
-		fprintf(stderr, "fuzz_session: TLS: %s\n", err);
+	/* The daemon's own constructor; only the policy comes from memory. */
+	if ((e = sess_env_new(&cfg, NULL, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "fuzz_session: env: %s\n", err);
 		abort();
 	}
-	if (config_parse_addr(e->cfg.upstream, &e->upstream_addr,
-	    &e->upstream_len) < 0)
-		abort();
-	snprintf(e->upstream_host, sizeof(e->upstream_host), "127.0.0.1");
-	e->mode = strcmp(e->cfg.mode, "enforce") == 0 ? POLICY_ENFORCE :
-	    POLICY_MONITOR;
+	policy_free(&e->policy);
 	if (policy_parse(policy_text, sizeof(policy_text) - 1, &e->policy, err,
 	    sizeof(err)) < 0) {
 		fprintf(stderr, "fuzz_session: policy: %s\n", err);
 		abort();
 	}
-	e->pins = NULL;
-	e->up = (struct up_params){
-		.helo_name = e->cfg.helo_name,
-		.ctx = e->up_ctx,
-		.sni = NULL,
-		.mark = e->cfg.upstream_mark,
-		.transparent_source = e->cfg.transparent_source,
-		.connect_timeout = e->cfg.connect_timeout,
-		.greeting_timeout = e->cfg.greeting_timeout,
-		.reply_timeout = e->cfg.reply_timeout,
-		.tls_timeout = e->cfg.tls_timeout,
-		.max_line = e->cfg.max_line_length,
-		.max_lines = e->cfg.max_reply_lines,
-		.bufmax = e->cfg.buffer_size,
-	};
 	return e;
 }
 
