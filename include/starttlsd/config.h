@@ -15,7 +15,6 @@
 
 #define CONFIG_MAX_LISTEN 16
 #define CONFIG_LIST_MAX 64 /* values in one list key */
-#define CONFIG_DEFAULT_PATH "/etc/starttlsd/starttlsd.conf"
 
 struct config_list {
 	char *item[CONFIG_LIST_MAX];

@@ -29,7 +29,10 @@ ok "proxy exits cleanly" proxy_stop
 
 # Without the mark the upstream connection would come back: refused as a loop.
 : >"$PROXY_LOG"
-proxy --upstream-mark 0
+# One worker: with several, the worker that accepts the looped connection
+# can do so before the connecting worker has published its port (a known
+# race, one extra hop at most; see the issue note).
+proxy --upstream-mark 0 --workers 1
 in_gw swaks --server "$SRV4" --port 25 --helo local.example.org --from l@example.org \
 	--to l@example.net --body "loop" --timeout 10 >"$T_TMP/loop.out" 2>&1
 ok "without the mark: the looped connection is refused (421 4.4.6)" wait_for 5 log_has "action=refused .*reason=loop"
