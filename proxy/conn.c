@@ -315,6 +315,14 @@ conn_do_read(struct conn *c)
 		if (c->cb(c, CONN_EV_READ, c->arg) < 0)
 			return -1;
 	}
+	if (c->eof && c->error_pending) {
+		/*
+		 * A write already failed (a RST consumed by send() leaves a
+		 * later read() to see a plain end of file): report the write's
+		 * error, which names the reset, not a clean close.
+		 */
+		return conn_fail(c);
+	}
 	if (c->eof) {
 		/* Reported once: after this, reading is never asked again. */
 		ev_io_stop(c->loop, &c->rio);

@@ -24,7 +24,8 @@ Run with --help for the flags. Summary:
 
 Log line format:  HH:MM:SS.mmm cID EVENT [details]   (server-wide events use "srv")
 Events: listen, conn, cmd, reply, tls, tls-fail, tls-skipped,
-plaintext-after-starttls, garbage, raw-after-starttls, data-begin, data-end,
+plaintext-after-starttls, garbage (badtls: sent once the ClientHello is in),
+raw-after-starttls, data-begin, data-end,
 bdat, queued, drop, timeout, eof, error, close, shutdown.
 Non-printable bytes are escaped as \\r \\n \\t \\\\ \\xNN.
 """
@@ -448,13 +449,23 @@ class Session:
 
     def bad_tls(self):
         garbage = b"\x00\xff\xfeTHIS IS NOT TLS\r\n" + bytes(range(0x80, 0xa0)) + b"\r\n"
+        # A broken TLS stack answers the ClientHello with garbage. Wait for
+        # the ClientHello first: garbage sent right behind the 220 could
+        # reach the client in the same read as the 220, which is response
+        # injection, a different case (mode inject) and a different signal.
+        first = b""
+        try:
+            self.sock.settimeout(5.0)
+            first = self.sock.recv(65536)
+        except OSError:
+            pass
         self.sock.sendall(garbage)
         self.log("garbage %d bytes" % len(garbage))
         try:
             self.sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
-        got = bytearray()
+        got = bytearray(first)          # the ClientHello, logged raw below
         deadline = time.monotonic() + 3.0
         try:
             while len(got) < 65536:
