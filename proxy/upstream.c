@@ -6,10 +6,12 @@
  * up_finish(), which calls the owner's done() exactly once.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/mman.h>
@@ -22,17 +24,40 @@ static int up_conn_cb(struct conn *c, enum conn_event ev, void *arg);
 
 /* [family][port] → hash of the destination, 0: free. Shared by workers. */
 static uint32_t (*ownports)[65536];
+/*
+ * Per worker slot: hash of the destination its connect() in flight goes
+ * to, 0: none. A worker has at most one: connect() and the publication of
+ * the port it bound happen in one pass of its loop. Shared by workers.
+ */
+static uint32_t *connecting;
+static size_t connecting_n, connecting_me;
 
 int
-up_ownports_init(void)
+up_ownports_init(size_t nslots)
 {
-	void *p = mmap(NULL, 2 * 65536 * sizeof(uint32_t),
-	    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	size_t len = 2 * 65536 * sizeof(uint32_t) + nslots * sizeof(uint32_t);
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
 	if (p == MAP_FAILED)
 		return -1;
 	ownports = p;
+	connecting = (uint32_t *)(void *)(ownports + 2);
+	connecting_n = nslots;
 	return 0;
+}
+
+void
+up_ownports_use(size_t slot)
+{
+	connecting_me = slot < connecting_n ? slot : 0;
+}
+
+void
+up_ownports_reset(size_t slot)
+{
+	if (slot < connecting_n)
+		__atomic_store_n(&connecting[slot], 0, __ATOMIC_RELEASE);
 }
 
 static uint16_t
@@ -75,6 +100,13 @@ pair_hash(const struct sockaddr_storage *local, const struct sockaddr_storage *d
 	return h ? h : 1;
 }
 
+static uint32_t
+dst_hash(const struct sockaddr_storage *dst)
+{
+	uint32_t h = addr_hash(2166136261u, dst);
+	return h ? h : 1;
+}
+
 static uint32_t *
 ownport_slot(const struct sockaddr_storage *local)
 {
@@ -92,16 +124,68 @@ ownport_set(struct upstream *up, bool on)
 	if (up->locallen == 0 || (slot = ownport_slot(&up->local)) == NULL)
 		return;
 	__atomic_store_n(slot, on ? pair_hash(&up->local, &up->dst) : 0,
-	    __ATOMIC_RELAXED);
+	    __ATOMIC_RELEASE);
+}
+
+/* Around connect(): "a port towards dst is about to appear". */
+static void
+connecting_set(const struct sockaddr_storage *dst)
+{
+	if (connecting != NULL)
+		__atomic_store_n(&connecting[connecting_me],
+		    dst != NULL ? dst_hash(dst) : 0, __ATOMIC_RELEASE);
+}
+
+/* Is another worker between connect() and publishing its port, towards dst? */
+static bool
+connecting_to(uint32_t h)
+{
+	for (size_t i = 0; i < connecting_n; i++)
+		if (i != connecting_me &&
+		    __atomic_load_n(&connecting[i], __ATOMIC_ACQUIRE) == h)
+			return true;
+	return false;
+}
+
+static double
+mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 bool
 up_is_own(const struct sockaddr_storage *peer, const struct sockaddr_storage *dst)
 {
 	uint32_t *slot = ownport_slot(peer);
+	uint32_t want, h;
+	double until = 0;
 
-	return slot != NULL && dst->ss_family == peer->ss_family &&
-	    __atomic_load_n(slot, __ATOMIC_RELAXED) == pair_hash(peer, dst);
+	if (slot == NULL || dst->ss_family != peer->ss_family)
+		return false;
+	want = pair_hash(peer, dst);
+	if (__atomic_load_n(slot, __ATOMIC_ACQUIRE) == want)
+		return true;
+	/*
+	 * Over loopback the looped connection can be established, and taken
+	 * by another worker, before the connecting worker has returned from
+	 * connect() and published its port. It published the destination
+	 * before connect(): while one is in flight towards this one, wait
+	 * (a few microseconds; bounded) for the port to show.
+	 */
+	h = dst_hash(dst);
+	while (connecting_to(h)) {
+		if (__atomic_load_n(slot, __ATOMIC_ACQUIRE) == want)
+			return true;
+		if (until == 0)
+			until = mono_now() + UP_OWNPORT_WAIT;
+		else if (mono_now() > until)
+			break;
+		sched_yield();
+	}
+	return __atomic_load_n(slot, __ATOMIC_ACQUIRE) == want;
 }
 
 const char *
@@ -176,16 +260,23 @@ up_send(struct upstream *up, const char *verb, const char *arg,
 static int
 up_connect(struct upstream *up)
 {
-	if (conn_connect(&up->conn, (struct sockaddr *)&up->dst, up->dstlen,
+	int r;
+
+	connecting_set(&up->dst);
+	r = conn_connect(&up->conn, (struct sockaddr *)&up->dst, up->dstlen,
 	    up->p->mark, up->p->transparent_source ?
-	    (struct sockaddr *)&up->src : NULL, &up->mark_failed) < 0)
+	    (struct sockaddr *)&up->src : NULL, &up->mark_failed);
+	if (r == 0) {
+		/* The port is bound by connect(): remember it (loops). */
+		up->locallen = sizeof(up->local);
+		if (getsockname(up->conn.fd, (struct sockaddr *)&up->local,
+		    &up->locallen) < 0)
+			up->locallen = 0;
+		ownport_set(up, true);
+	}
+	connecting_set(NULL);
+	if (r < 0)
 		return up_finish(up, UP_RES_FAILED, "%s", up->conn.errstr);
-	/* The port is bound by connect(): remember it for loop detection. */
-	up->locallen = sizeof(up->local);
-	if (getsockname(up->conn.fd, (struct sockaddr *)&up->local,
-	    &up->locallen) < 0)
-		up->locallen = 0;
-	ownport_set(up, true);
 	up->state = UP_CONNECT;
 	conn_timeout(&up->conn, up->p->connect_timeout, false);
 	return 0;

@@ -112,7 +112,16 @@ void up_cleanup(struct upstream *up);
  * accepted from a local port in the table, going to that destination, is
  * our own upstream connection redirected back to us.
  */
-int up_ownports_init(void);
+int up_ownports_init(size_t nslots);
+/* In a worker: its slot (see sess_shared_use). In the master: reap/spawn. */
+void up_ownports_use(size_t slot);
+void up_ownports_reset(size_t slot);
+/*
+ * May wait up to UP_OWNPORT_WAIT seconds, only while another worker is
+ * inside connect() towards dst (the looped connection can be accepted
+ * before that worker has published its port).
+ */
+#define UP_OWNPORT_WAIT 0.005
 bool up_is_own(const struct sockaddr_storage *peer,
     const struct sockaddr_storage *dst);
 

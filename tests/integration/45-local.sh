@@ -29,9 +29,6 @@ ok "proxy exits cleanly" proxy_stop
 
 # Without the mark the upstream connection would come back: refused as a loop.
 : >"$PROXY_LOG"
-# One worker: with several, the worker that accepts the looped connection
-# can do so before the connecting worker has published its port (a known
-# race, one extra hop at most; see the issue note).
 proxy --upstream-mark 0 --workers 1
 in_gw swaks --server "$SRV4" --port 25 --helo local.example.org --from l@example.org \
 	--to l@example.net --body "loop" --timeout 10 >"$T_TMP/loop.out" 2>&1
@@ -40,6 +37,23 @@ ok "without the mark: the client gets a 421, not a 250" grep -q "^<\*\* 421" "$T
 ok "nothing more was stored" test "$(nmsgs)" -eq 1
 ok "the loop stopped at once: two session lines, the outer and the looped one" \
 	test "$(grep -c event=session "$PROXY_LOG")" -eq 2
+ok "proxy exits cleanly" proxy_stop
+
+# Several workers: the one that accepts the looped connection can be
+# scheduled before the connecting one has returned from connect() and
+# published its port; the loop must still stop at the first hop.
+: >"$PROXY_LOG"
+proxy --upstream-mark 0 --workers 4
+for i in 1 2 3 4 5 6 7 8; do
+	in_gw swaks --server "$SRV4" --port 25 --helo local.example.org --from l@example.org \
+		--to l@example.net --body "loop $i" --timeout 10 >"$T_TMP/loop$i.out" 2>&1
+done
+ok "4 workers, 8 looped sessions: each client gets a 421" \
+	test "$(cat "$T_TMP"/loop[1-8].out | grep -c '^<\*\* 421')" -eq 8
+ok "4 workers: every loop stopped at once (16 session lines, 8 refused as loops)" \
+	wait_for 5 bash -c "[ \$(grep -c event=session '$PROXY_LOG') -eq 16 ] && [ \$(grep -c 'reason=loop' '$PROXY_LOG') -eq 8 ]"
+say "  note: 4 workers: $(grep -c event=session "$PROXY_LOG") session lines, $(grep -c 'reason=loop' "$PROXY_LOG") loop refusals"
+ok "4 workers: nothing more was stored" test "$(nmsgs)" -eq 1
 ok "proxy exits cleanly" proxy_stop
 
 # Daemon mode: no -f; pid_file written; SIGTERM removes it.
