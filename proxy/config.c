@@ -8,7 +8,6 @@
 #include <getopt.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,20 +117,6 @@ static const struct config_key config_keys[] = {
 };
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static const struct config_key *
 key_find(const char *name)
@@ -321,7 +306,7 @@ load_file(struct config *c, const char *path, char *err, size_t errlen)
 	FILE *fp;
 
 	if ((fp = fopen(path, "r")) == NULL) {
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	while (fgets(line, sizeof(line), fp) != NULL) {
@@ -331,7 +316,7 @@ load_file(struct config *c, const char *path, char *err, size_t errlen)
 
 		lineno++;
 		if (strchr(line, '\n') == NULL && !feof(fp)) {
-			set_err(err, errlen, "%s:%u: line longer than %d bytes",
+			snprintf(err, errlen, "%s:%u: line longer than %d bytes",
 			    path, lineno, CONFIG_LINE_MAX);
 			goto fail;
 		}
@@ -355,24 +340,24 @@ load_file(struct config *c, const char *path, char *err, size_t errlen)
 				val = trim(val + 1);
 		}
 		if ((k = key_find(key)) == NULL) {
-			set_err(err, errlen, "%s:%u: %s: unknown key", path,
+			snprintf(err, errlen, "%s:%u: %s: unknown key", path,
 			    lineno, key);
 			goto fail;
 		}
 		if (seen[k - config_keys]) {
-			set_err(err, errlen, "%s:%u: %s: given twice", path,
+			snprintf(err, errlen, "%s:%u: %s: given twice", path,
 			    lineno, key);
 			goto fail;
 		}
 		seen[k - config_keys] = true;
 		if (key_set(c, k, val, &why) < 0) {
-			set_err(err, errlen, "%s:%u: %s: %s", path, lineno, key,
+			snprintf(err, errlen, "%s:%u: %s: %s", path, lineno, key,
 			    why);
 			goto fail;
 		}
 	}
 	if (ferror(fp)) {
-		set_err(err, errlen, "%s: read error", path);
+		snprintf(err, errlen, "%s: read error", path);
 		goto fail;
 	}
 	fclose(fp);
@@ -453,58 +438,58 @@ validate(struct config *c, char *err, size_t errlen)
 	unsigned port;
 
 	if (c->listen.n == 0) {
-		set_err(err, errlen, "listen: at least one address is needed");
+		snprintf(err, errlen, "listen: at least one address is needed");
 		return -1;
 	}
 	for (size_t i = 0; i < c->listen.n; i++)
 		if (config_parse_addr(c->listen.item[i], &ss, &sl) < 0) {
-			set_err(err, errlen, "listen: %s: expected ADDR:PORT or "
+			snprintf(err, errlen, "listen: %s: expected ADDR:PORT or "
 			    "[V6ADDR]:PORT with a numeric address",
 			    c->listen.item[i]);
 			return -1;
 		}
 	if (c->upstream != NULL && config_split_hostport(c->upstream, host,
 	    sizeof(host), &port) < 0) {
-		set_err(err, errlen, "upstream: %s: expected HOST:PORT",
+		snprintf(err, errlen, "upstream: %s: expected HOST:PORT",
 		    c->upstream);
 		return -1;
 	}
 	if (c->listen.n > CONFIG_MAX_LISTEN) {
-		set_err(err, errlen, "listen: at most %d addresses",
+		snprintf(err, errlen, "listen: at most %d addresses",
 		    CONFIG_MAX_LISTEN);
 		return -1;
 	}
 	if (c->mode == NULL || (strcmp(c->mode, "monitor") != 0 &&
 	    strcmp(c->mode, "enforce") != 0)) {
-		set_err(err, errlen, "mode: %s: expected monitor or enforce",
+		snprintf(err, errlen, "mode: %s: expected monitor or enforce",
 		    c->mode ? c->mode : "");
 		return -1;
 	}
 	if (c->intercept_method == NULL &&
 	    (c->intercept_method = strdup("redirect")) == NULL) {
-		set_err(err, errlen, "out of memory");
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	if (c->max_line_length >= c->buffer_size) {
-		set_err(err, errlen, "max_line_length (%u) must be smaller than "
+		snprintf(err, errlen, "max_line_length (%u) must be smaller than "
 		    "buffer_size (%u): a line has to fit in the buffer",
 		    c->max_line_length, c->buffer_size);
 		return -1;
 	}
 	if (strcmp(c->intercept_method, "redirect") != 0 &&
 	    strcmp(c->intercept_method, "tproxy") != 0) {
-		set_err(err, errlen, "intercept_method: %s: expected redirect "
+		snprintf(err, errlen, "intercept_method: %s: expected redirect "
 		    "or tproxy", c->intercept_method);
 		return -1;
 	}
 	if (c->intercept_interfaces.n > NFT_MAX_IFACES) {
-		set_err(err, errlen, "intercept_interfaces: at most %d",
+		snprintf(err, errlen, "intercept_interfaces: at most %d",
 		    NFT_MAX_IFACES);
 		return -1;
 	}
 	for (size_t i = 0; i < c->intercept_interfaces.n; i++)
 		if (strlen(c->intercept_interfaces.item[i]) >= IFNAMSIZ) {
-			set_err(err, errlen, "intercept_interfaces: %s: longer "
+			snprintf(err, errlen, "intercept_interfaces: %s: longer "
 			    "than %d characters", c->intercept_interfaces.item[i],
 			    IFNAMSIZ - 1);
 			return -1;
@@ -512,7 +497,7 @@ validate(struct config *c, char *err, size_t errlen)
 	for (size_t i = 0; i < c->intercept_bypass.n; i++) {
 		struct nft_prefix p;
 		if (nft_parse_prefix(c->intercept_bypass.item[i], &p) < 0) {
-			set_err(err, errlen, "intercept_bypass: %s: expected an "
+			snprintf(err, errlen, "intercept_bypass: %s: expected an "
 			    "address or ADDR/LEN with the host bits zero",
 			    c->intercept_bypass.item[i]);
 			return -1;
@@ -520,19 +505,19 @@ validate(struct config *c, char *err, size_t errlen)
 	}
 	if (c->intercept && c->intercept_interfaces.n == 0 &&
 	    !c->intercept_local) {
-		set_err(err, errlen, "intercept: on, but neither "
+		snprintf(err, errlen, "intercept: on, but neither "
 		    "intercept_interfaces nor intercept_local says what to take");
 		return -1;
 	}
 	if (c->transparent_source && (!c->intercept ||
 	    strcmp(c->intercept_method, "tproxy") != 0)) {
-		set_err(err, errlen, "transparent_source: needs intercept = on "
+		snprintf(err, errlen, "transparent_source: needs intercept = on "
 		    "and intercept_method = tproxy (the return traffic is "
 		    "diverted like the intercepted traffic)");
 		return -1;
 	}
 	if ((c->client_cert == NULL) != (c->client_key == NULL)) {
-		set_err(err, errlen, "client_cert and client_key go together");
+		snprintf(err, errlen, "client_cert and client_key go together");
 		return -1;
 	}
 	if (c->helo_name == NULL) {
@@ -541,14 +526,14 @@ validate(struct config *c, char *err, size_t errlen)
 			strcpy(name, "localhost");
 		name[sizeof(name) - 1] = '\0';
 		if ((c->helo_name = strdup(name)) == NULL) {
-			set_err(err, errlen, "out of memory");
+			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
 	}
 	for (const char *p = c->helo_name; *p != '\0'; p++)
 		if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-' &&
 		    *p != '[' && *p != ']' && *p != ':') {
-			set_err(err, errlen, "helo_name: %s: not a host name",
+			snprintf(err, errlen, "helo_name: %s: not a host name",
 			    c->helo_name);
 			return -1;
 		}
@@ -578,7 +563,7 @@ config_load(struct config *c, int argc, char *const argv[], char *err,
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct config_key *k = &config_keys[i];
 		if (k->def != NULL && key_set(c, k, k->def, &why) < 0) {
-			set_err(err, errlen, "%s: bad default: %s", k->name, why);
+			snprintf(err, errlen, "%s: bad default: %s", k->name, why);
 			return CONFIG_ERROR;
 		}
 		snprintf(names[i], sizeof(names[i]), "%s", k->name);
@@ -599,7 +584,7 @@ config_load(struct config *c, int argc, char *const argv[], char *err,
 	opts[NKEYS + 5] = (struct option){ NULL, 0, NULL, 0 };
 
 	if ((cli = calloc((size_t)argc + 1, sizeof(*cli))) == NULL) {
-		set_err(err, errlen, "out of memory");
+		snprintf(err, errlen, "out of memory");
 		return CONFIG_ERROR;
 	}
 	optind = 0; /* full re-initialisation: config_load runs again on reload */
@@ -628,7 +613,7 @@ config_load(struct config *c, int argc, char *const argv[], char *err,
 			free(cli);
 			return CONFIG_EXIT;
 		case ':':
-			set_err(err, errlen, "%s: needs a value", argv[optind - 1]);
+			snprintf(err, errlen, "%s: needs a value", argv[optind - 1]);
 			goto fail;
 		case '?':
 			/* optopt: an unknown letter inside "-xf" is named as such. */
@@ -637,10 +622,10 @@ config_load(struct config *c, int argc, char *const argv[], char *err,
 			 * the value of a known option misused ("--help=1").
 			 */
 			if (optopt > 0 && optopt < 256 && strchr("cfhVCP", optopt) == NULL)
-				set_err(err, errlen, "-%c: unknown option (see --help)",
+				snprintf(err, errlen, "-%c: unknown option (see --help)",
 				    optopt);
 			else
-				set_err(err, errlen, "%s: unknown option (see --help)",
+				snprintf(err, errlen, "%s: unknown option (see --help)",
 				    argv[optind - 1]);
 			goto fail;
 		default: {
@@ -658,7 +643,7 @@ config_load(struct config *c, int argc, char *const argv[], char *err,
 		}
 	}
 	if (optind < argc) {
-		set_err(err, errlen, "%s: unexpected argument", argv[optind]);
+		snprintf(err, errlen, "%s: unexpected argument", argv[optind]);
 		goto fail;
 	}
 	if (c->config_file != NULL && load_file(c, c->config_file, err, errlen) < 0)
@@ -676,7 +661,7 @@ config_load(struct config *c, int argc, char *const argv[], char *err,
 			r = key_set(c, k, cli[i].val, &why);
 		cli_seen[ki] = true;
 		if (r < 0) {
-			set_err(err, errlen, "--%s: %s: %s", opts[ki].name,
+			snprintf(err, errlen, "--%s: %s: %s", opts[ki].name,
 			    cli[i].val, why);
 			goto fail;
 		}

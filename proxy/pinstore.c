@@ -45,6 +45,7 @@
 
 #include <lmdb.h>
 
+#include "starttlsd/hash.h"
 #include "starttlsd/pinstore.h"
 
 #define PIN_MAP_SIZE (64u << 20)   /* ~300,000 pins; virtual until used */
@@ -90,6 +91,7 @@ struct pin_store {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stop;               /* under mu */
+	bool started;            /* under mu: the thread is in its loop */
 	atomic_bool dirty;       /* committed since the last fsync */
 	atomic_uint_fast64_t sync_errors;
 };
@@ -471,11 +473,7 @@ pin_check(const struct pin *p, const char **field)
 static uint32_t
 key_hash(const char *key)
 {
-	uint32_t h = 2166136261u;  /* FNV-1a */
-
-	for (; *key != '\0'; key++)
-		h = (h ^ (unsigned char)*key) * 16777619u;
-	return h;
+	return fnv1a_str(FNV1A_INIT, key);
 }
 
 /* The queue slot of key (live or dead), or NULL; *slot: its hash slot. */
@@ -605,6 +603,8 @@ sync_main(void *arg)
 	int dead;
 
 	pthread_mutex_lock(&ps->mu);
+	ps->started = true;
+	pthread_cond_broadcast(&ps->cv);
 	while (!ps->stop) {
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		t.tv_sec += PIN_SYNC_INTERVAL;
@@ -654,6 +654,15 @@ sync_start(struct pin_store *ps, char *err, size_t errlen)
 		return -1;
 	}
 	ps->syncer_running = true;
+	/*
+	 * Wait until it runs: a fork() while the new thread is still being
+	 * set up (by libc, or by a sanitizer's allocator under a lock) could
+	 * leave the child with a lock that nobody will ever release.
+	 */
+	pthread_mutex_lock(&ps->mu);
+	while (!ps->started)
+		pthread_cond_wait(&ps->cv, &ps->mu);
+	pthread_mutex_unlock(&ps->mu);
 	return 0;
 }
 

@@ -5,7 +5,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,20 +15,6 @@
 
 #define POLICY_MAX_RULES 10000
 #define POLICY_FILE_MAX (4 * 1024 * 1024)
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* A host name as it may appear in a rule or pattern: lower-cased in place. */
 static bool
@@ -176,7 +161,7 @@ policy_parse(const char *text, size_t len, struct policy *out, char *err,
 
 		lineno++;
 		if (n >= sizeof(line)) {
-			set_err(err, errlen, "line %u: longer than %zu bytes",
+			snprintf(err, errlen, "line %u: longer than %zu bytes",
 			    lineno, sizeof(line) - 1);
 			goto fail;
 		}
@@ -184,7 +169,7 @@ policy_parse(const char *text, size_t len, struct policy *out, char *err,
 		line[n] = '\0';
 		pos += n + (nl ? 1 : 0);
 		if (memchr(line, '\0', n) != NULL) {
-			set_err(err, errlen, "line %u: NUL byte", lineno);
+			snprintf(err, errlen, "line %u: NUL byte", lineno);
 			goto fail;
 		}
 		if ((p = strchr(line, '#')) != NULL)
@@ -192,7 +177,7 @@ policy_parse(const char *text, size_t len, struct policy *out, char *err,
 		for (p = strtok_r(line, " \t\r", &save); p != NULL;
 		    p = strtok_r(NULL, " \t\r", &save)) {
 			if (nf == 16) {
-				set_err(err, errlen, "line %u: too many fields", lineno);
+				snprintf(err, errlen, "line %u: too many fields", lineno);
 				goto fail;
 			}
 			f[nf++] = p;
@@ -200,18 +185,18 @@ policy_parse(const char *text, size_t len, struct policy *out, char *err,
 		if (nf == 0)
 			continue;
 		if (parse_rule(f, nf, &r, &why) < 0) {
-			set_err(err, errlen, "line %u: %s: %s", lineno, f[0], why);
+			snprintf(err, errlen, "line %u: %s: %s", lineno, f[0], why);
 			goto fail;
 		}
 		r.line = lineno;
 		for (size_t i = 0; i < out->n; i++)
 			if (same_match(&out->rules[i], &r)) {
-				set_err(err, errlen, "line %u: %s: already given "
+				snprintf(err, errlen, "line %u: %s: already given "
 				    "on line %u", lineno, f[0], out->rules[i].line);
 				goto fail;
 			}
 		if (out->n == POLICY_MAX_RULES) {
-			set_err(err, errlen, "line %u: more than %d rules", lineno,
+			snprintf(err, errlen, "line %u: more than %d rules", lineno,
 			    POLICY_MAX_RULES);
 			goto fail;
 		}
@@ -220,7 +205,7 @@ policy_parse(const char *text, size_t len, struct policy *out, char *err,
 			struct policy_rule *nr = realloc(out->rules,
 			    ncap * sizeof(*nr));
 			if (nr == NULL) {
-				set_err(err, errlen, "out of memory");
+				snprintf(err, errlen, "out of memory");
 				goto fail;
 			}
 			out->rules = nr;
@@ -244,18 +229,18 @@ policy_load(const char *path, struct policy *out, char *err, size_t errlen)
 
 	memset(out, 0, sizeof(*out));
 	if (fp == NULL) {
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
 	if ((text = malloc(POLICY_FILE_MAX + 1)) == NULL) {
 		fclose(fp);
-		set_err(err, errlen, "%s: out of memory", path);
+		snprintf(err, errlen, "%s: out of memory", path);
 		return -1;
 	}
 	n = fread(text, 1, POLICY_FILE_MAX + 1, fp);
 	if (ferror(fp)) {
 		/* A directory opens fine and fails here: never "no rules". */
-		set_err(err, errlen, "%s: %s", path, strerror(errno));
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		fclose(fp);
 		free(text);
 		return -1;
@@ -263,13 +248,13 @@ policy_load(const char *path, struct policy *out, char *err, size_t errlen)
 	fclose(fp);
 	if (n > POLICY_FILE_MAX) {
 		free(text);
-		set_err(err, errlen, "%s: larger than %d bytes", path,
+		snprintf(err, errlen, "%s: larger than %d bytes", path,
 		    POLICY_FILE_MAX);
 		return -1;
 	}
 	if (policy_parse(text, n, out, sub, sizeof(sub)) < 0) {
 		free(text);
-		set_err(err, errlen, "%s: %s", path, sub);
+		snprintf(err, errlen, "%s: %s", path, sub);
 		return -1;
 	}
 	free(text);

@@ -24,6 +24,7 @@
 
 #include <openssl/rand.h>
 
+#include "starttlsd/hash.h"
 #include "starttlsd/log.h"
 #include "starttlsd/tls.h"
 #include "starttlsd/session.h"
@@ -322,19 +323,8 @@ sess_shared_reset(size_t slot)
 static size_t
 client_bucket(const struct sockaddr_storage *peer)
 {
-	const uint8_t *a;
-	size_t n;
-	uint32_t h = 2166136261u;
+	uint32_t h = fnv1a_addr(FNV1A_INIT, peer, 0);
 
-	if (peer->ss_family == AF_INET) {
-		a = (const uint8_t *)&((const struct sockaddr_in *)(const void *)peer)->sin_addr;
-		n = 4;
-	} else {
-		a = (const uint8_t *)&((const struct sockaddr_in6 *)(const void *)peer)->sin6_addr;
-		n = 16;
-	}
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ a[i]) * 16777619u;
 	return (h ^ (h >> 16)) & 0xffff;
 }
 
@@ -718,10 +708,8 @@ rcpt_domain(const char *arg, size_t len, char *out, size_t cap)
 static bool
 sess_alerted_once(struct session *s, const char *domain)
 {
-	uint32_t h = 2166136261u;
+	uint32_t h = fnv1a_str(FNV1A_INIT, domain);
 
-	for (const char *p = domain; *p != '\0'; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
 	for (size_t i = 0; i < s->nalerted; i++)
 		if (s->alerted[i] == h)
 			return true;

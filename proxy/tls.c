@@ -10,6 +10,7 @@
 #include <openssl/x509v3.h>
 
 #include "starttlsd/config.h"
+#include "starttlsd/hash.h"
 #include "starttlsd/tls.h"
 
 static void
@@ -45,11 +46,7 @@ static int tls_key_index = -1;
 static struct tls_cache_slot *
 cache_slot(const char *key)
 {
-	uint32_t h = 2166136261u;
-
-	for (const char *p = key; *p != '\0'; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
-	return &tls_cache[h % TLS_CACHE_SLOTS];
+	return &tls_cache[fnv1a_str(FNV1A_INIT, key) % TLS_CACHE_SLOTS];
 }
 
 /* BoringSSL hands us each new session; we keep it (return 1: ours). */

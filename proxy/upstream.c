@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 
+#include "starttlsd/hash.h"
 #include "starttlsd/policy.h"
 #include "starttlsd/upstream.h"
 
@@ -68,27 +69,6 @@ port_of(const struct sockaddr_storage *a)
 	    ((const struct sockaddr_in6 *)(const void *)a)->sin6_port);
 }
 
-/* FNV-1a over an address and port, continuing from h. */
-static uint32_t
-addr_hash(uint32_t h, const struct sockaddr_storage *a)
-{
-	const uint8_t *p;
-	size_t n;
-	uint16_t port = port_of(a);
-
-	if (a->ss_family == AF_INET) {
-		p = (const uint8_t *)&((const struct sockaddr_in *)(const void *)a)->sin_addr;
-		n = 4;
-	} else {
-		p = (const uint8_t *)&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr;
-		n = 16;
-	}
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ p[i]) * 16777619u;
-	h = (h ^ (port & 0xff)) * 16777619u;
-	return (h ^ (port >> 8)) * 16777619u;
-}
-
 /*
  * Our end (address and port) and the destination: a LAN client never has
  * our address, so only our own connection, come back, can match. Never 0.
@@ -96,14 +76,14 @@ addr_hash(uint32_t h, const struct sockaddr_storage *a)
 static uint32_t
 pair_hash(const struct sockaddr_storage *local, const struct sockaddr_storage *dst)
 {
-	uint32_t h = addr_hash(addr_hash(2166136261u, local), dst);
+	uint32_t h = fnv1a_addr(fnv1a_addr(FNV1A_INIT, local, 1), dst, 1);
 	return h ? h : 1;
 }
 
 static uint32_t
 dst_hash(const struct sockaddr_storage *dst)
 {
-	uint32_t h = addr_hash(2166136261u, dst);
+	uint32_t h = fnv1a_addr(FNV1A_INIT, dst, 1);
 	return h ? h : 1;
 }
 
