@@ -172,7 +172,7 @@ ok "while all those are held: another client delivers normally" cswaks --body "d
 t_ok=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }')
 say "  note: that delivery took ${t_ok} s"
 ok "... and promptly (${t_ok} s < ${CTO} s)" within 0 "$CTO" "$t_ok"
-ok "... and the message arrived" wait_for 5 test "$(nmsgs)" -gt "$n0"
+ok "... and the message arrived" wait_for 5 eval '[ "$(nmsgs)" -gt "$n0" ]'
 wait "$p_silent" "$p_idle" "$p_dribble" "$p_dribdata" "$p_garbage" "$p_hello"
 
 # Control: a client that says nothing after the greeting is timed out.

@@ -13,7 +13,7 @@ echo "workers = 2" >"$conf"
 proxy -c "$conf"
 
 workers() { pgrep -P "$PROXY_PID" | sort; }
-ok "two workers under the master" wait_for 5 test "$(workers | wc -l)" -eq 2
+ok "two workers under the master" wait_for 5 eval '[ "$(workers | wc -l)" -eq 2 ]'
 for w in $(workers); do
 	ok "worker $w runs as user starttlsd" test "$(stat -c %U /proc/"$w")" = starttlsd
 	ok "worker $w keeps only CAP_NET_RAW (effective and bounding)" \
@@ -66,10 +66,10 @@ sleep 0.5; kill -HUP "$PROXY_PID"
 sleep 0.7; kill -HUP "$PROXY_PID"
 wait $load; rc=$?
 ok "smtp-source under two SIGHUPs: exit 0" test $rc -eq 0
-ok "all 120 messages arrived" wait_for 20 test "$(nmsgs)" -eq $((n0 + 120))
+ok "all 120 messages arrived" wait_for 20 eval '[ "$(nmsgs)" -eq $((n0 + 120)) ]'
 not_ok "no session failed (no 4xx to the client)" grep -Eq "reason=\"(server|client):" "$PROXY_LOG"
 ok "old workers drained and exited as asked" log_has "event=worker action=exited .*status=0 expected=yes"
-ok "two workers again" wait_for 10 test "$(workers | wc -l)" -eq 2
+ok "two workers again" wait_for 10 eval '[ "$(workers | wc -l)" -eq 2 ]'
 
 # A broken configuration on SIGHUP: refused, the old one keeps running.
 before=$(workers)
@@ -86,7 +86,7 @@ ok "no worker left behind" test -z "$(workers)"
 # and stop; none lingers as an orphan holding the port.
 : >"$PROXY_LOG"
 proxy -c "$conf"
-wait_for 5 test "$(workers | wc -l)" -eq 2
+wait_for 5 eval '[ "$(workers | wc -l)" -eq 2 ]'
 orphans=$(workers | tr '\n' ' ')
 kill -9 "$PROXY_PID"
 ok "after the master's SIGKILL its workers exit" wait_for 10 bash -c "for p in $orphans; do kill -0 \$p 2>/dev/null && exit 1; done; exit 0"

@@ -215,7 +215,9 @@ proxy_stop() {
 	! grep -qE "AddressSanitizer|LeakSanitizer|runtime error:|status=9[78] expected|^==[0-9]+== (Invalid|Conditional jump|Use of uninitialised|Syscall param|Mismatched|Source and destination overlap|.*definitely lost)" "$PROXY_LOG"
 }
 
-# wait_for SECONDS cmd...: poll until cmd succeeds.
+# wait_for SECONDS CMD...: retry CMD until it succeeds. Arguments are
+# expanded once, by the caller: for a condition on changing state use
+# wait_for N eval '[ "$(nmsgs)" -eq 3 ]' (eval runs it anew each time).
 wait_for() {
 	local t=$1; shift
 	local end=$((SECONDS + t))
