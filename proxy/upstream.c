@@ -23,8 +23,12 @@
 
 static int up_conn_cb(struct conn *c, enum conn_event ev, void *arg);
 
-/* [family][port] → hash of the destination, 0: free. Shared by workers. */
-static uint32_t (*ownports)[65536];
+/*
+ * [family][port] → the owning worker's slot (high 32 bits) and a hash of
+ * our address, the port and the destination (low 32 bits, never 0); 0:
+ * free. Shared by workers; the master clears a dead worker's entries.
+ */
+static uint64_t (*ownports)[65536];
 /*
  * Per worker slot: hash of the destination its connect() in flight goes
  * to, 0: none. A worker has at most one: connect() and the publication of
@@ -36,7 +40,7 @@ static size_t connecting_n, connecting_me;
 int
 up_ownports_init(size_t nslots)
 {
-	size_t len = 2 * 65536 * sizeof(uint32_t) + nslots * sizeof(uint32_t);
+	size_t len = 2 * 65536 * sizeof(uint64_t) + nslots * sizeof(uint32_t);
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
@@ -57,8 +61,18 @@ up_ownports_use(size_t slot)
 void
 up_ownports_reset(size_t slot)
 {
-	if (slot < connecting_n)
-		__atomic_store_n(&connecting[slot], 0, __ATOMIC_RELEASE);
+	if (slot >= connecting_n)
+		return;
+	__atomic_store_n(&connecting[slot], 0, __ATOMIC_RELEASE);
+	/* A worker killed mid-session leaves its ports behind. */
+	for (size_t f = 0; f < 2; f++)
+		for (size_t port = 0; port < 65536; port++) {
+			uint64_t v = __atomic_load_n(&ownports[f][port],
+			    __ATOMIC_RELAXED);
+			if (v != 0 && (v >> 32) == slot)
+				__atomic_compare_exchange_n(&ownports[f][port], &v,
+				    0, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+		}
 }
 
 static uint16_t
@@ -87,7 +101,7 @@ dst_hash(const struct sockaddr_storage *dst)
 	return h ? h : 1;
 }
 
-static uint32_t *
+static uint64_t *
 ownport_slot(const struct sockaddr_storage *local)
 {
 	if (ownports == NULL ||
@@ -96,20 +110,31 @@ ownport_slot(const struct sockaddr_storage *local)
 	return &ownports[local->ss_family == AF_INET6][port_of(local)];
 }
 
+void
+up_ownport_publish(const struct sockaddr_storage *local,
+    const struct sockaddr_storage *dst, bool on)
+{
+	uint64_t *slot = ownport_slot(local), mine;
+
+	if (slot == NULL)
+		return;
+	mine = (uint64_t)connecting_me << 32 | pair_hash(local, dst);
+	if (on)
+		__atomic_store_n(slot, mine, __ATOMIC_RELEASE);
+	else	/* unless the port was since taken towards elsewhere */
+		__atomic_compare_exchange_n(slot, &mine, 0, false,
+		    __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+}
+
 static void
 ownport_set(struct upstream *up, bool on)
 {
-	uint32_t *slot;
-
-	if (up->locallen == 0 || (slot = ownport_slot(&up->local)) == NULL)
-		return;
-	__atomic_store_n(slot, on ? pair_hash(&up->local, &up->dst) : 0,
-	    __ATOMIC_RELEASE);
+	if (up->locallen != 0)
+		up_ownport_publish(&up->local, &up->dst, on);
 }
 
-/* Around connect(): "a port towards dst is about to appear". */
-static void
-connecting_set(const struct sockaddr_storage *dst)
+void
+up_connecting(const struct sockaddr_storage *dst)
 {
 	if (connecting != NULL)
 		__atomic_store_n(&connecting[connecting_me],
@@ -139,14 +164,14 @@ mono_now(void)
 bool
 up_is_own(const struct sockaddr_storage *peer, const struct sockaddr_storage *dst)
 {
-	uint32_t *slot = ownport_slot(peer);
+	uint64_t *slot = ownport_slot(peer);
 	uint32_t want, h;
 	double until = 0;
 
 	if (slot == NULL || dst->ss_family != peer->ss_family)
 		return false;
 	want = pair_hash(peer, dst);
-	if (__atomic_load_n(slot, __ATOMIC_ACQUIRE) == want)
+	if ((uint32_t)__atomic_load_n(slot, __ATOMIC_ACQUIRE) == want)
 		return true;
 	/*
 	 * Over loopback the looped connection can be established, and taken
@@ -157,7 +182,7 @@ up_is_own(const struct sockaddr_storage *peer, const struct sockaddr_storage *ds
 	 */
 	h = dst_hash(dst);
 	while (connecting_to(h)) {
-		if (__atomic_load_n(slot, __ATOMIC_ACQUIRE) == want)
+		if ((uint32_t)__atomic_load_n(slot, __ATOMIC_ACQUIRE) == want)
 			return true;
 		if (until == 0)
 			until = mono_now() + UP_OWNPORT_WAIT;
@@ -165,7 +190,7 @@ up_is_own(const struct sockaddr_storage *peer, const struct sockaddr_storage *ds
 			break;
 		sched_yield();
 	}
-	return __atomic_load_n(slot, __ATOMIC_ACQUIRE) == want;
+	return (uint32_t)__atomic_load_n(slot, __ATOMIC_ACQUIRE) == want;
 }
 
 const char *
@@ -242,7 +267,7 @@ up_connect(struct upstream *up)
 {
 	int r;
 
-	connecting_set(&up->dst);
+	up_connecting(&up->dst);
 	r = conn_connect(&up->conn, (struct sockaddr *)&up->dst, up->dstlen,
 	    up->p->mark, up->p->transparent_source ?
 	    (struct sockaddr *)&up->src : NULL, &up->mark_failed);
@@ -254,7 +279,7 @@ up_connect(struct upstream *up)
 			up->locallen = 0;
 		ownport_set(up, true);
 	}
-	connecting_set(NULL);
+	up_connecting(NULL);
 	if (r < 0)
 		return up_finish(up, UP_RES_FAILED, "%s", up->conn.errstr);
 	up->state = UP_CONNECT;

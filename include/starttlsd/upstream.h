@@ -124,6 +124,12 @@ void up_ownports_reset(size_t slot);
 #define UP_OWNPORT_WAIT 0.005
 bool up_is_own(const struct sockaddr_storage *peer,
     const struct sockaddr_storage *dst);
+/* What up_start does with them (public for the tests): */
+/* publish (on) or withdraw our connection local → dst, for this slot; */
+void up_ownport_publish(const struct sockaddr_storage *local,
+    const struct sockaddr_storage *dst, bool on);
+/* "a connect() towards dst is in flight in this slot" (NULL: over). */
+void up_connecting(const struct sockaddr_storage *dst);
 
 const char *up_state_str(enum up_state s);
 const char *up_action_str(enum up_action a);
