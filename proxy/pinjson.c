@@ -14,18 +14,6 @@
 #include "starttlsd/pinstore.h"
 
 
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static bool
 ascii_digit(unsigned char c)
 {
@@ -132,10 +120,10 @@ jp_fail(struct jp *j, size_t at, const char *fmt, ...)
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	if (j->member != NULL)
-		set_err(j->err, j->errlen, "at byte %zu: %s: %s", at, j->member,
+		snprintf(j->err, j->errlen, "at byte %zu: %s: %s", at, j->member,
 		    why);
 	else
-		set_err(j->err, j->errlen, "at byte %zu: %s", at, why);
+		snprintf(j->err, j->errlen, "at byte %zu: %s", at, why);
 	return -1;
 }
 

@@ -35,7 +35,6 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,18 +111,6 @@ static pthread_mutex_t pin_open_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* ---- small helpers ----------------------------------------------------------- */
 
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static void
 put16(uint8_t *b, uint16_t v)
 {
@@ -190,7 +177,7 @@ same_process(const struct pin_store *ps, char *err, size_t errlen)
 {
 	if (ps->pid == getpid())
 		return 0;
-	set_err(err, errlen, "pin store %s: opened by process %d before a "
+	snprintf(err, errlen, "pin store %s: opened by process %d before a "
 	    "fork; open it in the process that uses it", ps->dir, (int)ps->pid);
 	return -1;
 }
@@ -200,11 +187,11 @@ lmdb_err(const struct pin_store *ps, const char *op, int rc, char *err,
     size_t errlen)
 {
 	if (rc == MDB_MAP_FULL)
-		set_err(err, errlen, "pin store %s: %s: full (%u MiB map; expired "
+		snprintf(err, errlen, "pin store %s: %s: full (%u MiB map; expired "
 		    "pins are purged to make room): %s", ps->dir, op,
 		    PIN_MAP_SIZE >> 20, mdb_strerror(rc));
 	else
-		set_err(err, errlen, "pin store %s: %s: %s", ps->dir, op,
+		snprintf(err, errlen, "pin store %s: %s: %s", ps->dir, op,
 		    mdb_strerror(rc));
 	return -1;
 }
@@ -637,7 +624,7 @@ sync_start(struct pin_store *ps, char *err, size_t errlen)
 	if ((rc = pthread_condattr_init(&ca)) != 0 ||
 	    (rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC)) != 0 ||
 	    (rc = pthread_cond_init(&ps->cv, &ca)) != 0) {
-		set_err(err, errlen, "pin store %s: sync thread: %s", ps->dir,
+		snprintf(err, errlen, "pin store %s: sync thread: %s", ps->dir,
 		    strerror(rc));
 		return -1;
 	}
@@ -649,7 +636,7 @@ sync_start(struct pin_store *ps, char *err, size_t errlen)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc != 0) {
 		pthread_cond_destroy(&ps->cv);
-		set_err(err, errlen, "pin store %s: sync thread: %s", ps->dir,
+		snprintf(err, errlen, "pin store %s: sync thread: %s", ps->dir,
 		    strerror(rc));
 		return -1;
 	}
@@ -698,14 +685,14 @@ registry_add(struct pin_store *ps, char *err, size_t errlen)
 		}
 		if (pin_open_dirs[i].dev == ps->dev &&
 		    pin_open_dirs[i].ino == ps->ino) {
-			set_err(err, errlen, "state_dir %s: already open in "
+			snprintf(err, errlen, "state_dir %s: already open in "
 			    "this process", ps->dir);
 			rc = -1;
 			goto out;
 		}
 	}
 	if (free_slot < 0) {
-		set_err(err, errlen, "state_dir %s: too many pin stores open",
+		snprintf(err, errlen, "state_dir %s: too many pin stores open",
 		    ps->dir);
 		rc = -1;
 		goto out;
@@ -764,33 +751,33 @@ pin_open(const char *dir, bool readonly, int64_t expire_secs, char *err,
 	int rc, dead;
 
 	if (dir == NULL || dir[0] == '\0') {
-		set_err(err, errlen, "state_dir: empty");
+		snprintf(err, errlen, "state_dir: empty");
 		return NULL;
 	}
 	if (strlen(dir) >= PATH_MAX - 16) {
-		set_err(err, errlen, "state_dir: too long");
+		snprintf(err, errlen, "state_dir: too long");
 		return NULL;
 	}
 	if (!readonly && mkdir(dir, 0700) < 0 && errno != EEXIST) {
-		set_err(err, errlen, "state_dir %s: %s", dir, strerror(errno));
+		snprintf(err, errlen, "state_dir %s: %s", dir, strerror(errno));
 		return NULL;
 	}
 	if (stat(dir, &st) < 0) {
-		set_err(err, errlen, "state_dir %s: %s", dir, strerror(errno));
+		snprintf(err, errlen, "state_dir %s: %s", dir, strerror(errno));
 		return NULL;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		set_err(err, errlen, "state_dir %s: %s", dir, strerror(ENOTDIR));
+		snprintf(err, errlen, "state_dir %s: %s", dir, strerror(ENOTDIR));
 		return NULL;
 	}
 	/* Anyone could delete pins (no alerts) or plant them (4xx for all). */
 	if (st.st_mode & S_IWOTH) {
-		set_err(err, errlen, "state_dir %s: writable by everyone; "
+		snprintf(err, errlen, "state_dir %s: writable by everyone; "
 		    "refusing it (chmod o-w)", dir);
 		return NULL;
 	}
 	if ((ps = calloc(1, sizeof(*ps))) == NULL) {
-		set_err(err, errlen, "state_dir %s: out of memory", dir);
+		snprintf(err, errlen, "state_dir %s: out of memory", dir);
 		return NULL;
 	}
 	snprintf(ps->dir, sizeof(ps->dir), "%s", dir);
@@ -809,11 +796,11 @@ pin_open(const char *dir, bool readonly, int64_t expire_secs, char *err,
 	}
 	if (!readonly && ((ps->q = calloc(PIN_QUEUE_MAX, sizeof(*ps->q))) == NULL ||
 	    (ps->hash = calloc(PIN_HASH_SLOTS, sizeof(*ps->hash))) == NULL)) {
-		set_err(err, errlen, "state_dir %s: out of memory", dir);
+		snprintf(err, errlen, "state_dir %s: out of memory", dir);
 		goto fail;
 	}
 	if ((rc = mdb_env_create(&ps->env)) != 0) {
-		set_err(err, errlen, "state_dir %s: %s", dir, mdb_strerror(rc));
+		snprintf(err, errlen, "state_dir %s: %s", dir, mdb_strerror(rc));
 		goto fail;
 	}
 	mdb_env_set_mapsize(ps->env, PIN_MAP_SIZE);
@@ -821,26 +808,26 @@ pin_open(const char *dir, bool readonly, int64_t expire_secs, char *err,
 	    0600);
 	if (rc != 0) {
 		if (readonly && rc == ENOENT)
-			set_err(err, errlen, "state_dir %s: no pin store there "
+			snprintf(err, errlen, "state_dir %s: no pin store there "
 			    "(data.mdb: %s)", dir, mdb_strerror(rc));
 		else
-			set_err(err, errlen, "state_dir %s: %s", dir,
+			snprintf(err, errlen, "state_dir %s: %s", dir,
 			    mdb_strerror(rc));
 		goto fail;
 	}
 	if (!readonly)
 		give_files_to_dir_owner(dir, &st);
 	if ((rc = txn_begin(ps, readonly ? MDB_RDONLY : 0, &txn)) != 0) {
-		set_err(err, errlen, "state_dir %s: %s", dir, mdb_strerror(rc));
+		snprintf(err, errlen, "state_dir %s: %s", dir, mdb_strerror(rc));
 		goto fail;
 	}
 	if ((rc = mdb_dbi_open(txn, NULL, 0, &ps->dbi)) != 0) {
 		mdb_txn_abort(txn);
-		set_err(err, errlen, "state_dir %s: %s", dir, mdb_strerror(rc));
+		snprintf(err, errlen, "state_dir %s: %s", dir, mdb_strerror(rc));
 		goto fail;
 	}
 	if ((rc = mdb_txn_commit(txn)) != 0) {  /* frees txn either way */
-		set_err(err, errlen, "state_dir %s: %s", dir, mdb_strerror(rc));
+		snprintf(err, errlen, "state_dir %s: %s", dir, mdb_strerror(rc));
 		goto fail;
 	}
 	/* Free reader slots left by processes that died in a read. */
@@ -903,12 +890,12 @@ pin_get(struct pin_store *ps, const char *key, int64_t now, struct pin *out,
 	int rc;
 
 	if (ps == NULL) {
-		set_err(err, errlen, "no pin store");
+		snprintf(err, errlen, "no pin store");
 		return -1;
 	}
 	klen = key != NULL ? strnlen(key, PIN_KEY_MAX) : 0;
 	if (klen == 0 || klen == PIN_KEY_MAX || key_kind(key, klen, &kind) < 0) {
-		set_err(err, errlen, "pin store %s: bad key", ps->dir);
+		snprintf(err, errlen, "pin store %s: bad key", ps->dir);
 		return -1;
 	}
 	if (same_process(ps, err, errlen) < 0)
@@ -954,7 +941,7 @@ pin_foreach(struct pin_store *ps, int64_t now,
 	int rc;
 
 	if (ps == NULL) {
-		set_err(err, errlen, "no pin store");
+		snprintf(err, errlen, "no pin store");
 		return -1;
 	}
 	if (same_process(ps, err, errlen) < 0)
@@ -1154,16 +1141,16 @@ pin_forget(struct pin_store *ps, const char *key, char *err, size_t errlen)
 	int rc, found;
 
 	if (ps == NULL) {
-		set_err(err, errlen, "no pin store");
+		snprintf(err, errlen, "no pin store");
 		return -1;
 	}
 	if (ps->readonly) {
-		set_err(err, errlen, "pin store %s: opened read-only", ps->dir);
+		snprintf(err, errlen, "pin store %s: opened read-only", ps->dir);
 		return -1;
 	}
 	klen = key != NULL ? strnlen(key, PIN_KEY_MAX) : 0;
 	if (klen == 0 || klen == PIN_KEY_MAX) {
-		set_err(err, errlen, "pin store %s: bad key", ps->dir);
+		snprintf(err, errlen, "pin store %s: bad key", ps->dir);
 		return -1;
 	}
 	if (same_process(ps, err, errlen) < 0)
@@ -1203,15 +1190,15 @@ pin_put(struct pin_store *ps, const struct pin *p, char *err, size_t errlen)
 	int rc;
 
 	if (ps == NULL) {
-		set_err(err, errlen, "no pin store");
+		snprintf(err, errlen, "no pin store");
 		return -1;
 	}
 	if (ps->readonly) {
-		set_err(err, errlen, "pin store %s: opened read-only", ps->dir);
+		snprintf(err, errlen, "pin store %s: opened read-only", ps->dir);
 		return -1;
 	}
 	if ((why = pin_check(p, &field)) != NULL) {
-		set_err(err, errlen, "pin %.*s: %s: %s", PIN_KEY_MAX - 1, p->key,
+		snprintf(err, errlen, "pin %.*s: %s: %s", PIN_KEY_MAX - 1, p->key,
 		    field, why);
 		return -1;
 	}
