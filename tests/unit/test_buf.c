@@ -4,30 +4,10 @@
  * front, growth that never passes max, clear, cleanup and reuse, and a
  * randomized run against a plain reference array.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
 
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "unit.h"
 
 #include "starttlsd/buf.h"
-
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
-
-#define EQ(name, got, want) do {                                          \
-	unsigned long long g_ = (unsigned long long)(got);                \
-	unsigned long long w_ = (unsigned long long)(want);               \
-	if (g_ != w_) {                                                   \
-		print_error("%s: %s = %llu, want %llu\n", (name), #got,   \
-		    g_, w_);                                              \
-		fail();                                                   \
-	}                                                                 \
-} while (0)
 
 /* What must hold between any two calls. */
 static void check_invariants(const char *name, const struct buf *b)

@@ -7,50 +7,22 @@
  * Tests named test_bug_* show bugs in the code under test: they assert the
  * intended behaviour and fail until the bug is fixed. See the BUG comments.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
+
+#include "unit.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include <openssl/ssl.h>
 
 #include "starttlsd/config.h"
 
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 #define MAXARGS 160
 #define ERRLEN 512
 
 _Static_assert(TLS1_2_VERSION == 0x0303, "TLS 1.2 is 0x0303");
 _Static_assert(TLS1_3_VERSION == 0x0304, "TLS 1.3 is 0x0304");
-
-/* cmocka names only the line; a table row also needs its name. */
-#define EQ(name, got, want) do {                                          \
-	unsigned long long g_ = (unsigned long long)(got);                \
-	unsigned long long w_ = (unsigned long long)(want);               \
-	if (g_ != w_) {                                                   \
-		print_error("%s: %s = %llu, want %llu\n", (name), #got,   \
-		    g_, w_);                                              \
-		fail();                                                   \
-	}                                                                 \
-} while (0)
-
-#define STREQ(name, got, want) do {                                       \
-	const char *g_ = (got), *w_ = (want);                             \
-	if (g_ == NULL || w_ == NULL ? g_ != w_ : strcmp(g_, w_) != 0) {  \
-		print_error("%s: %s\n  got  \"%s\"\n  want \"%s\"\n",     \
-		    (name), #got, g_ ? g_ : "(null)", w_ ? w_ : "(null)"); \
-		fail();                                                   \
-	}                                                                 \
-} while (0)
 
 /* ---- helpers ------------------------------------------------------------- */
 

@@ -6,55 +6,20 @@
  * and a truncated line stays well-formed. log_open(false, false): log_emit
  * writes nowhere, except in the one test that captures stderr.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
+
+#include "unit.h"
 
 #include <limits.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "starttlsd/log.h"
 
 /* A literal and its length, so rows can hold NUL bytes. */
-#define S(x) (x), (sizeof(x) - 1)
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 /* log.c keeps 16 bytes back for " truncated=1" and its NUL. */
 #define TEXT_MAX (LOG_LINE_MAX - 16)
 #define MARK " truncated=1"
 #define MARK_LEN (sizeof(MARK) - 1)
-
-#define EQ(name, got, want) do {                                          \
-	unsigned long long g_ = (unsigned long long)(got);                \
-	unsigned long long w_ = (unsigned long long)(want);               \
-	if (g_ != w_) {                                                   \
-		print_error("%s: %s = %llu, want %llu\n", (name), #got,   \
-		    g_, w_);                                              \
-		fail();                                                   \
-	}                                                                 \
-} while (0)
-
-static const char *esc(const char *s, size_t len, char *buf, size_t cap)
-{
-	size_t i, o = 0;
-
-	for (i = 0; i < len && o + 5 < cap; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c >= 0x20 && c < 0x7f && c != '\\')
-			buf[o++] = (char)c;
-		else
-			o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
-	}
-	buf[o] = '\0';
-	return buf;
-}
 
 static void expect_text(const char *name, const struct logline *l,
     const char *want)

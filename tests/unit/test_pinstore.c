@@ -10,19 +10,12 @@
  * the store and removes the directory even when the test failed, so the
  * suite is clean under LSan.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
+
+#include "unit.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
-#include <stdbool.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -34,37 +27,8 @@
 
 #include "starttlsd/pinstore.h"
 
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 #define ERRLEN 512
 #define DAY 86400
-
-/* cmocka names only the line; a table row also needs its name. */
-#define EQ(name, got, want) do {                                          \
-	unsigned long long g_ = (unsigned long long)(got);                \
-	unsigned long long w_ = (unsigned long long)(want);               \
-	if (g_ != w_) {                                                   \
-		print_error("%s: %s = %llu, want %llu\n", (name), #got,   \
-		    g_, w_);                                              \
-		fail();                                                   \
-	}                                                                 \
-} while (0)
-
-#define STREQ(name, got, want) do {                                       \
-	const char *g_ = (got), *w_ = (want);                             \
-	if (g_ == NULL || w_ == NULL ? g_ != w_ : strcmp(g_, w_) != 0) {  \
-		print_error("%s: %s\n  got  \"%s\"\n  want \"%s\"\n",     \
-		    (name), #got, g_ ? g_ : "(null)", w_ ? w_ : "(null)"); \
-		fail();                                                   \
-	}                                                                 \
-} while (0)
-
-#define CONTAINS(name, got, want) do {                                    \
-	const char *g_ = (got), *w_ = (want);                             \
-	if (strstr(g_, w_) == NULL) {                                     \
-		print_error("%s: \"%s\" lacks \"%s\"\n", (name), g_, w_); \
-		fail();                                                   \
-	}                                                                 \
-} while (0)
 
 static const uint8_t spki_a[32] = { 0xaa, 1, 2, 3, [31] = 0x1f };
 static const uint8_t spki_b[32] = { 0xbb, 9, 8, 7, [31] = 0xf1 };

@@ -3,50 +3,15 @@
  * properties (every prefix, every split point, exhaustive short inputs)
  * that tie the incremental parsers to one-shot answers.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
 
-#include <stdio.h>
-#include <string.h>
+#include "unit.h"
 
 #include "starttlsd/smtp.h"
 
 /* A literal and its length, so rows can hold NUL bytes. */
-#define S(x) (x), (sizeof(x) - 1)
-#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 #define ML 512  /* default max_line */
 #define MN 100  /* default max_lines */
-
-/* cmocka names only the line; a table row also needs its name. */
-#define EQ(name, got, want) do {                                          \
-	unsigned long long g_ = (unsigned long long)(got);                \
-	unsigned long long w_ = (unsigned long long)(want);               \
-	if (g_ != w_) {                                                   \
-		print_error("%s: %s = %lld, want %lld\n", (name), #got,   \
-		    (long long)g_, (long long)w_);                        \
-		fail();                                                   \
-	}                                                                 \
-} while (0)
-
-static const char *esc(const char *s, size_t len, char *buf, size_t cap)
-{
-	size_t i, o = 0;
-
-	for (i = 0; i < len && o + 5 < cap; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c >= 0x20 && c < 0x7f && c != '\\')
-			buf[o++] = (char)c;
-		else
-			o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
-	}
-	buf[o] = '\0';
-	return buf;
-}
 
 static void expect_bytes(const char *name, const char *got, size_t got_len,
     const char *want, size_t want_len)

@@ -7,14 +7,9 @@
  * to show (a second process publishes it), and gives up, bounded, when it
  * never does.
  */
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <setjmp.h>
-#include <cmocka.h>
 
-#include <stdbool.h>
-#include <string.h>
+#include "unit.h"
+
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
