@@ -11,15 +11,7 @@ proxy --greeting-timeout 2
 
 # The server resets the connection after 10 bytes of content, no reply.
 chat >"$T_TMP/dropdata.chat" <<S
-< 220
-> EHLO client.example.org
-< 250
-> MAIL FROM:<a@example.org>
-< 250
-> RCPT TO:<b@example.net>
-< 250
-> DATA
-< 354
+$CHAT_TO_DATA
 > Subject: this message will be cut
 > more than ten bytes of content here
 > .
@@ -34,13 +26,7 @@ ok "server reset mid-DATA: nothing stored" test "$(nmsgs)" -eq 0
 
 printf 'BDAT 100 LAST\r\n%0100d' 0 >"$T_TMP/bdat.bin"
 chat >"$T_TMP/dropbdat.chat" <<S
-< 220
-> EHLO client.example.org
-< 250
-> MAIL FROM:<a@example.org>
-< 250
-> RCPT TO:<b@example.net>
-< 250
+$CHAT_TO_RCPT
 >file $T_TMP/bdat.bin
 < 421 4.4.2
 eof
@@ -53,15 +39,7 @@ ok "server reset mid-BDAT: nothing stored" test "$(nmsgs)" -eq 0
 server_stop
 server starttls
 chat >"$T_TMP/clientgone.chat" <<S
-< 220
-> EHLO client.example.org
-< 250
-> MAIL FROM:<a@example.org>
-< 250
-> RCPT TO:<b@example.net>
-< 250
-> DATA
-< 354
+$CHAT_TO_DATA
 > Subject: half a message
 > first half
 sleep 0.3

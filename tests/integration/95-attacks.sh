@@ -319,15 +319,7 @@ wait_dst $A_RSTMAIL
 ok "server RST on MAIL: logged as a server failure" grep -Eq 'reason="server: [^"]*reset' <<<"$(dst_line $A_RSTMAIL)"
 
 CHAT_HOST=$S_DROP chat >"$T_TMP/drop.chat" <<S
-< 220
-> EHLO client.example.org
-< 250
-> MAIL FROM:<a@example.org>
-< 250
-> RCPT TO:<b@example.net>
-< 250
-> DATA
-< 354
+$CHAT_TO_DATA
 > Subject: this message will be cut
 > more than ten bytes of content here
 > .

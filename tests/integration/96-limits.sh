@@ -58,15 +58,7 @@ for case in 'LF.LF:\n.\n' 'LF.CRLF:\n.\r\n' 'CRLF.LF:\r\n.\n' 'CR.CR:\r.\r' 'NUL
 	name=${case%%:*} seq=${case#*:}
 	n=$(nmsgs)
 	chat >"$T_TMP/smug-$name.chat" <<S
-< 220
-> EHLO client.example.org
-< 250
-> MAIL FROM:<a@example.org>
-< 250
-> RCPT TO:<b@example.net>
-< 250
-> DATA
-< 354
+$CHAT_TO_DATA
 >> Subject: smuggle\r\n\r\nbody${seq}MAIL FROM:<evil@example.org>\r\nRCPT TO:<victim@example.net>\r\nDATA\r\n
 < 554 5.5.2
 eof
@@ -76,16 +68,8 @@ S
 	ok "smuggling $name: no message stored" test "$(nmsgs)" -eq "$n"
 done
 ok "smuggling logged as event=attack signal=smtp-smuggling action=blocked" log_has "event=attack .*signal=smtp-smuggling .*action=blocked"
-ok "a bare LF elsewhere in a message is content, not an attack" chat <<'S'
-< 220
-> EHLO client.example.org
-< 250
-> MAIL FROM:<a@example.org>
-< 250
-> RCPT TO:<b@example.net>
-< 250
-> DATA
-< 354
+ok "a bare LF elsewhere in a message is content, not an attack" chat <<S
+$CHAT_TO_DATA
 >> Subject: bare lf\r\n\r\nline one\nline two\r\n.\r\n
 < 250
 > QUIT

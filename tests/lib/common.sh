@@ -249,6 +249,18 @@ cli_run() { ip netns exec "$NS_CLI" "$@"; }
 # chat SCRIPT-ON-STDIN: scripted dialogue from the client to the server's address.
 chat() { ip netns exec "$NS_CLI" "$PY" "$PEERS/chat.py" "${CHAT_HOST:-$SRV4}" "${CHAT_PORT:-25}" -; }
 
+# The usual opening of a chat script, as far as RCPT, or DATA's 354.
+CHAT_TO_RCPT='< 220
+> EHLO client.example.org
+< 250
+> MAIL FROM:<a@example.org>
+< 250
+> RCPT TO:<b@example.net>
+< 250'
+CHAT_TO_DATA="$CHAT_TO_RCPT
+> DATA
+< 354"
+
 # swaks from the client namespace to the server's address (intercepted on gw).
 cswaks() {
 	in_cli swaks --server "$SRV4" --port 25 --helo client.example.org \
