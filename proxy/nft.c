@@ -50,7 +50,8 @@ static int
 batch_init(struct nft_batch *nb)
 {
 	memset(nb, 0, sizeof(*nb));
-	if ((nb->buf = malloc(NFT_BATCH_BYTES)) == NULL)
+	/* Zeroed: the netlink padding that libnftnl skips goes to the kernel. */
+	if ((nb->buf = calloc(1, NFT_BATCH_BYTES)) == NULL)
 		return -1;
 	nb->b = mnl_nlmsg_batch_start(nb->buf, NFT_BATCH_BYTES);
 	nb->seq0 = nb->seq = (uint32_t)time(NULL);

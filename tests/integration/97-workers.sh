@@ -15,11 +15,13 @@ proxy -c "$conf"
 workers() { pgrep -P "$PROXY_PID" | sort; }
 ok "two workers under the master" wait_for 5 eval '[ "$(workers | wc -l)" -eq 2 ]'
 for w in $(workers); do
+	# The filter is the worker's last step of setting itself up (a fresh
+	# worker is a child of the master a moment before): wait for it.
+	ok "worker $w runs under a seccomp filter" wait_for 5 grep -Eq "^Seccomp:\s+2$" /proc/"$w"/status
 	ok "worker $w runs as user starttlsd" test "$(stat -c %U /proc/"$w")" = starttlsd
 	ok "worker $w keeps only CAP_NET_RAW (effective and bounding)" \
 		grep -Eq "^CapEff:\s+0000000000002000$" /proc/"$w"/status
 	ok "worker $w has no_new_privs" grep -Eq "^NoNewPrivs:\s+1$" /proc/"$w"/status
-	ok "worker $w runs under a seccomp filter" grep -Eq "^Seccomp:\s+2$" /proc/"$w"/status
 done
 ok "the master stays root" test "$(stat -c %U /proc/"$PROXY_PID")" = root
 ok "mail through the workers" cswaks --body "via a worker"
