@@ -399,7 +399,10 @@ checkHost = mx.example.net
     # -- throughput ------------------------------------------------------------
     def load(self):
         say("== throughput: smtp-source, legs interleaved A B C")
+        want = self.a.cases.split(",") if self.a.cases else None
         for (name, size, conc, keep, full, small) in CASES:
+            if want is not None and f"{name}-c{conc}" not in want:
+                continue
             count = self.n(full, small)
             for r in range(self.runs):
                 for leg in "ABC":
@@ -1290,6 +1293,8 @@ def main():
     ap.add_argument("--out", default=None,
                     help="write the report here (default docs/performance.md; smoke: none)")
     ap.add_argument("--sections", default="load,handshakes,idle,latency,postfix")
+    ap.add_argument("--cases", default=None,
+                    help="load cases to run, e.g. 1m-keep-c1,1k-keep-c10 (default: all)")
     ap.add_argument("--starttlsd", default=os.path.join(TOP, "build/starttlsd"))
     ap.add_argument("--tools", default=os.path.join(TOP, "build/bench"))
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
