@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
@@ -22,6 +23,14 @@
 #include "starttlsd/conn.h"
 
 #define CONN_READ_CHUNK 16384
+/*
+ * TLS: ciphertext is read from the socket in reads of up to this many
+ * bytes (several records at once), and records are sent once this many
+ * have been written (or the owner's bytes are all taken). The buffers
+ * (tls_in, tls_out) are bounded by it, whatever buffer_size says.
+ */
+#define CONN_TLS_CHUNK 65536
+#define CONN_TLS_OUT_MAX (CONN_TLS_CHUNK + 32768)
 
 static void conn_rio_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_wio_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -39,6 +48,8 @@ conn_init(struct conn *c, struct ev_loop *loop, int fd, size_t bufmax,
 	c->state = fd >= 0 ? CONN_S_OPEN : CONN_S_IDLE;
 	buf_init(&c->in, bufmax);
 	buf_init(&c->out, bufmax);
+	buf_init(&c->tls_in, CONN_TLS_CHUNK);
+	buf_init(&c->tls_out, CONN_TLS_OUT_MAX);
 	ev_io_init(&c->rio, conn_rio_cb, fd, EV_READ);
 	ev_io_init(&c->wio, conn_wio_cb, fd, EV_WRITE);
 	ev_init(&c->timer, conn_timer_cb);
@@ -59,6 +70,13 @@ conn_cleanup(struct conn *c)
 		/* Best effort close_notify on a healthy connection. */
 		if (c->state == CONN_S_OPEN && !c->shut_wr)
 			SSL_shutdown(c->ssl);
+		/* Best effort, as a socket BIO would: what BoringSSL wrote. */
+		if (c->fd >= 0 && buf_len(&c->tls_out) > 0 &&
+		    c->state != CONN_S_FAILED && !c->error_pending &&
+		    send(c->fd, buf_head(&c->tls_out), buf_len(&c->tls_out),
+		    MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+			/* nothing to be done: the connection is going */
+		}
 		SSL_free(c->ssl);
 		c->ssl = NULL;
 	}
@@ -69,6 +87,122 @@ conn_cleanup(struct conn *c)
 	c->error_pending = false;
 	buf_cleanup(&c->in);
 	buf_cleanup(&c->out);
+	buf_cleanup(&c->tls_in);
+	buf_cleanup(&c->tls_out);
+}
+
+/* ---- the BIO between BoringSSL and the socket --------------------------- */
+
+/*
+ * Reads: when nothing is read ahead, one read() of up to CONN_TLS_CHUNK
+ * (BoringSSL asks for 5 bytes of header, then the record: without this,
+ * two reads per record and a third to learn the socket is empty).
+ * EAGAIN is a retry; errno survives for the error message.
+ */
+static int
+conn_bio_read(BIO *b, char *out, int len)
+{
+	struct conn *c = BIO_get_data(b);
+	struct buf *t = &c->tls_in;
+	size_t n;
+
+	BIO_clear_retry_flags(b);
+	if (len <= 0)
+		return 0;
+	if (buf_len(t) == 0) {
+		size_t avail;
+		char *w = buf_reserve(t, CONN_TLS_CHUNK, &avail);
+		ssize_t r;
+
+		if (w == NULL) {
+			errno = ENOMEM;
+			return -1;
+		}
+		do
+			r = read(c->fd, w, avail);
+		while (r < 0 && errno == EINTR);
+		if (r < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				BIO_set_retry_read(b);
+			c->tls_in_short = true;
+			return -1;
+		}
+		if (r == 0)
+			return 0;
+		buf_commit(t, (size_t)r);
+		c->tls_in_short = (size_t)r < avail;
+	}
+	n = buf_len(t) < (size_t)len ? buf_len(t) : (size_t)len;
+	memcpy(out, buf_head(t), n);
+	buf_consume(t, n);
+	return (int)n;
+}
+
+/* Writes: records are queued in tls_out; conn sends them (tls_flush). */
+static int
+conn_bio_write(BIO *b, const char *p, int len)
+{
+	struct conn *c = BIO_get_data(b);
+	size_t n = len > 0 ? (size_t)len : 0;
+
+	BIO_clear_retry_flags(b);
+	if (n == 0)
+		return 0;
+	if (buf_room(&c->tls_out) == 0) {
+		BIO_set_retry_write(b);
+		return -1;
+	}
+	if (n > buf_room(&c->tls_out))
+		n = buf_room(&c->tls_out);
+	if (buf_append(&c->tls_out, p, n) < 0) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return (int)n;
+}
+
+static long
+conn_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct conn *c = BIO_get_data(b);
+
+	(void)num;
+	(void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_FLUSH:
+		/* Sent after the SSL call returns: see tls_flush(). */
+		return 1;
+	case BIO_CTRL_PENDING:
+		return (long)buf_len(&c->tls_in);
+	case BIO_CTRL_WPENDING:
+		return (long)buf_len(&c->tls_out);
+	default:
+		return 0;
+	}
+}
+
+static BIO *
+conn_bio_new(struct conn *c)
+{
+	static BIO_METHOD *method;
+	BIO *b;
+
+	if (method == NULL) {
+		BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() |
+		    BIO_TYPE_SOURCE_SINK, "starttlsd conn");
+
+		if (m == NULL)
+			return NULL;
+		BIO_meth_set_read(m, conn_bio_read);
+		BIO_meth_set_write(m, conn_bio_write);
+		BIO_meth_set_ctrl(m, conn_bio_ctrl);
+		method = m;
+	}
+	if ((b = BIO_new(method)) == NULL)
+		return NULL;
+	BIO_set_data(b, c);
+	BIO_set_init(b, 1);
+	return b;
 }
 
 static void
@@ -100,14 +234,23 @@ conn_update(struct conn *c)
 		break;
 	case CONN_S_HANDSHAKE:
 		/* read_wants_write doubles as "the handshake wants to write". */
-		w = c->read_wants_write;
+		w = c->read_wants_write || buf_len(&c->tls_out) > 0;
 		r = !c->read_wants_write;
 		break;
 	case CONN_S_OPEN:
 		r = (c->reading && !c->eof && !buf_full(&c->in)) ||
 		    c->write_wants_read;
 		w = (buf_len(&c->out) > 0 && !c->write_wants_read) ||
-		    c->read_wants_write;
+		    buf_len(&c->tls_out) > 0 || c->read_wants_write;
+		/*
+		 * Ciphertext read ahead, or plaintext BoringSSL decrypted and
+		 * we had no room for, does not make the fd readable: run the
+		 * read handler for it.
+		 */
+		if (c->ssl != NULL && c->reading && !c->eof &&
+		    !buf_full(&c->in) && !c->read_wants_write &&
+		    (buf_len(&c->tls_in) > 0 || SSL_pending(c->ssl) > 0))
+			ev_feed_event(c->loop, &c->rio, EV_READ);
 		break;
 	case CONN_S_IDLE:
 	case CONN_S_FAILED:
@@ -174,38 +317,16 @@ progress(struct conn *c)
 }
 
 /*
- * Write p[0..n) to the socket (or TLS) as far as it takes it; returns the
- * bytes taken. Never calls back: a failure is recorded (error_pending) and
- * reported from the write handler.
+ * Send p[0..n) to the socket as far as it takes it; returns the bytes
+ * taken. A failure is recorded (error_pending), never called back.
  */
 static size_t
-conn_send(struct conn *c, const char *p, size_t n)
+conn_send_raw(struct conn *c, const char *p, size_t n)
 {
 	size_t done = 0;
 
 	while (done < n) {
-		ssize_t w;
-
-		if (c->ssl != NULL) {
-			size_t left = n - done;
-			int r = SSL_write(c->ssl, p + done,
-			    left > INT32_MAX ? INT32_MAX : (int)left);
-			if (r > 0) {
-				done += (size_t)r;
-				continue;
-			}
-			int e = SSL_get_error(c->ssl, r);
-			if (e == SSL_ERROR_WANT_WRITE)
-				break;
-			if (e == SSL_ERROR_WANT_READ) {
-				c->write_wants_read = true;
-				break;
-			}
-			set_ssl_err(c, "TLS write", r, e);
-			c->error_pending = true;
-			break;
-		}
-		w = send(c->fd, p + done, n - done, MSG_NOSIGNAL);
+		ssize_t w = send(c->fd, p + done, n - done, MSG_NOSIGNAL);
 		if (w > 0) {
 			done += (size_t)w;
 			continue;
@@ -218,6 +339,72 @@ conn_send(struct conn *c, const char *p, size_t n)
 		c->error_pending = true;
 		break;
 	}
+	if (done > 0)
+		progress(c);
+	return done;
+}
+
+/* Send the TLS records BoringSSL wrote, as far as the socket takes them. */
+static void
+tls_flush(struct conn *c)
+{
+	if (buf_len(&c->tls_out) > 0 && !c->error_pending)
+		buf_consume(&c->tls_out, conn_send_raw(c,
+		    buf_head(&c->tls_out), buf_len(&c->tls_out)));
+}
+
+/*
+ * Write p[0..n) to the socket (or TLS) as far as it takes it; returns the
+ * bytes taken. Never calls back: a failure is recorded (error_pending) and
+ * reported from the write handler.
+ *
+ * TLS: each SSL_write makes one record (partial writes) into tls_out,
+ * sent when CONN_TLS_CHUNK have gathered and at the end. A retry later
+ * passes the same bytes from our buffer (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER).
+ */
+static size_t
+conn_send(struct conn *c, const char *p, size_t n)
+{
+	size_t done = 0;
+
+	if (c->ssl == NULL) {
+		done = conn_send_raw(c, p, n);
+		c->bytes_written += done;
+		return done;
+	}
+	while (done < n && !c->error_pending) {
+		size_t left = n - done, before;
+		int r, e;
+
+		if (buf_len(&c->tls_out) >= CONN_TLS_CHUNK) {
+			tls_flush(c);
+			if (buf_len(&c->tls_out) >= CONN_TLS_CHUNK)
+				break; /* the socket is full */
+		}
+		r = SSL_write(c->ssl, p + done, left > INT_MAX ? INT_MAX :
+		    (int)left);
+		if (r > 0) {
+			done += (size_t)r;
+			continue;
+		}
+		e = SSL_get_error(c->ssl, r);
+		if (e == SSL_ERROR_WANT_WRITE) {
+			/* tls_out is full: go on if the socket takes some. */
+			before = buf_len(&c->tls_out);
+			tls_flush(c);
+			if (buf_len(&c->tls_out) < before)
+				continue;
+			break;
+		}
+		if (e == SSL_ERROR_WANT_READ) {
+			c->write_wants_read = true;
+			break;
+		}
+		set_ssl_err(c, "TLS write", r, e);
+		c->error_pending = true;
+		break;
+	}
+	tls_flush(c);
 	if (done > 0) {
 		c->bytes_written += done;
 		progress(c);
@@ -225,23 +412,34 @@ conn_send(struct conn *c, const char *p, size_t n)
 	return done;
 }
 
-/* Half-close once everything is out, if asked. */
+/*
+ * Half-close once everything is out, if asked: TLS close_notify, and the
+ * FIN once that record is sent too.
+ */
 static void
 conn_maybe_shutdown(struct conn *c)
 {
-	if (buf_len(&c->out) == 0 && c->shut_wr && !c->shut_done &&
-	    c->state == CONN_S_OPEN && !c->error_pending) {
+	if (!c->shut_wr || c->state != CONN_S_OPEN || c->error_pending ||
+	    buf_len(&c->out) > 0)
+		return;
+	if (!c->shut_done) {
 		c->shut_done = true;
-		if (c->ssl != NULL)
+		if (c->ssl != NULL) {
 			SSL_shutdown(c->ssl);
+			tls_flush(c);
+		}
+	}
+	if (!c->fin_done && buf_len(&c->tls_out) == 0 && !c->error_pending) {
+		c->fin_done = true;
 		shutdown(c->fd, SHUT_WR);
 	}
 }
 
-/* Write out as much of the output buffer as the socket takes. */
+/* Write out as much of the output buffers as the socket takes. */
 static void
 conn_flush(struct conn *c)
 {
+	tls_flush(c);
 	if (buf_len(&c->out) > 0)
 		buf_consume(&c->out, conn_send(c, buf_head(&c->out),
 		    buf_len(&c->out)));
@@ -264,10 +462,14 @@ conn_do_read(struct conn *c)
 		}
 		if (c->ssl != NULL) {
 			int r = SSL_read(c->ssl, p,
-			    avail > INT32_MAX ? INT32_MAX : (int)avail);
+			    avail > INT_MAX ? INT_MAX : (int)avail);
 			if (r > 0) {
 				buf_commit(&c->in, (size_t)r);
 				got += (size_t)r;
+				/* Drained: spare the EAGAIN round trip. */
+				if (c->tls_in_short && buf_len(&c->tls_in) == 0 &&
+				    SSL_pending(c->ssl) == 0)
+					break;
 				continue;
 			}
 			int e = SSL_get_error(c->ssl, r);
@@ -309,6 +511,8 @@ conn_do_read(struct conn *c)
 		set_err(c, "read: %s", strerror(errno));
 		return conn_fail(c);
 	}
+	/* Reading may have made BoringSSL write (a KeyUpdate answer). */
+	tls_flush(c);
 	if (got > 0) {
 		c->bytes_read += got;
 		progress(c);
@@ -335,8 +539,14 @@ conn_do_read(struct conn *c)
 static int
 conn_handshake(struct conn *c)
 {
-	int r = SSL_do_handshake(c->ssl);
+	int r;
 
+	tls_flush(c);
+	r = SSL_do_handshake(c->ssl);
+	/* The flight BoringSSL wrote goes out now. */
+	tls_flush(c);
+	if (c->error_pending)
+		return conn_fail(c);
 	if (r == 1) {
 		c->state = CONN_S_OPEN;
 		c->read_wants_write = false;
@@ -429,19 +639,19 @@ conn_wio_cb(struct ev_loop *loop, ev_io *w, int revents)
 		conn_update(c);
 		return;
 	case CONN_S_OPEN:
-		if (c->read_wants_write) {
-			c->read_wants_write = false;
-			if (c->reading && conn_do_read(c) < 0)
-				return;
-		}
-		had = buf_len(&c->out) > 0;
+		had = conn_unsent(c) > 0;
 		conn_flush(c);
 		if (c->error_pending) {
 			conn_fail(c);
 			return;
 		}
+		if (c->read_wants_write && buf_room(&c->tls_out) > 0) {
+			c->read_wants_write = false;
+			if (c->reading && conn_do_read(c) < 0)
+				return;
+		}
 		conn_update(c);
-		if (had && buf_len(&c->out) == 0)
+		if (had && conn_unsent(c) == 0)
 			c->cb(c, CONN_EV_DRAINED, c->arg);
 		return;
 	case CONN_S_IDLE:
@@ -514,10 +724,6 @@ void
 conn_read(struct conn *c, bool on)
 {
 	c->reading = on;
-	/* Bytes BoringSSL already decrypted do not make the fd readable. */
-	if (on && c->ssl != NULL && c->state == CONN_S_OPEN && !c->eof &&
-	    !buf_full(&c->in) && SSL_pending(c->ssl) > 0)
-		ev_feed_event(c->loop, &c->rio, EV_READ);
 	conn_update(c);
 }
 
@@ -553,7 +759,14 @@ conn_write(struct conn *c, const void *p, size_t n)
 void
 conn_start_tls(struct conn *c, SSL *ssl, bool server)
 {
-	SSL_set_fd(ssl, c->fd);
+	BIO *bio = conn_bio_new(c);
+
+	if (bio != NULL) {
+		SSL_set_bio(ssl, bio, bio);
+	} else {
+		set_err(c, "TLS: out of memory");
+		c->error_pending = true;
+	}
 	if (server)
 		SSL_set_accept_state(ssl);
 	else
@@ -599,4 +812,8 @@ conn_trim(struct conn *c)
 		buf_cleanup(&c->in);
 	if (buf_len(&c->out) == 0)
 		buf_cleanup(&c->out);
+	if (buf_len(&c->tls_in) == 0)
+		buf_cleanup(&c->tls_in);
+	if (buf_len(&c->tls_out) == 0)
+		buf_cleanup(&c->tls_out);
 }

@@ -493,7 +493,7 @@ sess_finish(struct session *s, const char *reason, const char *last_reply)
 		return sess_close(s);
 	if (last_reply != NULL)
 		conn_write(&s->client, last_reply, strlen(last_reply));
-	if (s->client_eof && buf_len(&s->client.out) == 0)
+	if (s->client_eof && conn_unsent(&s->client) == 0)
 		return sess_close(s);
 	buf_clear(&s->client.in);
 	conn_shutdown_write(&s->client);
@@ -508,7 +508,7 @@ static int
 sess_linger(struct session *s)
 {
 	buf_clear(&s->client.in);
-	if (buf_len(&s->client.out) == 0 && s->client_eof)
+	if (conn_unsent(&s->client) == 0 && s->client_eof)
 		return sess_close(s);
 	conn_read(&s->client, true);
 	return 0;
@@ -1239,12 +1239,12 @@ sess_timers(struct session *s)
 	} else if (s->phase == SP_RELAY) {
 		if (s->mode == CM_DATA || s->mode == CM_BDAT)
 			ck = TK_CLIENT_BODY;
-		else if (s->qlen == 0 || buf_len(&s->client.out) > 0)
+		else if (s->qlen == 0 || conn_unsent(&s->client) > 0)
 			ck = TK_CLIENT;
 		if (p != NULL && p->local == LR_NONE)
 			uk = (p->flags & (P_DATA_END | P_BDAT_LAST)) ? TK_DATA :
 			    TK_REPLY;
-		else if (buf_len(&s->up.conn.out) > 0)
+		else if (conn_unsent(&s->up.conn) > 0)
 			uk = TK_UP_WRITE;
 	}
 	/*

@@ -48,6 +48,14 @@ struct conn {
 	enum conn_state state;
 	struct buf in;
 	struct buf out;
+	/*
+	 * TLS only, between BoringSSL and the socket (our BIO): ciphertext
+	 * read ahead and not yet taken, and records written but not yet
+	 * sent. Reading ahead and sending many records at once spare system
+	 * calls and the peer wake-ups (one send per batch, not per record).
+	 */
+	struct buf tls_in;
+	struct buf tls_out;
 	ev_io rio, wio;
 	ev_timer timer;
 	conn_cb cb;
@@ -62,6 +70,8 @@ struct conn {
 	bool write_wants_read;  /* SSL_write said WANT_READ */
 	bool timer_on_io;       /* restart the timer on I/O progress */
 	bool error_pending;     /* an error was found outside a callback */
+	bool tls_in_short;      /* the last read of ciphertext emptied the socket */
+	bool fin_done;          /* shutdown(SHUT_WR) done */
 	char errstr[160];
 
 	uint64_t bytes_read;    /* application bytes */
@@ -90,6 +100,11 @@ void conn_read(struct conn *c, bool on);
 /* Queue bytes for the peer. -1 when over the cap (nothing queued). */
 int conn_write(struct conn *c, const void *p, size_t n);
 static inline size_t conn_out_room(const struct conn *c) { return buf_room(&c->out); }
+/* Bytes written by the owner that the kernel does not have yet. */
+static inline size_t conn_unsent(const struct conn *c)
+{
+	return buf_len(&c->out) + buf_len(&c->tls_out);
+}
 
 /*
  * Begin a TLS handshake on this connection (client or server side). Any
