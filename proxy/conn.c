@@ -31,6 +31,7 @@
  */
 #define CONN_TLS_CHUNK 65536
 #define CONN_TLS_OUT_MAX (CONN_TLS_CHUNK + 32768)
+#define CONN_TLS_READ_MIN 4096
 
 static void conn_rio_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_wio_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -110,8 +111,15 @@ conn_bio_read(BIO *b, char *out, int len)
 	if (len <= 0)
 		return 0;
 	if (buf_len(t) == 0) {
+		/*
+		 * Start small (handshakes, replies: an idle session's memory),
+		 * double while reads fill the buffer (a message coming in).
+		 */
+		size_t want = t->cap == 0 ? CONN_TLS_READ_MIN :
+		    !c->tls_in_short && t->cap < CONN_TLS_CHUNK ? 2 * t->cap :
+		    t->cap;
 		size_t avail;
-		char *w = buf_reserve(t, CONN_TLS_CHUNK, &avail);
+		char *w = buf_reserve(t, want, &avail);
 		ssize_t r;
 
 		if (w == NULL) {
