@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -29,24 +30,67 @@ err_fill(char *err, size_t errlen, const char *what)
 }
 
 /*
- * Client session cache: direct-mapped, bounded, per process. A slot holds
- * the last session one destination ("198.51.100.25:25") gave us; tickets
- * are used once (taken out when offered), as TLS 1.3 recommends.
+ * Client session cache: direct-mapped by destination ("198.51.100.25:25"),
+ * bounded, per process. A slot keeps up to TLS_TICKETS sessions of one
+ * destination, newest first: a TLS 1.3 server sends several tickets per
+ * handshake, and concurrent connections to one destination can then all
+ * resume. Each is used once (taken out when offered), as TLS 1.3
+ * recommends (RFC 8446 C.4); expired ones are dropped. Beyond
+ * TLS_CACHE_MAX sessions in all, a destination keeps one more only in
+ * place of its oldest, so many destinations cost one each.
  */
 #define TLS_CACHE_SLOTS 1024
+#define TLS_TICKETS 32
+#define TLS_CACHE_MAX 2048
 #define TLS_KEY_MAX 64
 
 struct tls_cache_slot {
 	char key[TLS_KEY_MAX];
-	SSL_SESSION *sess;
+	SSL_SESSION *sess[TLS_TICKETS]; /* [0] is the newest */
+	size_t n;
 };
 static struct tls_cache_slot tls_cache[TLS_CACHE_SLOTS];
+static size_t tls_cache_total;
 static int tls_key_index = -1;
 
 static struct tls_cache_slot *
 cache_slot(const char *key)
 {
 	return &tls_cache[fnv1a_str(FNV1A_INIT, key) % TLS_CACHE_SLOTS];
+}
+
+/* Drop entry i of the slot (0: the newest). */
+static void
+cache_drop(struct tls_cache_slot *slot, size_t i)
+{
+	SSL_SESSION_free(slot->sess[i]);
+	memmove(&slot->sess[i], &slot->sess[i + 1],
+	    (slot->n - i - 1) * sizeof(slot->sess[0]));
+	slot->sess[--slot->n] = NULL;
+	tls_cache_total--;
+}
+
+/*
+ * The slot for key, holding key's sessions only and none expired; a slot
+ * another destination held is emptied.
+ */
+static struct tls_cache_slot *
+cache_get(const char *key)
+{
+	struct tls_cache_slot *slot = cache_slot(key);
+	uint64_t now = (uint64_t)time(NULL);
+
+	if (strcmp(slot->key, key) != 0) {
+		while (slot->n > 0)
+			cache_drop(slot, slot->n - 1);
+		snprintf(slot->key, sizeof(slot->key), "%s", key);
+	}
+	for (size_t i = slot->n; i-- > 0;) {
+		SSL_SESSION *x = slot->sess[i];
+		if (SSL_SESSION_get_time(x) + SSL_SESSION_get_timeout(x) <= now)
+			cache_drop(slot, i);
+	}
+	return slot;
 }
 
 /* BoringSSL hands us each new session; we keep it (return 1: ours). */
@@ -56,12 +100,17 @@ tls_new_session_cb(SSL *ssl, SSL_SESSION *sess)
 	const char *key = SSL_get_ex_data(ssl, tls_key_index);
 	struct tls_cache_slot *slot;
 
-	if (key == NULL)
+	if (key == NULL || strlen(key) >= TLS_KEY_MAX ||
+	    !SSL_SESSION_is_resumable(sess))
 		return 0;
-	slot = cache_slot(key);
-	SSL_SESSION_free(slot->sess);
-	snprintf(slot->key, sizeof(slot->key), "%s", key);
-	slot->sess = sess;
+	slot = cache_get(key);
+	if (slot->n == TLS_TICKETS ||
+	    (slot->n > 0 && tls_cache_total >= TLS_CACHE_MAX))
+		cache_drop(slot, slot->n - 1); /* the oldest */
+	memmove(&slot->sess[1], &slot->sess[0], slot->n * sizeof(slot->sess[0]));
+	slot->sess[0] = sess;
+	slot->n++;
+	tls_cache_total++;
 	return 1;
 }
 
@@ -167,15 +216,16 @@ tls_upstream_new(SSL_CTX *ctx, const char *sni, const char *dst)
 	if (ssl == NULL)
 		return NULL;
 	if (dst != NULL && tls_key_index >= 0) {
-		struct tls_cache_slot *slot = cache_slot(dst);
+		struct tls_cache_slot *slot;
 		char *key = strdup(dst);
 
 		if (key != NULL && !SSL_set_ex_data(ssl, tls_key_index, key))
 			free(key);
-		if (slot->sess != NULL && strcmp(slot->key, dst) == 0) {
-			SSL_set_session(ssl, slot->sess);
-			SSL_SESSION_free(slot->sess);
-			slot->sess = NULL;
+		if (strlen(dst) < TLS_KEY_MAX &&
+		    (slot = cache_get(dst))->n > 0) {
+			/* The newest: the longest left to live. Used once. */
+			SSL_set_session(ssl, slot->sess[0]);
+			cache_drop(slot, 0);
 		}
 	}
 	if (sni != NULL) {

@@ -1253,7 +1253,7 @@ NOTES = [
     "no syslog daemon runs in the namespace. stunnel logs at its default level "
     "(5, notice) to a file.",
     "- The sink issues TLS session tickets, so both proxies may resume upstream sessions "
-    "(stunnel: OpenSSL's client session cache; starttlsd: its own ticket per destination). "
+    "(stunnel: OpenSSL's client session cache; starttlsd: its own pool of tickets per destination, each used once). "
     "The \"resumed\" columns show how often each did; the \"no tickets\" rows of the "
     "handshake table compare full handshakes only.",
     "- starttlsd is given a private --state-dir (pins are recorded, as by default) and "
