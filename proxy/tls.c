@@ -6,6 +6,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/pool.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -160,6 +161,18 @@ tls_upstream_ctx_new(const struct config *cfg, char *err, size_t errlen)
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT |
 	    SSL_SESS_CACHE_NO_INTERNAL);
 	SSL_CTX_sess_set_new_cb(ctx, tls_new_session_cb);
+	/*
+	 * Peer certificates in one pool: the chains of a destination's
+	 * connections and cached sessions are kept once, not per session.
+	 * Never freed (BoringSSL: it must outlive every session).
+	 */
+	{
+		static CRYPTO_BUFFER_POOL *pool;
+		if (pool == NULL)
+			pool = CRYPTO_BUFFER_POOL_new();
+		if (pool != NULL)
+			SSL_CTX_set0_buffer_pool(ctx, pool);
+	}
 	return ctx;
 fail:
 	SSL_CTX_free(ctx);
