@@ -744,6 +744,20 @@ conn_write(struct conn *c, const void *p, size_t n)
 		return -1;
 	if (n > buf_room(&c->out))
 		return -1;
+	if (c->corked) {
+		if (n < CONN_CORK_MAX) {
+			if (buf_append(&c->out, p, n) < 0) {
+				set_err(c, "write: out of memory");
+				c->error_pending = true;
+			}
+			c->cork_queued = true;
+			return 0; /* sent, and watchers set, by the uncork */
+		}
+		/* A bulk write: what is queued goes first, then as usual. */
+		if (buf_len(&c->out) > 0 && c->state == CONN_S_OPEN &&
+		    !c->write_wants_read && !c->error_pending)
+			conn_flush(c);
+	}
 	/*
 	 * Nothing queued: straight from the caller's bytes, and only what
 	 * the socket does not take is copied (a message body then crosses
@@ -762,6 +776,21 @@ conn_write(struct conn *c, const void *p, size_t n)
 	conn_maybe_shutdown(c);
 	conn_update(c);
 	return 0;
+}
+
+void
+conn_cork(struct conn *c, bool on)
+{
+	bool was = c->corked;
+
+	c->corked = on;
+	if (on || !was)
+		return;
+	if (c->cork_queued && c->state == CONN_S_OPEN &&
+	    buf_len(&c->out) > 0 && !c->write_wants_read && !c->error_pending)
+		conn_flush(c);
+	c->cork_queued = false;
+	conn_update(c);
 }
 
 void

@@ -488,6 +488,7 @@ sess_finish(struct session *s, const char *reason, const char *last_reply)
 	if (s->phase == SP_CLOSING)
 		return 0;
 	s->phase = SP_CLOSING;
+	conn_cork(&s->client, false);
 	conn_cleanup(&s->up.conn);
 	if (s->client.state != CONN_S_OPEN)
 		return sess_close(s);
@@ -1298,10 +1299,8 @@ sess_partial_reply(struct session *s)
 }
 
 static int
-sess_pump(struct session *s)
+sess_relay(struct session *s)
 {
-	if (s->phase != SP_RELAY)
-		return 0;
 	if (sess_relay_replies(s) < 0)
 		return -1;
 	if (s->phase != SP_RELAY)
@@ -1309,7 +1308,36 @@ sess_pump(struct session *s)
 	if (sess_relay_client(s) < 0)
 		return -1;
 	/* Local replies queued by the client's commands may be due now. */
-	if (sess_relay_replies(s) < 0)
+	return sess_relay_replies(s);
+}
+
+static int
+sess_pump(struct session *s)
+{
+	size_t unsent;
+
+	if (s->phase != SP_RELAY)
+		return 0;
+	/*
+	 * The replies to a pipelined batch go out in one send, and the
+	 * commands of one in one TLS record (conn_cork).
+	 */
+	conn_cork(&s->client, true);
+	conn_cork(&s->up.conn, true);
+	if (sess_relay(s) < 0)
+		return -1;
+	unsent = conn_unsent(&s->client) + conn_unsent(&s->up.conn);
+	conn_cork(&s->client, false);
+	conn_cork(&s->up.conn, false);
+	if (s->phase != SP_RELAY)
+		return 0;
+	/*
+	 * What the cork held back may have filled a buffer and stopped the
+	 * relay; once sent, nothing else (no DRAINED) would restart it.
+	 */
+	if (conn_unsent(&s->client) + conn_unsent(&s->up.conn) < unsent &&
+	    (buf_len(&s->client.in) > 0 || buf_len(&s->up.conn.in) > 0 ||
+	    s->qlen > 0) && sess_relay(s) < 0)
 		return -1;
 	if (s->phase != SP_RELAY)
 		return 0;

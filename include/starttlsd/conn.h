@@ -71,6 +71,8 @@ struct conn {
 	bool timer_on_io;       /* restart the timer on I/O progress */
 	bool error_pending;     /* an error was found outside a callback */
 	bool tls_in_short;      /* the last read of ciphertext emptied the socket */
+	bool corked;            /* small writes wait for conn_cork(c, false) */
+	bool cork_queued;       /* out holds bytes the cork held back */
 	bool fin_done;          /* shutdown(SHUT_WR) done */
 	char errstr[160];
 
@@ -105,6 +107,14 @@ static inline size_t conn_unsent(const struct conn *c)
 {
 	return buf_len(&c->out) + buf_len(&c->tls_out);
 }
+
+/*
+ * While corked, small writes (under CONN_CORK_MAX) are only queued; the
+ * uncork sends them at once: the replies to a pipelined batch in one send
+ * (one TLS record), not one each. Calls back nothing.
+ */
+#define CONN_CORK_MAX 4096
+void conn_cork(struct conn *c, bool on);
 
 /*
  * Begin a TLS handshake on this connection (client or server side). Any
