@@ -3,6 +3,7 @@
 #   make SANITIZE=1   build with AddressSanitizer + UBSan into build/san/
 #   make test         install what is missing, run every test (unit + integration)
 #   make demo         install what is missing, build, show the main job live
+#   make test-systemd the systemd unit under a real systemd, in a qemu VM (tests/vm/)
 #   make install      PREFIX=/usr/local DESTDIR=
 
 CC        ?= gcc
@@ -35,7 +36,7 @@ LIB_OBJS := $(LIB_SRCS:proxy/%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all clean test unit integration demo install deps valgrind fuzz fuzz-smoke bench bench-smoke
+.PHONY: all clean test unit integration demo install deps valgrind fuzz fuzz-smoke bench bench-smoke test-systemd
 all: $(BUILD)/starttlsd $(BUILD)/starttlsctl
 
 $(BUILD)/obj/%.o: proxy/%.c
@@ -69,6 +70,7 @@ test: deps
 	$(MAKE) SANITIZE=1 all unit
 	tests/run-integration.sh build/starttlsd
 	tests/run-integration.sh build/san/starttlsd
+	$(MAKE) test-systemd
 	$(MAKE) valgrind
 	$(MAKE) fuzz-smoke
 	$(MAKE) bench-smoke
@@ -108,6 +110,13 @@ valgrind: deps all
 
 integration: all
 	tests/run-integration.sh $(BUILD)/starttlsd
+
+# deploy/starttlsd.service under a real systemd: Debian 12 booted in qemu
+# (software emulation), starttlsd put in by "make install DESTDIR=", checked
+# from start to SIGKILL and restart (tests/vm/test-systemd.sh). The VM's
+# root file system is cached in build/vm/ (about a minute to build, once).
+test-systemd: deps all
+	tests/vm/test-systemd.sh
 
 clean:
 	rm -rf build

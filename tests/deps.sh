@@ -13,6 +13,7 @@ pkgs=(
   postfix stunnel4 rsyslog openssl
   python3 procps psmisc valgrind fiu-utils libseccomp-dev
   devscripts
+  qemu-system-x86 mmdebstrap e2fsprogs
 )
 
 # The daemon's workers drop root for this user (make install documents it).
