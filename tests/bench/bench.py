@@ -1244,6 +1244,15 @@ NOTES = [
     "proxy (MAIL, RCPT, DATA, end of data), and both proxies add a similar wake-up "
     "latency to each. Where the 2 CPUs are saturated (many sessions, 1 MiB), msgs/s "
     "ratios understate CPU differences. CPU per message is the figure to compare.",
+    "- The \"1 session\" rows depend on what else the host runs: in this VM a process woken "
+    "on an idle vCPU waits for the hypervisor to run it again, so round trips are slower "
+    "on an idle machine than on a busy one (1 KiB, one connection, 1 session, direct "
+    "leg: 1,890-2,030 msgs/s on an idle machine, 7,800-8,900 with two nice-19 busy loops "
+    "keeping both vCPUs awake; starttlsd 1,190-1,230 and 1,560-1,620). Compare legs of "
+    "the same run, not runs.",
+    "- Where the CPUs are saturated (10 sessions), the sink's and smtp-source's CPU per "
+    "message, about the same for every leg, bound the msgs/s ratio between the proxies "
+    "well below the ratio of their own CPU per message.",
     "- Loopback only: no network latency, so per-session round trips cost CPU, not waiting. "
     "On a real path the proxy's extra upstream round trips (EHLO, STARTTLS, handshake) "
     "add their RTT to session set-up.",
