@@ -363,11 +363,23 @@ drain_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)w;
 	(void)revents;
 	if (g.role == ROLE_MASTER) {
-		/* Workers past their drain time: end them. */
+		/*
+		 * Workers past their drain time (their own timer ends them
+		 * first; this is the backstop): end them. Without CAP_KILL
+		 * (the systemd unit) root cannot signal the workers' user;
+		 * they go when the master's pipe closes, or by KillMode=mixed.
+		 */
+		unsigned killed = 0, denied = 0;
 		for (size_t i = 0; i < SHARED_SLOTS; i++)
-			if (g.workers[i].pid > 0)
-				kill(g.workers[i].pid, SIGKILL); /* needs CAP_KILL */
-		log_msg(LOG_NOTICE, "stop", "drain timeout: workers killed");
+			if (g.workers[i].pid > 0) {
+				if (kill(g.workers[i].pid, SIGKILL) == 0)
+					killed++;
+				else
+					denied++;
+			}
+		log_msg(LOG_NOTICE, "stop", "drain timeout: %u workers killed%s",
+		    killed, denied > 0 ? ", others told by the master's exit" :
+		    "");
 		ev_break(loop, EVBREAK_ALL);
 		return;
 	}

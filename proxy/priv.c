@@ -96,7 +96,13 @@ int
 priv_give_dir(const struct priv_user *u, const char *dir, char *err,
     size_t errlen)
 {
-	static const char *const files[] = { "", "/data.mdb", "/lock.mdb" };
+	/*
+	 * The directory last: once it is the user's (mode 0700), a root
+	 * without CAP_DAC_OVERRIDE (the systemd unit) cannot reach into it.
+	 * For the same reason, take it back first if a previous run gave it
+	 * away, so files root left there (an older unit) are given too.
+	 */
+	static const char *const files[] = { "/data.mdb", "/lock.mdb", "" };
 	char path[4096];
 
 	if (!u->drop || dir == NULL)
@@ -105,9 +111,15 @@ priv_give_dir(const struct priv_user *u, const char *dir, char *err,
 		snprintf(err, errlen, "state_dir %s: %s", dir, strerror(errno));
 		return -1;
 	}
+	if (lchown(dir, geteuid(), (gid_t)-1) < 0) {
+		snprintf(err, errlen, "state_dir %s: chown: %s", dir,
+		    strerror(errno));
+		return -1;
+	}
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		snprintf(path, sizeof(path), "%s%s", dir, files[i]);
-		if (lchown(path, u->uid, u->gid) < 0 && (i == 0 || errno != ENOENT)) {
+		if (lchown(path, u->uid, u->gid) < 0 &&
+		    (files[i][0] == '\0' || errno != ENOENT)) {
 			snprintf(err, errlen, "state_dir %s: chown to %s: %s",
 			    path, u->name, strerror(errno));
 			return -1;
