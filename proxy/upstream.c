@@ -178,7 +178,7 @@ up_is_own(const struct sockaddr_storage *peer, const struct sockaddr_storage *ds
 	 * by another worker, before the connecting worker has returned from
 	 * connect() and published its port. It published the destination
 	 * before connect(): while one is in flight towards this one, wait
-	 * (a few microseconds; bounded) for the port to show.
+	 * (a few microseconds, bounded: UP_OWNPORT_WAIT) for the port.
 	 */
 	h = dst_hash(dst);
 	while (connecting_to(h)) {

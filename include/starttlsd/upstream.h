@@ -117,11 +117,13 @@ int up_ownports_init(size_t nslots);
 void up_ownports_use(size_t slot);
 void up_ownports_reset(size_t slot);
 /*
- * May wait up to UP_OWNPORT_WAIT seconds, only while another worker is
- * inside connect() towards dst (the looped connection can be accepted
- * before that worker has published its port).
+ * Waits only while another worker is inside connect() towards dst (the
+ * looped connection can be accepted before that worker has published its
+ * port): a few system calls' time, unless that worker is descheduled, as
+ * happens under load or valgrind. The bound is for a worker stuck there;
+ * a dead one's slot is reset by the master.
  */
-#define UP_OWNPORT_WAIT 0.005
+#define UP_OWNPORT_WAIT 0.5
 bool up_is_own(const struct sockaddr_storage *peer,
     const struct sockaddr_storage *dst);
 /* What up_start does with them (public for the tests): */
