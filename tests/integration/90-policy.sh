@@ -20,8 +20,8 @@ server starttls
 proxy --mode enforce
 ok "TLS session delivered" cswaks --body "learn"
 ok "the destination is pinned (starttlsctl show)" wait_for 5 ctl show "$SRV4"
-ok "the recipient domain is pinned, via the destination" bash -c "'$CTL' --state-dir '$STATE' show example.net | grep -q '$SRV4'"
-ok "starttlsctl list shows both" bash -c "'$CTL' --state-dir '$STATE' list | grep -c -E 'ip:$SRV4|domain:example.net' | grep -q 2"
+ok "the recipient domain is pinned, via the destination" wait_for 5 bash -c "'$CTL' --state-dir '$STATE' show example.net | grep -q '$SRV4'"
+ok "starttlsctl list shows both" wait_for 5 bash -c "'$CTL' --state-dir '$STATE' list | grep -c -E 'ip:$SRV4|domain:example.net' | grep -q 2"
 
 # 2. Enforce: the same address without STARTTLS is refused, nothing sent on.
 server_stop; rm -f "$SRV_LOG"; server plain
