@@ -216,7 +216,7 @@ listener_accept_one(struct ev_loop *loop, struct listener *l, int fd,
 {
 	struct sockaddr_storage dst, self;
 	socklen_t dlen = sizeof(dst), slen = sizeof(self);
-	const char *refuse = NULL;
+	enum sess_refuse refuse = SESS_ACCEPT;
 	struct sess_env *env = cur_env;
 
 	memset(&dst, 0, sizeof(dst));
@@ -232,7 +232,7 @@ listener_accept_one(struct ev_loop *loop, struct listener *l, int fd,
 		dst = self;
 		dlen = slen;
 		if (is_loop(&dst, NULL))
-			refuse = "loop";
+			refuse = SESS_REFUSE_LOOP;
 	} else if (env->upstream_len == 0) {
 		int r = l->addr.ss_family == AF_INET ?
 		    getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &dst, &dlen) :
@@ -241,19 +241,19 @@ listener_accept_one(struct ev_loop *loop, struct listener *l, int fd,
 			/* No conntrack entry: not redirected to us. */
 			dst = self;
 			dlen = slen;
-			refuse = "no original destination";
+			refuse = SESS_REFUSE_NO_DST;
 		} else if (is_loop(&dst, &self)) {
-			refuse = "loop";
+			refuse = SESS_REFUSE_LOOP;
 		}
 	}
 	/* Our own upstream connection, redirected back (any worker's). */
-	if (refuse == NULL && up_is_own(peer, &dst))
-		refuse = "loop";
-	if (refuse == NULL && sess_count_all() >= env->cfg.max_sessions)
-		refuse = "too many sessions";
-	if (refuse == NULL &&
+	if (refuse == SESS_ACCEPT && up_is_own(peer, &dst))
+		refuse = SESS_REFUSE_LOOP;
+	if (refuse == SESS_ACCEPT && sess_count_all() >= env->cfg.max_sessions)
+		refuse = SESS_REFUSE_SESSIONS;
+	if (refuse == SESS_ACCEPT &&
 	    sess_count_client(peer) >= env->cfg.max_sessions_per_client)
-		refuse = "too many sessions from this client";
+		refuse = SESS_REFUSE_CLIENT;
 	sess_start(loop, env, fd, (struct sockaddr *)peer,
 	    (struct sockaddr *)&dst, dlen, refuse);
 }

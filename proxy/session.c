@@ -13,6 +13,7 @@
  * the LAN leg, which concerns only that leg.
  */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -45,6 +46,7 @@ enum cmode {
 	CM_COMMAND,
 	CM_DATA,      /* DATA body until CRLF.CRLF */
 	CM_BDAT,      /* bdat_left raw bytes */
+	CM_BDAT_SKIP, /* bdat_left raw bytes of a BDAT refused here: dropped */
 	CM_DISCARD,   /* rest of an overlong line */
 	CM_AUTH,      /* the next line answers a 334 */
 };
@@ -61,6 +63,9 @@ enum local_reply {
 	LR_DATA_NO_RCPT,
 	LR_TOO_MANY_RCPT,
 	LR_BARE_NEWLINE,
+	LR_NUL_IN_LINE,
+	LR_BDAT_NOT_OFFERED,
+	LR_BDAT_NO_RCPT,
 };
 
 static const char *const local_text[] = {
@@ -74,6 +79,9 @@ static const char *const local_text[] = {
 	[LR_DATA_NO_RCPT] = "451 4.7.0 starttlsd: no recipient may be sent without TLS, try again later\r\n",
 	[LR_TOO_MANY_RCPT] = "452 4.5.3 Error: too many recipients\r\n",
 	[LR_BARE_NEWLINE] = "500 5.5.2 Error: bare <CR> or <LF> in a command line\r\n",
+	[LR_NUL_IN_LINE] = "500 5.5.2 Error: NUL character in a command line\r\n",
+	[LR_BDAT_NOT_OFFERED] = "502 5.5.1 starttlsd: BDAT refused: the server did not offer CHUNKING, its chunk is discarded\r\n",
+	[LR_BDAT_NO_RCPT] = "451 4.7.0 starttlsd: no recipient may be sent without TLS, try again later (chunk discarded)\r\n",
 };
 
 #define P_SYNC      0x01 /* the client parser waits for this reply */
@@ -118,12 +126,16 @@ enum timer_kind {
 	TK_CLOSING,
 };
 
+#define SESS_MAGIC 0x73657373u /* "sess": reached through conn's void *arg */
+
 struct session {
+	uint32_t magic;
 	char id[17];
 	struct ev_loop *loop;
 	struct sess_env *env;
 	enum sess_phase phase;
 	struct conn client;
+	struct conn server;        /* lent to up while it negotiates */
 	struct upstream up;
 	char client_str[64];
 	char dst_str[64];
@@ -135,6 +147,14 @@ struct session {
 	bool sync_wait;
 	struct smtp_data data;
 	uint64_t bdat_left;
+	/*
+	 * The server's last EHLO reply to the client listed CHUNKING: only
+	 * then may BDAT and its chunk reach it. A server without CHUNKING
+	 * would read the chunk as commands, which we relayed as data: our
+	 * view of the session and the server's would diverge (smuggling).
+	 */
+	bool chunking;
+	bool bdat_alerted;
 
 	bool client_tls;
 	struct tls_info client_tls_info;
@@ -447,6 +467,8 @@ sess_close(struct session *s)
 	free(s->txn);
 	conn_cleanup(&s->client);
 	up_cleanup(&s->up);
+	conn_cleanup(&s->server);
+	s->magic = 0;
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -489,7 +511,8 @@ sess_finish(struct session *s, const char *reason, const char *last_reply)
 		return 0;
 	s->phase = SP_CLOSING;
 	conn_cork(&s->client, false);
-	conn_cleanup(&s->up.conn);
+	up_cleanup(&s->up);
+	conn_cleanup(&s->server);
 	if (s->client.state != CONN_S_OPEN)
 		return sess_close(s);
 	if (last_reply != NULL)
@@ -672,38 +695,6 @@ sess_txn_slot(struct session *s, const char *domain)
 	s->txn[free_slot] = (struct txn_dom){ .used = true, .gen = s->txn_gen };
 	snprintf(s->txn[free_slot].name, sizeof(s->txn[0].name), "%s", domain);
 	return (uint8_t)(free_slot + 1);
-}
-
-/* The domain of "TO:<local@Domain.Example> params", lower-cased. */
-static bool
-rcpt_domain(const char *arg, size_t len, char *out, size_t cap)
-{
-	const char *lt = memchr(arg, '<', len), *gt, *at = NULL;
-	size_t n;
-
-	if (lt == NULL)
-		return false;
-	gt = memchr(lt, '>', len - (size_t)(lt - arg));
-	if (gt == NULL)
-		return false;
-	for (const char *p = lt + 1; p < gt; p++)
-		if (*p == '@')
-			at = p;
-	if (at == NULL)
-		return false;
-	n = (size_t)(gt - at - 1);
-	if (n == 0 || n >= cap)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)at[1 + i];
-		if (c <= ' ' || c == '"' || c == '\\')
-			return false;
-		out[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-	}
-	if (out[n - 1] == '.')
-		n--;
-	out[n] = '\0';
-	return n > 0;
 }
 
 static bool
@@ -896,6 +887,14 @@ static int
 sess_deliver(struct session *s, const struct pend *p, const char *r,
     size_t rlen, int code)
 {
+	if (p->verb == SMTP_V_EHLO || p->verb == SMTP_V_HELO) {
+		/* What the server now offers this client (HELO: nothing). */
+		struct smtp_caps caps = { 0 };
+
+		if (p->verb == SMTP_V_EHLO && code == 250)
+			smtp_caps_parse(r, rlen, &caps);
+		s->chunking = caps.chunking;
+	}
 	if (p->verb == SMTP_V_EHLO && code == 250) {
 		bool add = s->env->client_ctx != NULL && !s->client_tls;
 		size_t cap = rlen + 32;
@@ -920,7 +919,7 @@ sess_deliver(struct session *s, const struct pend *p, const char *r,
 static int
 sess_relay_replies(struct session *s)
 {
-	struct buf *in = &s->up.conn.in;
+	struct buf *in = &s->server.in;
 	struct smtp_reply rep;
 	bool consumed = false;
 
@@ -992,7 +991,7 @@ sess_relay_replies(struct session *s)
 	}
 out:
 	if (consumed)
-		conn_read(&s->up.conn, true);
+		conn_read(&s->server, true);
 	return 0;
 }
 
@@ -1001,7 +1000,7 @@ out:
 static bool
 sess_forward(struct session *s, const char *p, size_t n)
 {
-	return conn_write(&s->up.conn, p, n) == 0;
+	return conn_write(&s->server, p, n) == 0;
 }
 
 /*
@@ -1034,7 +1033,7 @@ sess_rcpt(struct session *s, const struct smtp_cmd *cmd, const char *line,
 		q_push(s, SMTP_V_RCPT, LR_TOO_MANY_RCPT, 0);
 		return 0;
 	}
-	if (rcpt_domain(cmd->arg, cmd->arg_len, domain, sizeof(domain))) {
+	if (smtp_rcpt_domain(cmd->arg, cmd->arg_len, domain, sizeof(domain))) {
 		if (sess_rcpt_policy(s, domain)) {
 			s->rcpt_blocked++;
 			q_push(s, SMTP_V_RCPT, LR_RCPT_TLS, 0);
@@ -1075,6 +1074,26 @@ sess_command(struct session *s, const char *line, size_t n)
 			q_push(s, cmd.verb, LR_BDAT_SYNTAX, P_SYNC | P_CLOSE);
 			return 0;
 		}
+		if (!s->chunking ||
+		    (s->rcpt_forwarded == 0 && s->rcpt_blocked > 0)) {
+			/*
+			 * Refused here, and its chunk dropped here: neither
+			 * reaches the server (RFC 3030 4.2: a refused BDAT's
+			 * chunk is still read and discarded).
+			 */
+			if (!s->chunking && !s->bdat_alerted) {
+				s->bdat_alerted = true;
+				sess_attack(s, "bdat-not-offered", "refused",
+				    "BDAT to a server that did not offer CHUNKING");
+			}
+			q_push(s, cmd.verb, s->chunking ? LR_BDAT_NO_RCPT :
+			    LR_BDAT_NOT_OFFERED, 0);
+			if (cmd.bdat_size > 0) {
+				s->mode = CM_BDAT_SKIP;
+				s->bdat_left = cmd.bdat_size;
+			}
+			return 0;
+		}
 		sess_forward(s, line, n);
 		if (cmd.bdat_last)
 			q_push_end(s, SMTP_V_BDAT, P_BDAT_LAST);
@@ -1100,6 +1119,15 @@ sess_command(struct session *s, const char *line, size_t n)
 			return 0;
 		}
 		/* FALLTHROUGH */
+	case SMTP_V_EHLO:
+	case SMTP_V_HELO:
+		/*
+		 * What follows depends on the reply (RFC 2920: EHLO ends a
+		 * pipelined group): CHUNKING is known only from it.
+		 */
+		sess_forward(s, line, n);
+		q_push(s, cmd.verb, LR_NONE, P_SYNC);
+		return 0;
 	case SMTP_V_AUTH:
 	case SMTP_V_QUIT:
 		/* What follows depends on the reply: wait for it. */
@@ -1113,13 +1141,6 @@ sess_command(struct session *s, const char *line, size_t n)
 	}
 }
 
-/* A command line (LF included) must end in CRLF and hold no other CR. */
-static bool
-bare_newline(const char *line, size_t n)
-{
-	return n < 2 || line[n - 2] != '\r' || memchr(line, '\r', n - 2) != NULL;
-}
-
 static int
 sess_relay_client(struct session *s)
 {
@@ -1129,9 +1150,10 @@ sess_relay_client(struct session *s)
 
 	while (s->phase == SP_RELAY && !s->sync_wait && buf_len(in) > 0) {
 		const char *h = buf_head(in);
-		size_t len = buf_len(in), room = conn_out_room(&s->up.conn);
+		size_t len = buf_len(in), room = conn_out_room(&s->server);
 		size_t n;
 		bool done;
+		enum smtp_line_fault fault;
 
 		switch (s->mode) {
 		case CM_DATA: {
@@ -1158,12 +1180,14 @@ sess_relay_client(struct session *s)
 			continue;
 		}
 		case CM_BDAT:
-			if (room == 0)
+		case CM_BDAT_SKIP: /* a chunk refused here is only dropped */
+			if (s->mode == CM_BDAT && room == 0)
 				goto out;
-			n = len < room ? len : room;
+			n = s->mode == CM_BDAT && room < len ? room : len;
 			if (n > s->bdat_left)
 				n = (size_t)s->bdat_left;
-			sess_forward(s, h, n);
+			if (s->mode == CM_BDAT)
+				sess_forward(s, h, n);
 			s->body_progress += n;
 			buf_consume(in, n);
 			consumed = true;
@@ -1197,12 +1221,14 @@ sess_relay_client(struct session *s)
 		if (room < n)
 			goto out;
 		s->cmd_done = true;
-		if (bare_newline(h, n)) {
+		if ((fault = smtp_line_check(h, n)) != SMTP_LINE_OK) {
 			/*
-			 * A line end the server may not see where we do: never
-			 * relay it, or commands could hide inside (smuggling).
+			 * A line end the server may not see where we do, or a
+			 * NUL it may drop: never relay it, or commands could
+			 * hide inside (smuggling).
 			 */
-			q_push(s, SMTP_V_UNKNOWN, LR_BARE_NEWLINE, 0);
+			q_push(s, SMTP_V_UNKNOWN, fault == SMTP_LINE_NUL ?
+			    LR_NUL_IN_LINE : LR_BARE_NEWLINE, 0);
 			if (s->mode == CM_AUTH)
 				s->mode = CM_COMMAND;
 			buf_consume(in, n);
@@ -1238,14 +1264,15 @@ sess_timers(struct session *s)
 	if (s->phase == SP_CLIENT_TLS) {
 		ck = TK_TLS;
 	} else if (s->phase == SP_RELAY) {
-		if (s->mode == CM_DATA || s->mode == CM_BDAT)
+		if (s->mode == CM_DATA || s->mode == CM_BDAT ||
+		    s->mode == CM_BDAT_SKIP)
 			ck = TK_CLIENT_BODY;
 		else if (s->qlen == 0 || conn_unsent(&s->client) > 0)
 			ck = TK_CLIENT;
 		if (p != NULL && p->local == LR_NONE)
 			uk = (p->flags & (P_DATA_END | P_BDAT_LAST)) ? TK_DATA :
 			    TK_REPLY;
-		else if (conn_unsent(&s->up.conn) > 0)
+		else if (conn_unsent(&s->server) > 0)
 			uk = TK_UP_WRITE;
 	}
 	/*
@@ -1262,7 +1289,7 @@ sess_timers(struct session *s)
 	}
 	if (uk != s->utk || (uk == TK_REPLY && s->reply_done)) {
 		s->utk = uk;
-		conn_timeout(&s->up.conn, uk == TK_DATA ? cfg->data_timeout :
+		conn_timeout(&s->server, uk == TK_DATA ? cfg->data_timeout :
 		    uk == TK_REPLY || uk == TK_UP_WRITE ? cfg->reply_timeout : 0,
 		    uk == TK_UP_WRITE);
 	}
@@ -1274,7 +1301,7 @@ sess_timers(struct session *s)
 	 */
 	if (s->mode == CM_COMMAND && s->qlen == 0) {
 		conn_trim(&s->client);
-		conn_trim(&s->up.conn);
+		conn_trim(&s->server);
 	}
 }
 
@@ -1293,8 +1320,8 @@ sess_partial_reply(struct session *s)
 {
 	struct smtp_reply rep;
 
-	return smtp_reply_parse(buf_head(&s->up.conn.in),
-	    buf_len(&s->up.conn.in), s->env->up.max_line, s->env->up.max_lines,
+	return smtp_reply_parse(buf_head(&s->server.in),
+	    buf_len(&s->server.in), s->env->up.max_line, s->env->up.max_lines,
 	    &rep) != SMTP_PARSE_OK;
 }
 
@@ -1323,30 +1350,31 @@ sess_pump(struct session *s)
 	 * commands of one in one TLS record (conn_cork).
 	 */
 	conn_cork(&s->client, true);
-	conn_cork(&s->up.conn, true);
+	conn_cork(&s->server, true);
 	if (sess_relay(s) < 0)
 		return -1;
-	unsent = conn_unsent(&s->client) + conn_unsent(&s->up.conn);
+	unsent = conn_unsent(&s->client) + conn_unsent(&s->server);
 	conn_cork(&s->client, false);
-	conn_cork(&s->up.conn, false);
+	conn_cork(&s->server, false);
 	if (s->phase != SP_RELAY)
 		return 0;
 	/*
 	 * What the cork held back may have filled a buffer and stopped the
 	 * relay; once sent, nothing else (no DRAINED) would restart it.
 	 */
-	if (conn_unsent(&s->client) + conn_unsent(&s->up.conn) < unsent &&
-	    (buf_len(&s->client.in) > 0 || buf_len(&s->up.conn.in) > 0 ||
+	if (conn_unsent(&s->client) + conn_unsent(&s->server) < unsent &&
+	    (buf_len(&s->client.in) > 0 || buf_len(&s->server.in) > 0 ||
 	    s->qlen > 0) && sess_relay(s) < 0)
 		return -1;
 	if (s->phase != SP_RELAY)
 		return 0;
 
-	if (s->up_eof && (buf_len(&s->up.conn.in) == 0 ||
+	if (s->up_eof && (buf_len(&s->server.in) == 0 ||
 	    sess_partial_reply(s)))
 		return sess_up_failed(s, "connection closed by server");
 	if (s->client_eof) {
-		if (s->mode == CM_DATA || s->mode == CM_BDAT) {
+		if (s->mode == CM_DATA || s->mode == CM_BDAT ||
+		    s->mode == CM_BDAT_SKIP) {
 			/* Never let a cut-off message be completed. */
 			sess_raise(s, LOG_WARNING);
 			return sess_finish(s, "client closed during message", NULL);
@@ -1366,7 +1394,7 @@ sess_client_cb(struct conn *c, enum conn_event ev, void *arg)
 	struct session *s = arg;
 	char why[200];
 
-	(void)c;
+	assert(s->magic == SESS_MAGIC && c == &s->client);
 	switch (ev) {
 	case CONN_EV_READ:
 	case CONN_EV_DRAINED:
@@ -1408,7 +1436,7 @@ sess_up_cb(struct conn *c, enum conn_event ev, void *arg)
 {
 	struct session *s = arg;
 
-	(void)c;
+	assert(s->magic == SESS_MAGIC && c == &s->server);
 	switch (ev) {
 	case CONN_EV_READ:
 	case CONN_EV_DRAINED:
@@ -1417,7 +1445,7 @@ sess_up_cb(struct conn *c, enum conn_event ev, void *arg)
 		s->up_eof = true;
 		return sess_pump(s);
 	case CONN_EV_ERROR:
-		return sess_up_failed(s, s->up.conn.errstr);
+		return sess_up_failed(s, s->server.errstr);
 	case CONN_EV_TIMEOUT:
 		return sess_up_failed(s, s->utk == TK_DATA ?
 		    "timeout waiting for the end-of-data reply" :
@@ -1435,7 +1463,10 @@ sess_up_done(struct upstream *up, enum up_result res, void *arg)
 {
 	struct session *s = arg;
 	char r[512];
+	char *greeting;
+	size_t glen;
 
+	assert(s->magic == SESS_MAGIC && up == &s->up);
 	for (size_t i = 0; i < up->nalerts; i++)
 		sess_alert(s, &up->alerts[i].out, NULL, up->alerts[i].detail,
 		    &up->pol);
@@ -1451,14 +1482,13 @@ sess_up_done(struct upstream *up, enum up_result res, void *arg)
 			return sess_finish(s, "shutdown", drain_reply);
 		s->relayed = true;
 		s->phase = SP_RELAY;
-		up->conn.cb = sess_up_cb;
-		up->conn.arg = s;
-		conn_write(&s->client, up->greeting, up->greeting_len);
-		free(up->greeting);
-		up->greeting = NULL;
+		conn_set_cb(&s->server, sess_up_cb, s);
+		greeting = up_take_greeting(up, &glen);
+		conn_write(&s->client, greeting, glen);
+		free(greeting);
 		if (up->action != UP_ACT_UPGRADED)
 			sess_raise(s, LOG_NOTICE);
-		conn_read(&s->up.conn, true);
+		conn_read(&s->server, true);
 		conn_read(&s->client, true);
 		return sess_pump(s);
 	case UP_RES_REFUSED:
@@ -1473,21 +1503,34 @@ sess_up_done(struct upstream *up, enum up_result res, void *arg)
 		    s->dst_str, up->reason);
 		sess_raise(s, LOG_WARNING);
 		return sess_finish(s, up->reason, r);
+	case UP_RES_INJECTION:
+		sess_raise(s, LOG_WARNING);
+		sess_attack(s, "response-injection", "blocked",
+		    "bytes after the server's 220 to STARTTLS");
+		snprintf(r, sizeof(r), "421 4.7.0 starttlsd: %s: "
+		    "STARTTLS response injection, session aborted\r\n",
+		    s->dst_str);
+		return sess_finish(s, up->reason, r);
 	case UP_RES_FAILED:
 		sess_raise(s, LOG_WARNING);
-		if (strcmp(up->reason, "response-injection") == 0) {
-			sess_attack(s, "response-injection", "blocked",
-			    "bytes after the server's 220 to STARTTLS");
-			snprintf(r, sizeof(r), "421 4.7.0 starttlsd: %s: "
-			    "STARTTLS response injection, session aborted\r\n",
-			    s->dst_str);
-		} else {
-			snprintf(r, sizeof(r), "421 4.4.2 starttlsd: %s: %s\r\n",
-			    s->dst_str, up->reason);
-		}
+		snprintf(r, sizeof(r), "421 4.4.2 starttlsd: %s: %s\r\n",
+		    s->dst_str, up->reason);
 		return sess_finish(s, up->reason, r);
 	}
 	return 0;
+}
+
+const char *
+sess_refuse_str(enum sess_refuse r)
+{
+	switch (r) {
+	case SESS_ACCEPT: return "accepted";
+	case SESS_REFUSE_LOOP: return "loop";
+	case SESS_REFUSE_NO_DST: return "no original destination";
+	case SESS_REFUSE_SESSIONS: return "too many sessions";
+	case SESS_REFUSE_CLIENT: return "too many sessions from this client";
+	}
+	return "unknown";
 }
 
 /* ---- start, drain ------------------------------------------------------------------------- */
@@ -1495,7 +1538,7 @@ sess_up_done(struct upstream *up, enum up_result res, void *arg)
 void
 sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
     const struct sockaddr *client, const struct sockaddr *dst,
-    socklen_t dstlen, const char *refuse)
+    socklen_t dstlen, enum sess_refuse refuse)
 {
 	struct session *s = calloc(1, sizeof(*s));
 	uint8_t rnd[8];
@@ -1521,23 +1564,24 @@ sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
 	}
 	sess_addr_str(dst, s->dst_str, sizeof(s->dst_str));
 	memcpy(&s->dst, dst, dstlen < sizeof(s->dst) ? dstlen : sizeof(s->dst));
+	s->magic = SESS_MAGIC;
 	conn_init(&s->client, loop, fd, env->cfg.buffer_size, sess_client_cb, s);
-	s->up.state = UP_DONE;
-	s->up.conn.fd = -1;
-	s->up.conn.loop = loop;
+	conn_init(&s->server, loop, -1, env->cfg.buffer_size, sess_up_cb, s);
+	up_init(&s->up);
 	s->next = sess_list;
 	if (sess_list)
 		sess_list->prev = s;
 	sess_list = s;
 	sess_live++;
 
-	if (refuse != NULL) {
+	if (refuse != SESS_ACCEPT) {
 		char r[200];
 		sess_raise(s, LOG_WARNING);
 		snprintf(r, sizeof(r), "421 %s starttlsd: %s, try again later\r\n",
-		    strcmp(refuse, "loop") == 0 ? "4.4.6" :
-		    strstr(refuse, "client") != NULL ? "4.7.0" : "4.3.2", refuse);
-		sess_finish(s, refuse, r);
+		    refuse == SESS_REFUSE_LOOP ? "4.4.6" :
+		    refuse == SESS_REFUSE_CLIENT ? "4.7.0" : "4.3.2",
+		    sess_refuse_str(refuse));
+		sess_finish(s, sess_refuse_str(refuse), r);
 		return;
 	}
 	s->phase = SP_UPSTREAM;
@@ -1551,7 +1595,7 @@ sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
 
 		sess_policy_ctx(s, policy_for_addr(&env->policy, dst),
 		    pin_key_addr(dst, key, sizeof(key)) == 0 ? key : NULL, &pol);
-		if (up_start(&s->up, loop, &env->up, &pol, client, dst, dstlen,
+		if (up_start(&s->up, &s->server, loop, &env->up, &pol, client, dst, dstlen,
 		    sess_up_done, s) < 0)
 			return; /* done() ran and closed the session */
 	}

@@ -5,6 +5,7 @@
  * that each complete reply goes through. Every exit goes through
  * up_finish(), which calls the owner's done() exactly once.
  */
+#include <assert.h>
 #include <errno.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -197,6 +198,7 @@ const char *
 up_state_str(enum up_state s)
 {
 	switch (s) {
+	case UP_IDLE: return "idle";
 	case UP_CONNECT: return "connect";
 	case UP_GREETING: return "greeting";
 	case UP_EHLO: return "ehlo";
@@ -222,6 +224,36 @@ up_action_str(enum up_action a)
 	return "unknown";
 }
 
+/* May the negotiation go from one state to the other? */
+static bool
+up_step_ok(enum up_state from, enum up_state to)
+{
+	switch (to) {
+	case UP_IDLE: return false;
+	case UP_CONNECT: /* first, or again without STARTTLS (fallback) */
+		return from == UP_IDLE || from == UP_STARTTLS ||
+		    from == UP_HANDSHAKE;
+	case UP_GREETING: return from == UP_CONNECT;
+	case UP_EHLO: return from == UP_GREETING;
+	case UP_HELO: return from == UP_EHLO;
+	case UP_STARTTLS: return from == UP_EHLO;
+	case UP_HANDSHAKE: return from == UP_STARTTLS;
+	case UP_EHLO_TLS: return from == UP_HANDSHAKE;
+	case UP_READY:
+		return from == UP_EHLO || from == UP_HELO || from == UP_EHLO_TLS;
+	case UP_DONE: return true; /* failure, refusal or cleanup, from anywhere */
+	}
+	return false;
+}
+
+/* The one place the state changes. */
+static void
+up_enter(struct upstream *up, enum up_state next)
+{
+	assert(up_step_ok(up->state, next));
+	up->state = next;
+}
+
 static int
 up_finish(struct upstream *up, enum up_result res, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -236,12 +268,18 @@ up_finish(struct upstream *up, enum up_result res, const char *fmt, ...)
 		vsnprintf(up->reason, sizeof(up->reason), fmt, ap);
 		va_end(ap);
 	}
+	/* The header's promise: done() exactly once (conn.c's frames keep
+	 * a cleaned-up conn from calling back into a finished upstream). */
+	assert(up->magic == UP_MAGIC);
+	assert(up->state != UP_READY && up->state != UP_DONE);
 	if (res == UP_RES_READY) {
-		up->state = UP_READY;
-		conn_timeout(&up->conn, 0, false);
+		up_enter(up, UP_READY);
+		conn_timeout(up->conn, 0, false);
 	} else {
-		up->state = UP_DONE;
-		conn_cleanup(&up->conn);
+		up_enter(up, UP_DONE);
+		ownport_set(up, false);
+		up->locallen = 0;
+		conn_cleanup(up->conn);
 	}
 	return up->done(up, res, up->arg);
 }
@@ -255,10 +293,10 @@ up_send(struct upstream *up, const char *verb, const char *arg,
 	    arg ? " " : "", arg ? arg : "");
 
 	if (n < 0 || (size_t)n >= sizeof(line) ||
-	    conn_write(&up->conn, line, (size_t)n) < 0)
+	    conn_write(up->conn, line, (size_t)n) < 0)
 		return up_finish(up, UP_RES_FAILED, "cannot send %s", verb);
-	up->state = next;
-	conn_timeout(&up->conn, timeout, false);
+	up_enter(up, next);
+	conn_timeout(up->conn, timeout, false);
 	return 0;
 }
 
@@ -268,22 +306,22 @@ up_connect(struct upstream *up)
 	int r;
 
 	up_connecting(&up->dst);
-	r = conn_connect(&up->conn, (struct sockaddr *)&up->dst, up->dstlen,
+	r = conn_connect(up->conn, (struct sockaddr *)&up->dst, up->dstlen,
 	    up->p->mark, up->p->transparent_source ?
 	    (struct sockaddr *)&up->src : NULL, &up->mark_failed);
 	if (r == 0) {
 		/* The port is bound by connect(): remember it (loops). */
 		up->locallen = sizeof(up->local);
-		if (getsockname(up->conn.fd, (struct sockaddr *)&up->local,
+		if (getsockname(up->conn->fd, (struct sockaddr *)&up->local,
 		    &up->locallen) < 0)
 			up->locallen = 0;
 		ownport_set(up, true);
 	}
 	up_connecting(NULL);
 	if (r < 0)
-		return up_finish(up, UP_RES_FAILED, "%s", up->conn.errstr);
-	up->state = UP_CONNECT;
-	conn_timeout(&up->conn, up->p->connect_timeout, false);
+		return up_finish(up, UP_RES_FAILED, "%s", up->conn->errstr);
+	up_enter(up, UP_CONNECT);
+	conn_timeout(up->conn, up->p->connect_timeout, false);
 	return 0;
 }
 
@@ -308,7 +346,7 @@ static int
 up_tls_unavailable(struct upstream *up, enum policy_signal sig,
     const char *detail, bool reconnect)
 {
-	struct ev_loop *loop = up->conn.loop;
+	struct ev_loop *loop = up->conn->loop;
 	struct policy_out o;
 
 	snprintf(up->tls_error, sizeof(up->tls_error), "%s%s%s",
@@ -326,8 +364,8 @@ up_tls_unavailable(struct upstream *up, enum policy_signal sig,
 	 */
 	ownport_set(up, false);
 	up->locallen = 0;
-	conn_cleanup(&up->conn);
-	conn_init(&up->conn, loop, -1, up->p->bufmax, up_conn_cb, up);
+	conn_cleanup(up->conn);
+	conn_init(up->conn, loop, -1, up->p->bufmax, up_conn_cb, up);
 	free(up->greeting);
 	up->greeting = NULL;
 	up->greeting_len = 0;
@@ -360,10 +398,10 @@ up_injected(struct upstream *up)
 {
 	char b;
 
-	if (buf_len(&up->conn.in) > 0)
+	if (buf_len(&up->conn->in) > 0)
 		return true;
 	/* The server cannot speak TLS before our ClientHello. */
-	return recv(up->conn.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+	return recv(up->conn->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
 /* The server is ready for the client; record what we got. */
@@ -404,7 +442,7 @@ up_after_handshake(struct upstream *up)
 	size_t n;
 
 	up->tls = true;
-	tls_info_get(up->conn.ssl, &up->tls_info);
+	tls_info_get(up->conn->ssl, &up->tls_info);
 	t = (struct policy_tls){
 		.tls = true,
 		.version = up->tls_info.vnum,
@@ -434,7 +472,18 @@ up_on_reply(struct upstream *up, const char *r, size_t rlen, int code)
 	int cls = smtp_code_class(code);
 	SSL *ssl;
 
-	/* A 421 at any step reaches the client as the server said it. */
+	/*
+	 * A 421 at any step reaches the client as the server said it. To
+	 * STARTTLS it is a refusal of TLS as well (policy.md: alerted always;
+	 * blocked where TLS is required), though never a reason to reconnect
+	 * in plaintext: the server said it is closing.
+	 */
+	if (code == 421 && up->state == UP_STARTTLS) {
+		int rc = up_tls_unavailable(up, POLICY_SIG_STARTTLS_REFUSED,
+		    "421", false);
+		if (rc <= 0)
+			return rc;
+	}
 	if (code == 421 || (up->state == UP_GREETING && code != 220)) {
 		if (cls != 4 && cls != 5)
 			return up_finish(up, UP_RES_FAILED,
@@ -482,13 +531,14 @@ up_on_reply(struct upstream *up, const char *r, size_t rlen, int code)
 			    detail);
 		}
 		if (up_injected(up))
-			return up_finish(up, UP_RES_FAILED, "response-injection");
+			return up_finish(up, UP_RES_INJECTION,
+			    "response-injection");
 		if ((ssl = tls_upstream_new(up->p->ctx, up->p->sni,
 		    up->dst_key)) == NULL)
 			return up_finish(up, UP_RES_FAILED, "cannot create TLS state");
-		up->state = UP_HANDSHAKE;
-		conn_start_tls(&up->conn, ssl, false);
-		conn_timeout(&up->conn, up->p->tls_timeout, false);
+		up_enter(up, UP_HANDSHAKE);
+		conn_start_tls(up->conn, ssl, false);
+		conn_timeout(up->conn, up->p->tls_timeout, false);
 		return 0;
 	case UP_EHLO_TLS:
 		if (code == 250) {
@@ -497,6 +547,7 @@ up_on_reply(struct upstream *up, const char *r, size_t rlen, int code)
 		}
 		return up_finish(up, UP_RES_FAILED,
 		    "server rejected EHLO after STARTTLS (%d)", code);
+	case UP_IDLE:
 	case UP_CONNECT:
 	case UP_HANDSHAKE:
 	case UP_READY:
@@ -511,7 +562,7 @@ static int
 up_on_read(struct upstream *up)
 {
 	struct smtp_reply rep;
-	struct buf *in = &up->conn.in;
+	struct buf *in = &up->conn->in;
 
 	switch (smtp_reply_parse(buf_head(in), buf_len(in), up->p->max_line,
 	    up->p->max_lines, &rep)) {
@@ -553,12 +604,12 @@ up_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 {
 	struct upstream *up = arg;
 
-	(void)c;
+	assert(up->magic == UP_MAGIC && c == up->conn);
 	switch (ev) {
 	case CONN_EV_CONNECTED:
-		up->state = UP_GREETING;
-		conn_read(&up->conn, true);
-		conn_timeout(&up->conn, up->p->greeting_timeout, false);
+		up_enter(up, UP_GREETING);
+		conn_read(up->conn, true);
+		conn_timeout(up->conn, up->p->greeting_timeout, false);
 		return 0;
 	case CONN_EV_READ:
 		return up_on_read(up);
@@ -576,9 +627,9 @@ up_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 	case CONN_EV_ERROR:
 		if (up->state == UP_HANDSHAKE)
 			return up_reconnect_plain(up, POLICY_SIG_HANDSHAKE_FAILED,
-			    up->conn.errstr);
+			    up->conn->errstr);
 		return up_finish(up, UP_RES_FAILED, "%s in state %s",
-		    up->conn.errstr, up_state_str(up->state));
+		    up->conn->errstr, up_state_str(up->state));
 	case CONN_EV_TIMEOUT:
 		if (up->state == UP_HANDSHAKE)
 			return up_reconnect_plain(up, POLICY_SIG_HANDSHAKE_FAILED,
@@ -589,12 +640,22 @@ up_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 	return 0;
 }
 
-int
-up_start(struct upstream *up, struct ev_loop *loop, const struct up_params *p,
-    const struct policy_ctx *pol, const struct sockaddr *client,
-    const struct sockaddr *dst, socklen_t dstlen, up_done_cb done, void *arg)
+void
+up_init(struct upstream *up)
 {
 	memset(up, 0, sizeof(*up));
+	up->magic = UP_MAGIC;
+	up->state = UP_IDLE;
+}
+
+int
+up_start(struct upstream *up, struct conn *conn, struct ev_loop *loop,
+    const struct up_params *p, const struct policy_ctx *pol,
+    const struct sockaddr *client, const struct sockaddr *dst,
+    socklen_t dstlen, up_done_cb done, void *arg)
+{
+	up_init(up);
+	up->conn = conn;
 	up->p = p;
 	up->pol = *pol;
 	memcpy(&up->src, client, client->sa_family == AF_INET ?
@@ -613,16 +674,31 @@ up_start(struct upstream *up, struct ev_loop *loop, const struct up_params *p,
 		snprintf(up->dst_key, sizeof(up->dst_key), "%s:%u", a,
 		    port_of(&up->dst));
 	}
-	conn_init(&up->conn, loop, -1, p->bufmax, up_conn_cb, up);
+	conn_init(up->conn, loop, -1, p->bufmax, up_conn_cb, up);
 	return up_connect(up);
+}
+
+char *
+up_take_greeting(struct upstream *up, size_t *len)
+{
+	char *g = up->greeting;
+
+	assert(up->state == UP_READY);
+	*len = up->greeting_len;
+	up->greeting = NULL;
+	up->greeting_len = 0;
+	return g;
 }
 
 void
 up_cleanup(struct upstream *up)
 {
+	assert(up->magic == UP_MAGIC);
 	ownport_set(up, false);
 	up->locallen = 0;
-	conn_cleanup(&up->conn); /* idempotent */
+	if (up->state != UP_READY && up->state != UP_IDLE &&
+	    up->state != UP_DONE && up->conn != NULL)
+		conn_set_cb(up->conn, NULL, NULL); /* the loan ends here */
 	up->state = UP_DONE;
 	free(up->greeting);
 	free(up->reply);

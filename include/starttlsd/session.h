@@ -46,14 +46,25 @@ struct sess_env *sess_env_new(struct config *cfg, struct pin_store *pins,
 struct sess_env *sess_env_ref(struct sess_env *e);
 void sess_env_unref(struct sess_env *e);
 
+/* Why a connection is answered 421 at once instead of relayed. */
+enum sess_refuse {
+	SESS_ACCEPT,            /* relay it */
+	SESS_REFUSE_LOOP,       /* our own connection, or to ourselves: 4.4.6 */
+	SESS_REFUSE_NO_DST,     /* not redirected to us: no original destination */
+	SESS_REFUSE_SESSIONS,   /* max_sessions reached */
+	SESS_REFUSE_CLIENT,     /* max_sessions_per_client reached: 4.7.0 */
+};
+/* The session line's reason: "loop", "too many sessions", ... */
+const char *sess_refuse_str(enum sess_refuse r);
+
 /*
  * Take over an accepted client socket. dst is where the client was going
- * (ignored in smarthost mode). refuse: if not NULL, answer 421 and log
- * this reason instead of relaying (loop, limits, shutting down).
+ * (ignored in smarthost mode). refuse: unless SESS_ACCEPT, answer 421 and
+ * log why instead of relaying.
  */
 void sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
     const struct sockaddr *client, const struct sockaddr *dst,
-    socklen_t dstlen, const char *refuse);
+    socklen_t dstlen, enum sess_refuse refuse);
 
 /*
  * Counts shared by all workers (set up before they are forked): sessions
