@@ -21,6 +21,7 @@
 
 #include <openssl/err.h>
 
+#include "starttlsd/addr.h"
 #include "starttlsd/conn.h"
 
 #define CONN_READ_CHUNK 16384
@@ -739,15 +740,11 @@ conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t salen,
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (src != NULL) {
 		struct sockaddr_storage from;
-		socklen_t flen = src->sa_family == AF_INET ?
-		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+		socklen_t flen = addr_len(src);
 
 		/* The client's address, any port: the server sees the client. */
 		memcpy(&from, src, flen);
-		if (from.ss_family == AF_INET)
-			((struct sockaddr_in *)(void *)&from)->sin_port = 0;
-		else
-			((struct sockaddr_in6 *)(void *)&from)->sin6_port = 0;
+		addr_set_port(&from, 0);
 		if ((from.ss_family == AF_INET ?
 		    setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one)) :
 		    setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one))) < 0 ||

@@ -23,7 +23,7 @@
 #include "starttlsd/pinstore.h"
 #include "starttlsd/policy.h"
 #include "starttlsd/priv.h"
-#include "starttlsd/upstream.h"
+#include "starttlsd/ownport.h"
 #include "starttlsd/session.h"
 #include "starttlsd/tls.h"
 
@@ -567,7 +567,7 @@ worker_init(struct ev_loop *loop, size_t slot, int ctl_fd)
 	ev_timer_stop(loop, &g.respawn_timer);
 	g.intercepting = false;
 	sess_shared_use(slot);
-	up_ownports_use(slot);
+	ownport_use(slot);
 	ev_io_init(&g.ctl_watcher, ctl_cb, ctl_fd, EV_READ);
 	ev_io_start(loop, &g.ctl_watcher);
 	relay_setup(loop);
@@ -587,7 +587,7 @@ spawn_worker(struct ev_loop *loop)
 		return -1;
 	w->slot = (size_t)(w - g.workers);
 	sess_shared_reset(w->slot);
-	up_ownports_reset(w->slot);
+	ownport_reset(w->slot);
 	if (pipe2(ctl, O_CLOEXEC) < 0) {
 		log_msg(LOG_ERR, "worker", "pipe: %s", strerror(errno));
 		return -1;
@@ -673,7 +673,7 @@ child_cb(struct ev_loop *loop, ev_child *cw, int revents)
 		close(w->ctl);
 	w->ctl = -1;
 	sess_shared_reset(w->slot);
-	up_ownports_reset(w->slot);
+	ownport_reset(w->slot);
 	if (g.draining) {
 		if (workers_alive() == 0)
 			ev_break(loop, EVBREAK_ALL);
@@ -804,7 +804,7 @@ main(int argc, char **argv)
 	}
 
 	loop = ev_default_loop(EVFLAG_AUTO);
-	if (up_ownports_init(SHARED_SLOTS) < 0 ||
+	if (ownport_init(SHARED_SLOTS) < 0 ||
 	    sess_shared_init(SHARED_SLOTS) < 0) {
 		intercept_remove();
 		log_fatal("shared memory: %s", strerror(errno));

@@ -25,17 +25,20 @@
 
 #include <openssl/rand.h>
 
+#include "starttlsd/addr.h"
 #include "starttlsd/hash.h"
 #include "starttlsd/log.h"
 #include "starttlsd/tls.h"
 #include "starttlsd/session.h"
 #include "starttlsd/smtp.h"
+#include "starttlsd/txn.h"
 
 #define SESS_MAX_INFLIGHT 128
 #define SESS_BODY_MIN 1024 /* message bytes per client_timeout, at least */
 #define SESS_LINGER 5 /* seconds a finished session waits for the client to close */
 
 enum sess_phase {
+	SP_START,      /* accepted, nothing decided yet */
 	SP_UPSTREAM,   /* negotiating the server leg; the client waits */
 	SP_RELAY,
 	SP_CLIENT_TLS, /* handshake on the LAN leg */
@@ -98,16 +101,7 @@ struct pend {
 	uint8_t gen;   /* end of a message: its transaction */
 };
 
-#define SESS_TXN_SLOTS 32 /* recipient domains remembered, for two messages */
 #define SESS_ALERTED 8      /* domains alerted once per session */
-
-/* A recipient domain of the current transaction, for learning pins. */
-struct txn_dom {
-	char name[256];
-	bool used;
-	bool accepted;
-	uint8_t gen;   /* the transaction it belongs to */
-};
 
 /*
  * What a leg's timer waits for. Deadlines (a command, a reply) are not
@@ -166,16 +160,7 @@ struct session {
 	struct sockaddr_storage dst;
 	struct sockaddr_storage client_addr;
 	unsigned errors;           /* 4xx/5xx replies the client got */
-	unsigned rcpts;            /* RCPTs in this transaction */
-	/*
-	 * Recipient domains by transaction: the current one, and the message
-	 * whose final reply is still to come (clients pipeline MAIL after ".").
-	 */
-	struct txn_dom *txn;       /* SESS_TXN_SLOTS, allocated on first RCPT */
-	uint8_t txn_gen;
-	bool msg_pending;
-	uint8_t msg_gen;
-	unsigned rcpt_forwarded, rcpt_blocked;
+	struct txn txn;            /* the mail transaction, as we see it */
 	uint32_t alerted[SESS_ALERTED];
 	size_t nalerted;
 	unsigned alerts;
@@ -196,212 +181,52 @@ static bool sess_draining;
 
 static int sess_pump(struct session *s);
 
+static const char *
+sess_phase_str(enum sess_phase p)
+{
+	switch (p) {
+	case SP_START: return "start";
+	case SP_UPSTREAM: return "upstream";
+	case SP_RELAY: return "relay";
+	case SP_CLIENT_TLS: return "client-tls";
+	case SP_CLOSING: return "closing";
+	}
+	return "unknown";
+}
+
+/* May a session go from one phase to the other? */
+static bool
+sess_step_ok(enum sess_phase from, enum sess_phase to)
+{
+	switch (to) {
+	case SP_START: return false;
+	case SP_UPSTREAM: return from == SP_START;
+	case SP_RELAY: return from == SP_UPSTREAM || from == SP_CLIENT_TLS;
+	case SP_CLIENT_TLS: return from == SP_RELAY;
+	case SP_CLOSING: return from != SP_CLOSING;
+	}
+	return false;
+}
+
+/* The one place the phase changes. */
+static void
+sess_enter(struct session *s, enum sess_phase next)
+{
+	if (!sess_step_ok(s->phase, next)) {
+		log_msg(LOG_CRIT, "error", "session %s: phase %s -> %s",
+		    s->id, sess_phase_str(s->phase), sess_phase_str(next));
+		assert(!"session phase transition");
+	}
+	s->phase = next;
+}
+
 static const char drain_reply[] =
     "421 4.3.2 starttlsd: shutting down, try again later\r\n";
-
-/* ---- env ------------------------------------------------------------------ */
-
-/* Turn a validated config into what sessions share. Takes cfg over. */
-struct sess_env *
-sess_env_new(struct config *cfg, struct pin_store *pins, char *err,
-    size_t errlen)
-{
-	struct sess_env *e = calloc(1, sizeof(*e));
-
-	if (e == NULL) {
-		snprintf(err, errlen, "out of memory");
-		config_free(cfg);
-		return NULL;
-	}
-	e->refs = 1;
-	e->cfg = *cfg;
-	memset(cfg, 0, sizeof(*cfg));
-	if ((e->up_ctx = tls_upstream_ctx_new(&e->cfg, err, errlen)) == NULL)
-		goto fail;
-	if (e->cfg.client_cert != NULL &&
-	    (e->client_ctx = tls_client_ctx_new(&e->cfg, err, errlen)) == NULL)
-		goto fail;
-	if (e->cfg.upstream != NULL) {
-		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
-		char port[8];
-		unsigned p;
-		int r;
-
-		config_split_hostport(e->cfg.upstream, e->upstream_host,
-		    sizeof(e->upstream_host), &p);
-		snprintf(port, sizeof(port), "%u", p);
-		if ((r = getaddrinfo(e->upstream_host, port, &hints, &res)) != 0) {
-			snprintf(err, errlen, "upstream: %s: %s", e->cfg.upstream,
-			    gai_strerror(r));
-			goto fail;
-		}
-		memcpy(&e->upstream_addr, res->ai_addr, res->ai_addrlen);
-		e->upstream_len = res->ai_addrlen;
-		freeaddrinfo(res);
-	}
-	e->mode = strcmp(e->cfg.mode, "enforce") == 0 ? POLICY_ENFORCE :
-	    POLICY_MONITOR;
-	if (e->cfg.policy_file != NULL &&
-	    policy_load(e->cfg.policy_file, &e->policy, err, errlen) < 0) {
-		char tmp[512];
-		snprintf(tmp, sizeof(tmp), "policy_file: %s", err);
-		snprintf(err, errlen, "%s", tmp);
-		goto fail;
-	}
-	e->pins = pins;
-	e->up = (struct up_params){
-		.helo_name = e->cfg.helo_name,
-		.ctx = e->up_ctx,
-		.sni = NULL,
-		.mark = e->cfg.upstream_mark,
-		.transparent_source = e->cfg.transparent_source,
-		.connect_timeout = e->cfg.connect_timeout,
-		.greeting_timeout = e->cfg.greeting_timeout,
-		.reply_timeout = e->cfg.reply_timeout,
-		.tls_timeout = e->cfg.tls_timeout,
-		.max_line = e->cfg.max_line_length,
-		.max_lines = e->cfg.max_reply_lines,
-		.bufmax = e->cfg.buffer_size,
-	};
-	/* A smarthost given by name gets SNI and a name check (recorded). */
-	if (e->upstream_len > 0) {
-		struct sockaddr_storage tmp;
-		socklen_t tl;
-		char probe[300];
-		snprintf(probe, sizeof(probe), "%s", e->cfg.upstream);
-		if (config_parse_addr(probe, &tmp, &tl) < 0)
-			e->up.sni = e->upstream_host;
-	}
-	return e;
-fail:
-	sess_env_unref(e);
-	return NULL;
-}
-
-struct sess_env *
-sess_env_ref(struct sess_env *e)
-{
-	e->refs++;
-	return e;
-}
-
-void
-sess_env_unref(struct sess_env *e)
-{
-	if (e == NULL || --e->refs > 0)
-		return;
-	SSL_CTX_free(e->up_ctx);
-	SSL_CTX_free(e->client_ctx);
-	policy_free(&e->policy);
-	config_free(&e->cfg);
-	free(e);
-}
-
-/*
- * Session counts all workers share (max_sessions, max_sessions_per_client):
- * a total and a count per client-address bucket. Two clients that share a
- * bucket share its count, which can only make the limit stricter.
- */
-struct sess_shared {
-	uint32_t total;
-	uint16_t per_client[65536];
-};
-/*
- * One slot per worker, so that the counts of a worker that died (even by
- * SIGKILL) can be dropped whole by the master. Readers add the slots up.
- */
-static struct sess_shared sess_shared_local[1];
-static struct sess_shared *sess_shared = sess_shared_local;
-static size_t sess_nslots = 1, sess_slot;
-
-int
-sess_shared_init(size_t nslots)
-{
-	void *p = mmap(NULL, nslots * sizeof(struct sess_shared),
-	    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED)
-		return -1;
-	sess_shared = p;
-	sess_nslots = nslots;
-	return 0;
-}
-
-void
-sess_shared_use(size_t slot)
-{
-	sess_slot = slot < sess_nslots ? slot : 0;
-}
-
-void
-sess_shared_reset(size_t slot)
-{
-	if (slot < sess_nslots && sess_shared != sess_shared_local)
-		memset(&sess_shared[slot], 0, sizeof(sess_shared[slot]));
-}
-
-static size_t
-client_bucket(const struct sockaddr_storage *peer)
-{
-	uint32_t h = fnv1a_addr(FNV1A_INIT, peer, 0);
-
-	return (h ^ (h >> 16)) & 0xffff;
-}
-
-static void
-sess_counted(struct session *s, int delta)
-{
-	struct sess_shared *sh = &sess_shared[sess_slot];
-
-	__atomic_add_fetch(&sh->total, (uint32_t)delta, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&sh->per_client[client_bucket(&s->client_addr)],
-	    (uint16_t)delta, __ATOMIC_RELAXED);
-}
-
-unsigned
-sess_count_client(const struct sockaddr_storage *peer)
-{
-	size_t b = client_bucket(peer);
-	unsigned n = 0;
-
-	for (size_t i = 0; i < sess_nslots; i++)
-		n += __atomic_load_n(&sess_shared[i].per_client[b],
-		    __ATOMIC_RELAXED);
-	return n;
-}
-
-unsigned
-sess_count_all(void)
-{
-	unsigned n = 0;
-
-	for (size_t i = 0; i < sess_nslots; i++)
-		n += __atomic_load_n(&sess_shared[i].total, __ATOMIC_RELAXED);
-	return n;
-}
 
 unsigned
 sess_count(void)
 {
 	return sess_live;
-}
-
-void
-sess_addr_str(const struct sockaddr *sa, char *out, size_t cap)
-{
-	char a[INET6_ADDRSTRLEN];
-
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const void *)sa;
-		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
-		snprintf(out, cap, "[%s]:%u", a, ntohs(s6->sin6_port));
-	} else if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const void *)sa;
-		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
-		snprintf(out, cap, "%s:%u", a, ntohs(s4->sin_port));
-	} else {
-		snprintf(out, cap, "unknown");
-	}
 }
 
 /* ---- teardown --------------------------------------------------------------- */
@@ -463,8 +288,8 @@ sess_close(struct session *s)
 {
 	sess_log(s);
 	if (s->counted)
-		sess_counted(s, -1);
-	free(s->txn);
+		sess_shared_add(&s->client_addr, -1);
+	txn_free(&s->txn);
 	conn_cleanup(&s->client);
 	up_cleanup(&s->up);
 	conn_cleanup(&s->server);
@@ -509,7 +334,7 @@ sess_finish(struct session *s, const char *reason, const char *last_reply)
 	sess_reason(s, reason);
 	if (s->phase == SP_CLOSING)
 		return 0;
-	s->phase = SP_CLOSING;
+	sess_enter(s, SP_CLOSING);
 	conn_cork(&s->client, false);
 	up_cleanup(&s->up);
 	conn_cleanup(&s->server);
@@ -640,63 +465,6 @@ sess_policy_ctx(struct session *s, const struct policy_rule *rule,
 	}
 }
 
-/* Free the slots of transaction gen. */
-static void
-sess_txn_free(struct session *s, uint8_t gen)
-{
-	for (size_t i = 0; s->txn != NULL && i < SESS_TXN_SLOTS; i++)
-		if (s->txn[i].used && s->txn[i].gen == gen)
-			s->txn[i].used = false;
-}
-
-/* MAIL or RSET: a new transaction. */
-static void
-sess_txn_new(struct session *s)
-{
-	s->rcpts = 0;
-	if (!s->msg_pending || s->msg_gen != s->txn_gen)
-		sess_txn_free(s, s->txn_gen);
-	s->txn_gen++;
-	s->rcpt_forwarded = s->rcpt_blocked = 0;
-}
-
-/* The end of a message was sent: its reply will settle its domains. */
-static uint8_t
-sess_txn_sent(struct session *s)
-{
-	s->msg_pending = true;
-	s->msg_gen = s->txn_gen;
-	s->rcpts = 0;
-	s->rcpt_forwarded = s->rcpt_blocked = 0;
-	return s->txn_gen;
-}
-
-/* The slot for a recipient domain of the current transaction (1-based). */
-static uint8_t
-sess_txn_slot(struct session *s, const char *domain)
-{
-	size_t free_slot = SESS_TXN_SLOTS;
-
-	if (s->txn == NULL &&
-	    (s->txn = calloc(SESS_TXN_SLOTS, sizeof(*s->txn))) == NULL)
-		return 0;
-	for (size_t i = 0; i < SESS_TXN_SLOTS; i++) {
-		if (!s->txn[i].used) {
-			if (free_slot == SESS_TXN_SLOTS)
-				free_slot = i;
-			continue;
-		}
-		if (s->txn[i].gen == s->txn_gen &&
-		    strcmp(s->txn[i].name, domain) == 0)
-			return (uint8_t)(i + 1);
-	}
-	if (free_slot == SESS_TXN_SLOTS)
-		return 0; /* more domains than we remember: not pinned, fine */
-	s->txn[free_slot] = (struct txn_dom){ .used = true, .gen = s->txn_gen };
-	snprintf(s->txn[free_slot].name, sizeof(s->txn[0].name), "%s", domain);
-	return (uint8_t)(free_slot + 1);
-}
-
 static bool
 sess_alerted_once(struct session *s, const char *domain)
 {
@@ -744,24 +512,15 @@ sess_rcpt_policy(struct session *s, const char *domain)
 	return o.block;
 }
 
-/*
- * The final reply to message gen: if accepted over TLS, its recipients'
- * domains are pinned. Either way its slots are done.
- */
+/* A domain of an accepted message: over TLS, it is pinned to this address. */
 static void
-sess_message_done(struct session *s, uint8_t gen, bool accepted)
+sess_learn_domain(const char *domain, void *arg)
 {
-	for (size_t i = 0; s->txn != NULL && i < SESS_TXN_SLOTS; i++) {
-		struct txn_dom *t = &s->txn[i];
-		if (!t->used || t->gen != gen)
-			continue;
-		if (accepted && t->accepted && s->up.tls && s->env->pins != NULL)
-			pin_note_domain(s->env->pins, t->name, strlen(t->name),
-			    (struct sockaddr *)&s->dst, sess_now(s));
-		t->used = false;
-	}
-	if (s->msg_pending && s->msg_gen == gen)
-		s->msg_pending = false;
+	struct session *s = arg;
+
+	if (s->up.tls && s->env->pins != NULL)
+		pin_note_domain(s->env->pins, domain, strlen(domain),
+		    (struct sockaddr *)&s->dst, sess_now(s));
 }
 
 /* ---- the reply queue ---------------------------------------------------------- */
@@ -805,7 +564,7 @@ q_push(struct session *s, enum smtp_verb verb, enum local_reply local,
 static void
 q_push_end(struct session *s, enum smtp_verb verb, uint8_t flags)
 {
-	uint8_t gen = sess_txn_sent(s);
+	uint8_t gen = txn_sent(&s->txn);
 
 	q_push(s, verb, LR_NONE, flags);
 	s->q[(s->qhead + s->qlen - 1) % SESS_MAX_INFLIGHT].gen = gen;
@@ -849,7 +608,7 @@ sess_client_starttls(struct session *s)
 		sess_attack(s, "command-injection", "discarded",
 		    "bytes pipelined after the client's STARTTLS");
 	}
-	s->phase = SP_CLIENT_TLS;
+	sess_enter(s, SP_CLIENT_TLS);
 	conn_start_tls(&s->client, ssl, true);
 	return 0;
 }
@@ -969,14 +728,13 @@ sess_relay_replies(struct session *s)
 		}
 		if (cur.verb == SMTP_V_AUTH && rep.code == 334)
 			s->mode = CM_AUTH;
-		if (cur.rcpt != 0 && s->txn != NULL &&
-		    smtp_code_class(rep.code) == 2)
-			s->txn[cur.rcpt - 1].accepted = true;
+		if (smtp_code_class(rep.code) == 2)
+			txn_accepted(&s->txn, cur.rcpt);
 		if (cur.flags & (P_DATA_END | P_BDAT_LAST)) {
 			bool ok = smtp_code_class(rep.code) == 2;
 			if (ok)
 				s->msgs++;
-			sess_message_done(s, cur.gen, ok);
+			txn_done(&s->txn, cur.gen, ok, sess_learn_domain, s);
 		}
 		if (cur.verb == SMTP_V_QUIT)
 			return sess_finish(s, "quit", NULL);
@@ -1026,22 +784,22 @@ static int
 sess_rcpt(struct session *s, const struct smtp_cmd *cmd, const char *line,
     size_t n)
 {
-	char domain[256];
+	char domain[TXN_DOMAIN_MAX];
 	uint8_t idx = 0;
 
-	if (++s->rcpts > s->env->cfg.max_recipients) {
+	if (++s->txn.rcpts > s->env->cfg.max_recipients) {
 		q_push(s, SMTP_V_RCPT, LR_TOO_MANY_RCPT, 0);
 		return 0;
 	}
 	if (smtp_rcpt_domain(cmd->arg, cmd->arg_len, domain, sizeof(domain))) {
 		if (sess_rcpt_policy(s, domain)) {
-			s->rcpt_blocked++;
+			s->txn.rcpt_blocked++;
 			q_push(s, SMTP_V_RCPT, LR_RCPT_TLS, 0);
 			return 0;
 		}
-		idx = sess_txn_slot(s, domain);
+		idx = txn_slot(&s->txn, domain);
 	}
-	s->rcpt_forwarded++;
+	s->txn.rcpt_forwarded++;
 	sess_forward(s, line, n);
 	q_push_rcpt(s, SMTP_V_RCPT, LR_NONE, 0, idx);
 	return 0;
@@ -1075,7 +833,7 @@ sess_command(struct session *s, const char *line, size_t n)
 			return 0;
 		}
 		if (!s->chunking ||
-		    (s->rcpt_forwarded == 0 && s->rcpt_blocked > 0)) {
+		    txn_all_refused(&s->txn)) {
 			/*
 			 * Refused here, and its chunk dropped here: neither
 			 * reaches the server (RFC 3030 4.2: a refused BDAT's
@@ -1108,12 +866,12 @@ sess_command(struct session *s, const char *line, size_t n)
 		return sess_rcpt(s, &cmd, line, n);
 	case SMTP_V_MAIL:
 	case SMTP_V_RSET:
-		sess_txn_new(s);
+		txn_new(&s->txn);
 		sess_forward(s, line, n);
 		q_push(s, cmd.verb, LR_NONE, 0);
 		return 0;
 	case SMTP_V_DATA:
-		if (s->rcpt_forwarded == 0 && s->rcpt_blocked > 0) {
+		if (txn_all_refused(&s->txn)) {
 			/* Every recipient was refused by policy: no DATA. */
 			q_push(s, cmd.verb, LR_DATA_NO_RCPT, 0);
 			return 0;
@@ -1422,7 +1180,7 @@ sess_client_cb(struct conn *c, enum conn_event ev, void *arg)
 	case CONN_EV_TLS_DONE:
 		s->client_tls = true;
 		tls_info_get(s->client.ssl, &s->client_tls_info);
-		s->phase = SP_RELAY;
+		sess_enter(s, SP_RELAY);
 		conn_read(&s->client, true);
 		return sess_pump(s);
 	case CONN_EV_CONNECTED:
@@ -1481,7 +1239,7 @@ sess_up_done(struct upstream *up, enum up_result res, void *arg)
 		if (sess_draining)
 			return sess_finish(s, "shutdown", drain_reply);
 		s->relayed = true;
-		s->phase = SP_RELAY;
+		sess_enter(s, SP_RELAY);
 		conn_set_cb(&s->server, sess_up_cb, s);
 		greeting = up_take_greeting(up, &glen);
 		conn_write(&s->client, greeting, glen);
@@ -1555,14 +1313,13 @@ sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
 	RAND_bytes(rnd, sizeof(rnd));
 	for (size_t i = 0; i < sizeof(rnd); i++)
 		snprintf(s->id + 2 * i, 3, "%02x", rnd[i]);
-	sess_addr_str(client, s->client_str, sizeof(s->client_str));
-	memcpy(&s->client_addr, client, client->sa_family == AF_INET ?
-	    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+	addr_str(client, s->client_str, sizeof(s->client_str));
+	memcpy(&s->client_addr, client, addr_len(client));
 	if (env->upstream_len > 0) {
 		dst = (const struct sockaddr *)&env->upstream_addr;
 		dstlen = env->upstream_len;
 	}
-	sess_addr_str(dst, s->dst_str, sizeof(s->dst_str));
+	addr_str(dst, s->dst_str, sizeof(s->dst_str));
 	memcpy(&s->dst, dst, dstlen < sizeof(s->dst) ? dstlen : sizeof(s->dst));
 	s->magic = SESS_MAGIC;
 	conn_init(&s->client, loop, fd, env->cfg.buffer_size, sess_client_cb, s);
@@ -1584,9 +1341,9 @@ sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
 		sess_finish(s, sess_refuse_str(refuse), r);
 		return;
 	}
-	s->phase = SP_UPSTREAM;
+	sess_enter(s, SP_UPSTREAM);
 	s->counted = true;
-	sess_counted(s, +1);
+	sess_shared_add(&s->client_addr, +1);
 	/* Watch the client for an early close; its bytes wait in the buffer. */
 	conn_read(&s->client, true);
 	{

@@ -132,34 +132,6 @@ char *up_take_greeting(struct upstream *up, size_t *len);
  */
 void up_cleanup(struct upstream *up);
 
-/*
- * Loop detection across worker processes: a table in shared memory (set
- * up once, before the workers are forked) of the local ports of our
- * upstream connections, each with a hash of where it goes. A connection
- * accepted from a local port in the table, going to that destination, is
- * our own upstream connection redirected back to us.
- */
-int up_ownports_init(size_t nslots);
-/* In a worker: its slot (see sess_shared_use). In the master: reap/spawn. */
-void up_ownports_use(size_t slot);
-void up_ownports_reset(size_t slot);
-/*
- * Waits only while another worker is inside connect() towards dst (the
- * looped connection can be accepted before that worker has published its
- * port): a few system calls' time, unless that worker is descheduled, as
- * happens under load or valgrind. The bound is for a worker stuck there;
- * a dead one's slot is reset by the master.
- */
-#define UP_OWNPORT_WAIT 0.5
-bool up_is_own(const struct sockaddr_storage *peer,
-    const struct sockaddr_storage *dst);
-/* What up_start does with them (public for the tests): */
-/* publish (on) or withdraw our connection local → dst, for this slot; */
-void up_ownport_publish(const struct sockaddr_storage *local,
-    const struct sockaddr_storage *dst, bool on);
-/* "a connect() towards dst is in flight in this slot" (NULL: over). */
-void up_connecting(const struct sockaddr_storage *dst);
-
 const char *up_state_str(enum up_state s);
 const char *up_action_str(enum up_action a);
 
