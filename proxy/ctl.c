@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "starttlsd/metrics.h"
 #include "starttlsd/pinstore.h"
 
 #define CTL_STATE_DIR "/var/lib/starttlsd"
@@ -48,6 +49,9 @@ usage(FILE *fp)
 "  import FILE|-   add the pins of such an array (from FILE, or - for\n"
 "                  standard input), replacing pins with the same key; the\n"
 "                  whole file is checked before anything is written\n"
+"  stats           the running daemon's counters in the Prometheus text\n"
+"                  format (docs/metrics.md), from STATE_DIR/metrics: for\n"
+"                  node_exporter's textfile collector, or a quick look\n"
 "\n"
 "KEY is an IP address (198.51.100.25, 2001:db8::25), a domain\n"
 "(example.net), or a key as listed (ip:198.51.100.25, domain:example.net).\n"
@@ -114,6 +118,54 @@ hex(const uint8_t *b, size_t n, char *out)
 		out[2 * i + 1] = digits[b[i] & 15];
 	}
 	out[2 * n] = '\0';
+}
+
+static int
+count_pin(const struct pin *p, void *arg)
+{
+	(void)p;
+	++*(long long *)arg;
+	return 0;
+}
+
+/* stats: the daemon's shared counters, as its metrics endpoint serves them. */
+static int
+cmd_stats(void)
+{
+	char path[4096], err[600];
+	char *out = malloc(METRICS_TEXT_MAX);
+	long long pins = 0;
+	struct pin_store *ps;
+	long n;
+
+	if (out == NULL) {
+		fprintf(stderr, "starttlsctl: out of memory\n");
+		return 3;
+	}
+	if ((size_t)snprintf(path, sizeof(path), "%s/metrics", opt.state_dir) >=
+	    sizeof(path)) {
+		free(out);
+		return usage_error("--state-dir: too long");
+	}
+	/* The pins gauge: what the store holds now (quietly left out if it cannot). */
+	ps = pin_open(opt.state_dir, true, opt.expire_secs, err, sizeof(err));
+	if (ps == NULL || pin_foreach(ps, (int64_t)time(NULL), count_pin, &pins,
+	    err, sizeof(err)) < 0)
+		pins = -1;
+	if (ps != NULL)
+		pin_close(ps);
+	n = metrics_render_file(path, out, METRICS_TEXT_MAX, pins, err,
+	    sizeof(err));
+	if (n < 0) {
+		fprintf(stderr, "starttlsctl: %s (is starttlsd running with "
+		    "this state_dir?)\n", err);
+		free(out);
+		return 3;
+	}
+	n = fwrite(out, 1, (size_t)n, stdout) == (size_t)n && fflush(stdout) == 0 ?
+	    0 : 3;
+	free(out);
+	return (int)n;
 }
 
 static struct pin_store *
@@ -668,6 +720,11 @@ main(int argc, char **argv)
 		if (cmd[0] == 'f')
 			return cmd_forget(argv[0]);
 		return cmd_import(argv[0]);
+	}
+	if (strcmp(cmd, "stats") == 0) {
+		if (argc != 0)
+			return usage_error("stats: %s: takes no arguments", argv[0]);
+		return cmd_stats();
 	}
 	return usage_error("%s: unknown command", cmd);
 }

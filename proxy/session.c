@@ -28,6 +28,7 @@
 #include "starttlsd/addr.h"
 #include "starttlsd/hash.h"
 #include "starttlsd/log.h"
+#include "starttlsd/metrics.h"
 #include "starttlsd/tls.h"
 #include "starttlsd/session.h"
 #include "starttlsd/smtp.h"
@@ -102,6 +103,22 @@ struct pend {
 };
 
 #define SESS_ALERTED 8      /* domains alerted once per session */
+#define SESS_RDOM_CHARS 400 /* rcpt_domains on the session line, at most */
+#define SESS_RDOM_SEEN 32   /* distinct recipient domains told apart */
+
+/*
+ * The distinct recipient domains the server accepted a RCPT of, for the
+ * session line (rcpt_domains, rcpt_domains_omitted). Allocated at the
+ * first accepted RCPT.
+ */
+struct sess_rdoms {
+	char list[SESS_RDOM_CHARS]; /* "a.example,b.example" */
+	size_t len;
+	uint32_t seen[SESS_RDOM_SEEN];
+	unsigned nseen;
+	unsigned omitted;           /* did not fit the list, or past SEEN */
+	unsigned beyond;            /* past SEEN (repeats not told apart) */
+};
 
 /*
  * What a leg's timer waits for. Deadlines (a command, a reply) are not
@@ -161,6 +178,7 @@ struct session {
 	struct sockaddr_storage client_addr;
 	unsigned errors;           /* 4xx/5xx replies the client got */
 	struct txn txn;            /* the mail transaction, as we see it */
+	struct sess_rdoms *rdoms;  /* NULL until a RCPT is accepted */
 	uint32_t alerted[SESS_ALERTED];
 	size_t nalerted;
 	unsigned alerts;
@@ -241,6 +259,74 @@ sess_action(const struct session *s)
 	return up_action_str(s->up.action);
 }
 
+/* A recipient domain the server accepted: on the session line, once. */
+static void
+sess_rdom_note(struct session *s, const char *domain)
+{
+	struct sess_rdoms *r;
+	uint32_t h;
+	size_t n;
+
+	if (domain == NULL)
+		return;
+	if (s->rdoms == NULL && (s->rdoms = calloc(1, sizeof(*s->rdoms))) == NULL)
+		return;
+	r = s->rdoms;
+	h = fnv1a_str(FNV1A_INIT, domain);
+	for (unsigned i = 0; i < r->nseen; i++)
+		if (r->seen[i] == h)
+			return;
+	if (r->nseen == SESS_RDOM_SEEN) {
+		r->omitted++; /* at least: past SEEN, repeats are not told apart */
+		r->beyond++;
+		return;
+	}
+	r->seen[r->nseen++] = h;
+	n = strlen(domain);
+	if (r->len + n + 1 >= sizeof(r->list)) {
+		r->omitted++;
+		return;
+	}
+	if (r->len > 0)
+		r->list[r->len++] = ',';
+	memcpy(r->list + r->len, domain, n + 1);
+	r->len += n;
+}
+
+static enum m_action
+sess_m_action(const struct session *s)
+{
+	if (s->blocked)
+		return M_BLOCKED;
+	if (!s->relayed)
+		return M_REFUSED;
+	switch (s->up.action) {
+	case UP_ACT_UPGRADED: return M_UPGRADED;
+	case UP_ACT_PLAINTEXT: return M_PLAINTEXT;
+	case UP_ACT_FALLBACK: return M_FALLBACK;
+	case UP_ACT_NONE: break;
+	}
+	return M_REFUSED;
+}
+
+/* The session's counters, once, at its end. */
+static void
+sess_metrics(const struct session *s)
+{
+	struct m_session m = {
+		.action = sess_m_action(s),
+		.tls = s->up.tls ? m_tlsv_of(s->up.tls_info.version) : M_TLS_NONE,
+		.msgs = s->msgs,
+		.bytes_up = s->client.bytes_read,
+		.bytes_down = s->client.bytes_written,
+		.duration = ev_now(s->loop) - s->start,
+		.tls_error = s->up.tls_sig,
+		.rcpt_domains = s->rdoms ? s->rdoms->nseen + s->rdoms->beyond : 0,
+	};
+
+	metrics_session(&m);
+}
+
 static void
 sess_log(struct session *s)
 {
@@ -279,7 +365,13 @@ sess_log(struct session *s)
 	log_int(&l, "duration_ms",
 	    (long long)((ev_now(s->loop) - s->start) * 1000.0));
 	log_str(&l, "reason", s->reason[0] ? s->reason : "unknown");
+	/* Client-chosen values last (regex readers anchor on the keys above). */
+	if (s->rdoms != NULL && s->rdoms->len > 0)
+		log_str(&l, "rcpt_domains", s->rdoms->list);
+	if (s->rdoms != NULL && s->rdoms->omitted > 0)
+		log_u64(&l, "rcpt_domains_omitted", s->rdoms->omitted);
 	log_emit(&l, s->prio);
+	sess_metrics(s);
 }
 
 /* The one teardown path. Always returns -1: s is gone. */
@@ -287,9 +379,12 @@ static int
 sess_close(struct session *s)
 {
 	sess_log(s);
-	if (s->counted)
+	if (s->counted) {
 		sess_shared_add(&s->client_addr, -1);
+		metrics_session_open(-1);
+	}
 	txn_free(&s->txn);
+	free(s->rdoms);
 	conn_cleanup(&s->client);
 	up_cleanup(&s->up);
 	conn_cleanup(&s->server);
@@ -413,13 +508,13 @@ sess_alert(struct session *s, const struct policy_out *o, const char *domain,
 	log_str(&l, "action", o->block ? "blocked" : "allowed");
 	log_str(&l, "tlsrpt", rpt ? rpt : "none");
 	log_emit(&l, o->prio);
+	metrics_downgrade(o->sig, o->block);
 	sess_raise(s, o->prio);
 }
 
 /* event=attack: an attempt on the protocol itself, defeated. */
 static void
-sess_attack(struct session *s, const char *signal, const char *action,
-    const char *detail)
+sess_attack(struct session *s, enum m_attack atk, const char *detail)
 {
 	struct logline l;
 
@@ -428,9 +523,10 @@ sess_attack(struct session *s, const char *signal, const char *action,
 	log_str(&l, "id", s->id);
 	log_str(&l, "client", s->client_str);
 	log_str(&l, "dst", s->dst_str);
-	log_str(&l, "signal", signal);
+	log_str(&l, "signal", m_attack_str(atk));
 	log_str(&l, "detail", detail);
-	log_str(&l, "action", action);
+	log_str(&l, "action", m_attack_action_str(atk));
+	metrics_attack(atk);
 	log_emit(&l, LOG_WARNING);
 	sess_raise(s, LOG_WARNING);
 }
@@ -461,6 +557,7 @@ sess_policy_ctx(struct session *s, const struct policy_rule *rule,
 	default:
 		/* The store is broken: relay on, opportunistically, and say so. */
 		log_msg(LOG_ERR, "pinstore", "read %s: %s", key, err);
+		metrics_pinstore_error(M_PIN_READ);
 		break;
 	}
 }
@@ -605,7 +702,7 @@ sess_client_starttls(struct session *s)
 	if (buf_len(&s->client.in) > 0) {
 		/* Command injection after STARTTLS (CVE-2011-0411 class). */
 		s->client_injection = true;
-		sess_attack(s, "command-injection", "discarded",
+		sess_attack(s, M_ATK_COMMAND_INJECTION,
 		    "bytes pipelined after the client's STARTTLS");
 	}
 	sess_enter(s, SP_CLIENT_TLS);
@@ -728,8 +825,10 @@ sess_relay_replies(struct session *s)
 		}
 		if (cur.verb == SMTP_V_AUTH && rep.code == 334)
 			s->mode = CM_AUTH;
-		if (smtp_code_class(rep.code) == 2)
+		if (smtp_code_class(rep.code) == 2 && cur.rcpt != 0) {
 			txn_accepted(&s->txn, cur.rcpt);
+			sess_rdom_note(s, txn_domain(&s->txn, cur.rcpt));
+		}
 		if (cur.flags & (P_DATA_END | P_BDAT_LAST)) {
 			bool ok = smtp_code_class(rep.code) == 2;
 			if (ok)
@@ -772,7 +871,7 @@ sess_forward(struct session *s, const char *p, size_t n)
 static int
 sess_smuggling(struct session *s)
 {
-	sess_attack(s, "smtp-smuggling", "blocked",
+	sess_attack(s, M_ATK_SMTP_SMUGGLING,
 	    "ambiguous end of data (bare CR or LF around a '.' line, or NUL)");
 	return sess_finish(s, "smtp-smuggling",
 	    "554 5.5.2 starttlsd: message refused: bare CR or LF around a "
@@ -841,7 +940,7 @@ sess_command(struct session *s, const char *line, size_t n)
 			 */
 			if (!s->chunking && !s->bdat_alerted) {
 				s->bdat_alerted = true;
-				sess_attack(s, "bdat-not-offered", "refused",
+				sess_attack(s, M_ATK_BDAT_NOT_OFFERED,
 				    "BDAT to a server that did not offer CHUNKING");
 			}
 			q_push(s, cmd.verb, s->chunking ? LR_BDAT_NO_RCPT :
@@ -1263,7 +1362,7 @@ sess_up_done(struct upstream *up, enum up_result res, void *arg)
 		return sess_finish(s, up->reason, r);
 	case UP_RES_INJECTION:
 		sess_raise(s, LOG_WARNING);
-		sess_attack(s, "response-injection", "blocked",
+		sess_attack(s, M_ATK_RESPONSE_INJECTION,
 		    "bytes after the server's 220 to STARTTLS");
 		snprintf(r, sizeof(r), "421 4.7.0 starttlsd: %s: "
 		    "STARTTLS response injection, session aborted\r\n",
@@ -1344,6 +1443,7 @@ sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
 	sess_enter(s, SP_UPSTREAM);
 	s->counted = true;
 	sess_shared_add(&s->client_addr, +1);
+	metrics_session_open(+1);
 	/* Watch the client for an early close; its bytes wait in the buffer. */
 	conn_read(&s->client, true);
 	{

@@ -64,6 +64,15 @@ txn_slot(struct txn *t, const char *domain)
 	return (uint8_t)(free_slot + 1);
 }
 
+const char *
+txn_domain(const struct txn *t, uint8_t slot)
+{
+	if (slot == 0 || slot > TXN_SLOTS || t->dom == NULL ||
+	    !t->dom[slot - 1].used)
+		return NULL;
+	return t->dom[slot - 1].name;
+}
+
 void
 txn_accepted(struct txn *t, uint8_t slot)
 {

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 
 #include "starttlsd/addr.h"
+#include "starttlsd/metrics.h"
 #include "starttlsd/ownport.h"
 #include "starttlsd/policy.h"
 #include "starttlsd/upstream.h"
@@ -186,6 +187,7 @@ up_tls_unavailable(struct upstream *up, enum policy_signal sig,
 
 	snprintf(up->tls_error, sizeof(up->tls_error), "%s%s%s",
 	    policy_signal_str(sig), detail ? ": " : "", detail ? detail : "");
+	up->tls_sig = sig;
 	policy_tls_unavailable(&up->pol, sig, &o);
 	up_alert(up, &o, detail);
 	if (o.block)
@@ -278,6 +280,8 @@ up_after_handshake(struct upstream *up)
 
 	up->tls = true;
 	tls_info_get(up->conn->ssl, &up->tls_info);
+	metrics_handshake(m_tlsv_of(up->tls_info.version),
+	    ev_time() - up->hs_start);
 	t = (struct policy_tls){
 		.tls = true,
 		.version = up->tls_info.vnum,
@@ -372,6 +376,7 @@ up_on_reply(struct upstream *up, const char *r, size_t rlen, int code)
 		    up->dst_key)) == NULL)
 			return up_finish(up, UP_RES_FAILED, "cannot create TLS state");
 		up_enter(up, UP_HANDSHAKE);
+		up->hs_start = ev_time();
 		conn_start_tls(up->conn, ssl, false);
 		conn_timeout(up->conn, up->p->tls_timeout, false);
 		return 0;

@@ -43,6 +43,8 @@ uint8_t txn_sent(struct txn *t);
  * is simply not learnt.
  */
 uint8_t txn_slot(struct txn *t, const char *domain);
+/* The domain of slot (1-based), or NULL. */
+const char *txn_domain(const struct txn *t, uint8_t slot);
 /* The server accepted a RCPT of slot (1-based; 0 is ignored). */
 void txn_accepted(struct txn *t, uint8_t slot);
 /*

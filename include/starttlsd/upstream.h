@@ -98,6 +98,8 @@ struct upstream {
 	bool tls;
 	struct tls_info tls_info;
 	char tls_error[160];        /* why TLS was not used */
+	enum policy_signal tls_sig; /* ... as a signal (NONE: TLS, or no try) */
+	double hs_start;            /* when the handshake began (ev_time) */
 	char *greeting;             /* the server's 220, for the client */
 	size_t greeting_len;
 	char *reply;                /* a refusal to relay to the client */
