@@ -185,7 +185,12 @@ syntax_error(struct pin_json_err *err, const char *text, size_t len, size_t at,
 		return err_text(err, NULL, "\\u0000 (NUL) in a string");
 	default:
 		err_at(err, text, len, at + (pos > 0 ? pos - 1 : 0));
-		return err_text(err, NULL, "%s", je->text);
+		err_text(err, NULL, "%s", je->text);
+		/* Its "near '...'" quotes the input: no escape reaches a terminal. */
+		for (char *c = err->text; *c != '\0'; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				*c = '?';
+		return PIN_JSON_INVALID;
 	}
 }
 

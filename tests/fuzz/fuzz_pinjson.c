@@ -4,7 +4,7 @@
  *
  * Invariants (pinjson.h): on error the output is untouched and the error
  * points within the input, its line and column saying the same place as
- * its offset, with a reason; on success every pin passes pin_check(), its
+ * its offset, with a reason free of control characters; on success every pin passes pin_check(), its
  * key and via are NUL-terminated, an array has no key twice, and writing a
  * pin out and parsing that again gives the same pin, whose JSON is the very
  * same text (a fixpoint).
@@ -56,6 +56,9 @@ check_err(const char *text, size_t size, const struct pin_json_err *e)
 	FUZZ_CHECK(e->offset <= size, "error at byte %zu of %zu", e->offset,
 	    size);
 	FUZZ_CHECK(e->text[0] != '\0', "error without a reason");
+	for (const char *c = e->text; *c != '\0'; c++)
+		FUZZ_CHECK((unsigned char)*c >= 0x20 && *c != 0x7f,
+		    "control character 0x%02x in the reason", (unsigned char)*c);
 	if (e->offset >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
 		i = 3;
 	for (; i < e->offset; i++)

@@ -423,6 +423,8 @@ static const struct json_bad_case json_bad_cases[] = {
 	  "invalid token near 'tru'" },
 	{ "unknown member, bad number", DOM_HEAD ",\"x\":1.}", ".}",
 	  "invalid token near '1.'" },
+	{ "a terminal escape, not echoed", DOM_HEAD ",\"x\":\x1b[31m}", "\x1b",
+	  "invalid token near '?'" },
 	{ "unknown member, unclosed array", DOM_HEAD ",\"x\":[1,2}", "}",
 	  "']' expected near '}'" },
 };
