@@ -133,7 +133,10 @@ ok "STARTTLS 421: event=downgrade signal=starttls-refused" \
 ok "STARTTLS 421: no plaintext reconnect" test "$(grep -c ' conn peer=' "$T_TMP/s421.log")" -eq 1
 
 # ---- 421 and close_notify in one flight after the handshake ---------------------------
+# (The EHLO after the handshake is the client's own: its 421 is relayed.)
 CHAT_HOST=$S_TLS421 chat >"$T_TMP/tls421.chat" <<'S'
+< 220
+> EHLO client.example.org
 < 421
 eof
 S
