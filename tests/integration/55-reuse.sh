@@ -157,14 +157,18 @@ rm -f "$SRV_LOG" "$SRV_OUT"/msg-*
 server starttls $(printf -- '--listen %s:25 ' "${addrs[@]}")
 : >"$PROXY_LOG"
 proxy --workers 2 --state-dir "" --upstream-cache-per-dst 2 --upstream-cache-max 16
+# (200 under valgrind, which is about 20 times slower: the bounds are the
+# same, the run a fifth.)
+NSESS=1000
+case $STARTTLSD in *valgrind*) NSESS=200 ;; esac
 T0=$SECONDS
-ok "1,000 sessions to 100 destinations, none failed" cli_run "$PY" "$PEERS/sessions.py" 1000 10 10 "${addrs[@]}"
-say "  (1,000 sessions in $((SECONDS - T0)) s)"
+ok "$NSESS sessions, 10 in a row to each of up to 100 destinations, none failed" cli_run "$PY" "$PEERS/sessions.py" $NSESS 10 10 "${addrs[@]}"
+say "  ($NSESS sessions in $((SECONDS - T0)) s)"
 established() { in_srv ss -Htn state established '( sport = :25 )' | wc -l; }
 per_dst_max() { in_srv ss -Htn state established '( sport = :25 )' | awk '{ print $3 }' | sort | uniq -c | sort -rn | awk 'NR == 1 { print $1 }'; }
 ok "parked after the run: at most 2 workers x 16" test "$(established)" -le 32
 ok "per destination: at most 2 workers x 2" test "$(per_dst_max)" -le 4
-ok "fewer server connections than sessions" test "$(nconns)" -lt 1000
-say "  ($(nconns) server connections for 1,000 sessions)"
+ok "fewer server connections than sessions" test "$(nconns)" -lt $NSESS
+say "  ($(nconns) server connections for $NSESS sessions)"
 ok "proxy exits cleanly (limits)" proxy_stop
 finish
