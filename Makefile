@@ -186,8 +186,12 @@ $(BENCH_DIR)/bclient: tests/bench/bclient.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(BENCH_FLAGS) -o $@ $< -pie
 
+$(BENCH_DIR)/delay: tests/bench/delay.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(BENCH_FLAGS) -o $@ $< -pie
+
 .PHONY: bench bench-smoke bench-tools
-bench-tools: $(BENCH_DIR)/sink $(BENCH_DIR)/bclient
+bench-tools: $(BENCH_DIR)/sink $(BENCH_DIR)/bclient $(BENCH_DIR)/delay
 
 bench: deps
 	$(MAKE) SANITIZE= all bench-tools
