@@ -172,8 +172,10 @@ fuzz-smoke: deps fuzz-build
 -include $(wildcard $(FUZZ_DIR)/obj/*.d $(FUZZ_DIR)/*.d)
 
 # ---- benchmarks: tests/bench, docs/performance.md ------------------------------
-#   make bench         starttlsd beside stunnel and plaintext direct (root, ~10 min);
-#                      prints the tables and writes docs/performance.md
+#   make bench         starttlsd beside stunnel and plaintext direct (root, ~12 min);
+#                      prints the tables and writes docs/performance.md; its WAN section
+#                      (issue 10) alone: tests/bench/run.sh --sections wan
+#                      --wan-into docs/performance.md (~2.5 min)
 #   make bench-smoke   the same script on tiny loads, one run, no report (~30 s)
 BENCH_DIR   := build/bench
 BENCH_FLAGS := -O2 -g -std=c11 $(WARN) $(HARDEN)
