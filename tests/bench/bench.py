@@ -211,6 +211,13 @@ def wait_closed(addr, port, timeout=10):
         time.sleep(0.02)
 
 
+def relay_priority():
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, -10)
+    except OSError:
+        pass
+
+
 # ---- the bench ---------------------------------------------------------------
 
 class Bench:
@@ -825,13 +832,15 @@ postlog    unix-dgram n  -       n       -       1       postlogd
         # it carries (on a busy machine its timers would fire late), so it runs
         # at nice -10; it uses about 1 % of a CPU.
         rp = start(cmd, os.path.join(self.logs, "relay.log"), stdout=subprocess.PIPE,
-                   preexec_fn=lambda: os.setpriority(os.PRIO_PROCESS, 0, -10))
+                   preexec_fn=relay_priority)
         if rp.stdout.readline().strip() != b"ready":
             self.fail("wan: the delaying relay did not start")
             return
         self.relay = {"p": rp, "stats": stats}
         info = self.res["wan_info"]
-        info.update(delay_ms=d_ms, runs=self.runs)
+        info.update(delay_ms=d_ms, runs=self.runs, git=self.git,
+                    when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                    starttlsd=(run_out([self.starttlsd, "-V"]) or "?").splitlines()[0])
         sink_c0 = cpu_s(self.sinks["p256"]["p"].pid)
         # (mode, -d, [(phase, sessions, messages per session)])
         modes = [("new", False, [("cold", 1, 1), ("warm", self.n(9, 2), 1)]),
@@ -1496,6 +1505,10 @@ def wan_section(b, w, ws, wan_targets):
     rtt = ws["rtt_ms"]
     d_ms = info.get("delay_ms")
     w("## WAN: round trips (issue 10)\n")
+    if info.get("when"):
+        w(f"Measured {info['when']}, `{info.get('starttlsd', '?')}` (git {info.get('git', '?')}), "
+          f"{info.get('runs', '?')} run{'s' if info.get('runs') != 1 else ''} per leg, "
+          f"medians, (min–max).\n")
     w(f"A delaying relay (tests/bench/delay.c) between the proxies and the sink adds "
       f"{fmt(d_ms, 0)} ms in each direction to every segment, in order (this kernel has no "
       f"netem): a path with RTT {fmt(2 * d_ms if d_ms else None, 0)} ms and no bandwidth "
