@@ -320,7 +320,8 @@ enqueue(struct dir *d, const char *data, size_t len, bool eof, uint64_t now)
 	g->due = now + opt.delay_ns;
 	g->len = len;
 	g->eof = eof;
-	memcpy(g->data, data, len);
+	if (len > 0)
+		memcpy(g->data, data, len);
 	if (d->tail != NULL)
 		d->tail->next = g;
 	else
