@@ -1623,7 +1623,8 @@ NOTES = [
     "- Where the CPUs are saturated (10 sessions), the sink's and smtp-source's CPU per "
     "message, about the same for every leg, bound the msgs/s ratio between the proxies "
     "well below the ratio of their own CPU per message.",
-    "- Loopback only: no network latency, so per-session round trips cost CPU, not waiting. "
+    "- Loopback only (except the WAN section, behind its delaying relay): no network "
+    "latency, so per-session round trips cost CPU, not waiting. "
     "On a real path the proxy's extra upstream round trips (EHLO, STARTTLS, handshake) "
     "add their RTT to session set-up.",
     "- As on a gateway, the clients reach the proxies on one address (127.0.0.1) and the "
