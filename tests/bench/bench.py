@@ -838,7 +838,10 @@ postlog    unix-dgram n  -       n       -       1       postlogd
             return
         self.relay = {"p": rp, "stats": stats}
         info = self.res["wan_info"]
-        info.update(delay_ms=d_ms, runs=self.runs, git=self.git,
+        binary = os.path.realpath(self.starttlsd)
+        if binary.startswith(TOP + "/"):
+            binary = binary[len(TOP) + 1:]
+        info.update(delay_ms=d_ms, runs=self.runs, git=self.git, binary=binary,
                     when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                     starttlsd=(run_out([self.starttlsd, "-V"]) or "?").splitlines()[0])
         sink_c0 = cpu_s(self.sinks["p256"]["p"].pid)
@@ -1506,7 +1509,9 @@ def wan_section(b, w, ws, wan_targets):
     d_ms = info.get("delay_ms")
     w("## WAN: round trips (issue 10)\n")
     if info.get("when"):
-        w(f"Measured {info['when']}, `{info.get('starttlsd', '?')}` (git {info.get('git', '?')}), "
+        w(f"Measured {info['when']}, `{info.get('starttlsd', '?')}` "
+          f"({info.get('binary', 'build/starttlsd')}; the bench's tree at git "
+          f"{info.get('git', '?')}), "
           f"{info.get('runs', '?')} run{'s' if info.get('runs') != 1 else ''} per leg, "
           f"medians, (min–max).\n")
     w(f"A delaying relay (tests/bench/delay.c) between the proxies and the sink adds "
@@ -1585,13 +1590,16 @@ def wan_section(b, w, ws, wan_targets):
               f"{num(x['all_conns'])} ({num(x['all_sessions'])}) | "
               + (f"{num(x['all_full'])} + {num(x['all_resumed'])} |" if leg != "C" else "— |"))
     w("")
-    w("Where the round trips go with new connection per message (smtp-source waits for "
+    w("Where the round trips go with a new connection per message (smtp-source waits for "
       "every reply; no PIPELINING): direct, a message costs connect and greeting (2 RTT), "
-      "EHLO, MAIL, RCPT, DATA, end of data and QUIT (6 RTT). A proxy that opens its "
-      "upstream connection per session adds EHLO and STARTTLS (2), the TLS 1.3 handshake "
-      "(1, resumed or not) and whatever it sends of its own (starttlsd before the "
-      "connection cache: a second EHLO after the handshake, 1); a parked connection, "
-      "taken at once, saves the connect and the greeting (−2).\n")
+      "then EHLO, MAIL, RCPT, DATA, end of data and QUIT (6). A proxy that opens its "
+      "upstream connection per session adds EHLO and STARTTLS (2) and the TLS 1.3 "
+      "handshake (1, resumed or not), plus any command of its own (starttlsd before "
+      "issue 10: a second EHLO after the handshake, 1); one that answers QUIT itself "
+      "saves that round trip (−1); a parked server connection, taken at once, saves the "
+      "connect, the greeting and the negotiation. starttlsd parks connections per worker: "
+      "a session that lands on a worker without one negotiates afresh (the server "
+      "connections column counts what the sink accepted).\n")
     w("Commands of this section (legs A and B as in [Exact commands](#exact-commands), "
       f"their upstream the relay, {WAN}:{PORT_RELAY}; starttlsd with a --state-dir of its "
       "own per run; HOST:PORT as there, C's the relay):\n")
