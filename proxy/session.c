@@ -721,6 +721,7 @@ sess_park(struct session *s)
 	pc.up.nalerts = 0;
 	pc.up.locallen = 0; /* its port is withdrawn with this session */
 	s->server = NULL;
+	s->up.conn = NULL;
 	s->greeting = NULL;
 	sess_cache_key(s, key, sizeof(key));
 	upc_park(&s->env->upc, key, &pc);
