@@ -27,7 +27,7 @@ send_n() { # send_n I [server]: one message, EHLO name client-I, marker in the b
 		--header "Subject: reuse $1" --body "marker-$1-$$" >"$T_TMP/swaks-$1.out" 2>&1
 }
 
-proxy --workers 1 --mode enforce
+proxy --workers 1 --mode enforce --upstream-cache-idle 60
 for i in 1 2 3 4 5 6 7 8 9 10; do
 	send_n $i || { say "session $i failed"; cat "$T_TMP/swaks-$i.out" >&2; }
 done
