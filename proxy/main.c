@@ -398,9 +398,9 @@ static void
 drain(struct ev_loop *loop, int signum)
 {
 	g.draining = true;
-	log_msg(LOG_INFO, "stop", "signal %d: no new sessions, %s %u",
-	    signum, signum == SIGUSR2 ? "retiring with" : "draining",
-	    sess_count());
+	log_msg(LOG_INFO, "stop", "signal %s: no new sessions, %s %u",
+	    log_signame(signum), signum == SIGUSR2 ? "retiring with" :
+	    "draining", sess_count());
 	listener_close(loop, g.listeners, g.nlisteners);
 	if (signum != SIGUSR2)
 		sess_drain();
@@ -497,8 +497,8 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		return;
 	}
 	g.draining = true;
-	log_msg(LOG_INFO, "stop", "signal %d: stopping %u workers", w->signum,
-	    workers_alive());
+	log_msg(LOG_INFO, "stop", "signal %s: stopping %u workers",
+	    log_signame(w->signum), workers_alive());
 	listener_close(loop, g.listeners, g.nlisteners);
 	for (size_t i = 0; i < SHARED_SLOTS; i++)
 		if (g.workers[i].pid > 0) {
@@ -662,7 +662,7 @@ child_cb(struct ev_loop *loop, ev_child *cw, int revents)
 	log_str(&l, "action", "exited");
 	log_int(&l, "pid", cw->rpid);
 	if (WIFSIGNALED(st)) {
-		log_str(&l, "signal", strsignal(WTERMSIG(st)));
+		log_str(&l, "signal", log_signame(WTERMSIG(st)));
 	} else {
 		log_int(&l, "status", WEXITSTATUS(st));
 	}
