@@ -67,6 +67,44 @@ type eventDoc struct {
 	always map[string]bool
 }
 
+// The "Key types" table: | type | `key`, `key` ... | form |.
+var (
+	typeRowRe = regexp.MustCompile("^\\| (count|Unix time|word|hex|address|text) \\| ([^|]*) \\|")
+	keyNameRe = regexp.MustCompile("`([a-z][a-z0-9_]*)`")
+	typeForms = map[string]*regexp.Regexp{
+		"count":     regexp.MustCompile(`^[0-9]+$`),
+		"Unix time": regexp.MustCompile(`^[0-9]+$`),
+		"word":      regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`),
+		"hex":       regexp.MustCompile(`^[0-9a-f]*$`),
+		"address":   regexp.MustCompile(`^[^ ]+( [^ ]+)*$`),
+		"text":      regexp.MustCompile(`(?s)^.*$`),
+	}
+	keyTypes = map[string]string{}
+)
+
+func readTypes(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		m := typeRowRe.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		for _, k := range keyNameRe.FindAllStringSubmatch(m[2], -1) {
+			if keyTypes[k[1]] != "" {
+				return fmt.Errorf("%s: key %s has two types", path, k[1])
+			}
+			keyTypes[k[1]] = m[1]
+		}
+	}
+	if len(keyTypes) == 0 {
+		return fmt.Errorf("%s: no \"Key types\" table", path)
+	}
+	return nil
+}
+
 var (
 	headingRe = regexp.MustCompile(`^#{2,3} `)
 	eventRe   = regexp.MustCompile("event=([a-z_]+)")
@@ -157,6 +195,16 @@ func readDocs(path string) (map[string]*eventDoc, error) {
 	for e, d := range docs {
 		if len(d.keys) == 0 || d.keys[0] != "event" {
 			return nil, fmt.Errorf("%s: the key table of event=%s does not start with `event`", path, e)
+		}
+	}
+	if err := readTypes(path); err != nil {
+		return nil, err
+	}
+	for e, d := range docs {
+		for _, k := range d.keys {
+			if keyTypes[k] == "" {
+				return nil, fmt.Errorf("%s: key %s of event=%s is not in the \"Key types\" table", path, k, e)
+			}
 		}
 	}
 	return docs, sc.Err()
@@ -350,6 +398,9 @@ func checkText(text string, docs map[string]*eventDoc) error {
 		if !ok {
 			return fmt.Errorf("key %s is not documented for event=%s", p.key, ev)
 		}
+		if t := keyTypes[p.key]; !typeForms[t].MatchString(p.val) {
+			return fmt.Errorf("%s=%q is not a %s (docs/logging.md, Key types)", p.key, p.val, t)
+		}
 		if at < last {
 			return fmt.Errorf("key %s comes after %s: docs/logging.md has the other order", p.key, d.keys[last])
 		}
@@ -379,10 +430,12 @@ var (
 	syslogRe = regexp.MustCompile(`^<[0-9]+>[^\n]*? starttlsd\[[0-9]+\]: `)
 )
 
-type state map[string]string // path -> "offset sha256-of-first-256-bytes"
+// path -> "OFFSET HEAD": read up to OFFSET, HEAD identifies the file's
+// first bytes then (a truncated or rewritten file starts over).
+type state map[string]string
 
-func fileHead(data []byte) string {
-	n := len(data)
+func fileHead(data []byte, off int) string {
+	n := off
 	if n > 256 {
 		n = 256
 	}
@@ -414,7 +467,7 @@ func checkFiles(paths []string, docs map[string]*eventDoc, statePath string) int
 			var off int
 			var head string
 			if _, err := fmt.Sscanf(prev, "%d %s", &off, &head); err == nil &&
-				off <= len(data) && off >= 256 && fileHead(data) == head {
+				off <= len(data) && fileHead(data, off) == head {
 				start = off
 			}
 		}
@@ -448,16 +501,21 @@ func checkFiles(paths []string, docs map[string]*eventDoc, statePath string) int
 				nerr++
 			}
 		}
-		st[abs] = fmt.Sprintf("%d %s", end, fileHead(data))
+		st[abs] = fmt.Sprintf("%d %s", end, fileHead(data, end))
 	}
 	if statePath != "" {
 		b, _ := json.Marshal(st)
-		if err := os.WriteFile(statePath, b, 0o644); err != nil {
+		tmp := fmt.Sprintf("%s.%d", statePath, os.Getpid())
+		if err := os.WriteFile(tmp, b, 0o644); err != nil {
+			fmt.Printf("%s: %v\n", statePath, err)
+			nerr++
+		} else if err := os.Rename(tmp, statePath); err != nil {
 			fmt.Printf("%s: %v\n", statePath, err)
 			nerr++
 		}
 	}
 	if nerr > 0 {
+		fmt.Printf("%d lines read, %d errors\n", nlines, nerr)
 		return 1
 	}
 	fmt.Printf("%d lines ok\n", nlines)
