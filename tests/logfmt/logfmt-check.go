@@ -347,13 +347,16 @@ func checkText(text string, docs map[string]*eventDoc) error {
 	if !utf8.ValidString(text) {
 		return fmt.Errorf("the line is not valid UTF-8")
 	}
+	goPairs, goErr := readGo(text)
 	strict, err := readStrict(text)
-	if err != nil {
-		return fmt.Errorf("strict reader: %v", err)
+	if goErr != nil && err != nil {
+		return fmt.Errorf("go-logfmt: %v; strict reader: %v", goErr, err)
 	}
-	goPairs, err := readGo(text)
+	if goErr != nil {
+		return fmt.Errorf("go-logfmt: %v", goErr)
+	}
 	if err != nil {
-		return fmt.Errorf("go-logfmt: %v", err)
+		return fmt.Errorf("strict reader (go-logfmt accepts it): %v", err)
 	}
 	if len(goPairs) != len(strict) {
 		return fmt.Errorf("go-logfmt read %d pairs, the strict reader %d", len(goPairs), len(strict))
