@@ -45,8 +45,8 @@ ok "the session line: upgraded, TLS" grep -q ' action=upgraded tls=TLSv1' <<<"$l
 ok "the first ' action=' is starttlsd's own" test "$(grep -o ' action=[^ ]*' <<<"$line" | head -n 1)" = " action=upgraded"
 ok "the first ' msgs=' is starttlsd's own" test "$(grep -o ' msgs=[^ ]*' <<<"$line" | head -n 1)" = " msgs=1"
 ok "the first ' reason=' is starttlsd's own" test "$(grep -o ' reason=[^ ]*' <<<"$line" | head -n 1)" = " reason=quit"
-ok "peer_subject and peer_issuer are the last keys" \
-	grep -Eq ' reason=quit peer_subject="[^"]*(\\.[^"\\]*)*" peer_issuer="' <<<"$line"
+ok "the client's rcpt_domains, then peer_subject and peer_issuer are the last keys" \
+	grep -Eq ' reason=quit rcpt_domains=example\.net peer_subject="([^"\\]|\\.)*" peer_issuer="([^"\\]|\\.)*"$' <<<"$line"
 subject=$(value peer_subject)
 say "  note: peer_subject decodes to: $subject"
 ok "peer_subject decodes (JSON) to the whole forged subject" \
