@@ -28,6 +28,7 @@
 #include "starttlsd/ownport.h"
 #include "starttlsd/session.h"
 #include "starttlsd/tls.h"
+#include "starttlsd/upcache.h"
 
 #define MAX_WORKERS 64
 #define SHARED_SLOTS (2 * MAX_WORKERS) /* old and new generation at once */
@@ -421,6 +422,7 @@ drain(struct ev_loop *loop, int signum)
 	    "draining", sess_count());
 	listener_close(loop, g.listeners, g.nlisteners);
 	metrics_serve_stop(loop); /* the next generation serves it */
+	upc_drop(NULL);           /* parked connections: QUIT, close */
 	if (signum != SIGUSR2)
 		sess_drain();
 	ev_timer_init(&g.drain_timer, drain_timer_cb,
@@ -616,6 +618,7 @@ relay_setup(struct ev_loop *loop)
 	pins_open(&g.env->cfg);
 	g.env->pins = g.pins;
 	listener_set_env(g.env);
+	upc_init(loop);
 	listener_start(loop, g.listeners, g.nlisteners);
 	/* The workers serve the endpoint; the root master never does. */
 	metrics_serve(loop, g.metrics_fd, pins_count, NULL);
