@@ -128,10 +128,17 @@ metrics_init(const char *path, long uid, char *err, size_t errlen)
 		unlink(path);
 		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
 		    0644);
-		if (fd < 0 || ftruncate(fd, sizeof(struct m_shared)) < 0) {
+		/*
+		 * Allocated now, not on the first write through the mapping:
+		 * a full file system would kill the writer with SIGBUS there.
+		 */
+		if (fd < 0 || ftruncate(fd, sizeof(struct m_shared)) < 0 ||
+		    (errno = posix_fallocate(fd, 0, sizeof(struct m_shared))) != 0) {
 			snprintf(err, errlen, "%s: %s", path, strerror(errno));
-			if (fd >= 0)
+			if (fd >= 0) {
 				close(fd);
+				unlink(path);
+			}
 			return -1;
 		}
 		/* The workers add to it; readable by all (no secrets in it). */

@@ -186,9 +186,9 @@ void
 upc_park(const struct upc_params *p, const char *key, struct upc_conn *pc)
 {
 	struct upc_entry *e, *old;
-	ev_tstamp now = ev_now(upc.loop);
+	ev_tstamp now = upc.loop != NULL ? ev_now(upc.loop) : 0;
 
-	if (!p->on || pc->conn == NULL || pc->conn->state != CONN_S_OPEN ||
+	if (!p->on || upc.loop == NULL || pc->conn == NULL || pc->conn->state != CONN_S_OPEN ||
 	    pc->uses >= p->max_uses || now - pc->born >= p->max_age ||
 	    p->per_key == 0 || p->max == 0 || strlen(key) >= UPC_KEY_MAX ||
 	    (e = calloc(1, sizeof(*e))) == NULL) {
@@ -245,10 +245,11 @@ bool
 upc_take(const struct upc_params *p, const char *key, struct upc_conn *out)
 {
 	struct upc_entry *e, *next;
-	ev_tstamp now = ev_now(upc.loop);
+	ev_tstamp now;
 
-	if (!p->on)
-		return false;
+	if (!p->on || upc.loop == NULL)
+		return false; /* upc_init was not called: no cache here */
+	now = ev_now(upc.loop);
 	for (e = upc.head; e != NULL; e = next) {
 		next = e->next;
 		if (strcmp(e->key, key) != 0 || e->state != UPC_IDLE)

@@ -57,6 +57,7 @@ struct upc_conn {
 void upc_key(char *out, size_t cap, const struct sockaddr_storage *dst,
     const struct sockaddr_storage *src);
 
+/* Once per process that parks (a worker); without it nothing is parked. */
 void upc_init(struct ev_loop *loop);
 /* Take pc over (conn, greeting); pc is zeroed. Closes it if it cannot stay. */
 void upc_park(const struct upc_params *p, const char *key, struct upc_conn *pc);

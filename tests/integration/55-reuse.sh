@@ -115,14 +115,18 @@ ok "proxy exits cleanly" proxy_stop
 
 # A server that drops idle connections: with a 421, silently, or at the
 # first command after the RSET. No message is lost, no session refused.
-for how in idle421:--timeout=1 silent:--timeout=1,--timeout-silent rset421:--close-after-rset; do
+# (The servers' idle limit is 1 s, 5 s under valgrind: its first session
+# must not hit the limit itself.)
+IDLE=1
+case $STARTTLSD in *valgrind*) IDLE=5 ;; esac
+for how in idle421:--timeout=$IDLE silent:--timeout=$IDLE,--timeout-silent rset421:--close-after-rset; do
 	name=${how%%:*} opts=${how#*:}
 	server_stop; rm -f "$SRV_LOG" "$SRV_OUT"/msg-*
 	server starttls ${opts//,/ }
 	: >"$PROXY_LOG"
 	proxy --workers 1 --mode enforce --state-dir ""
 	ok "$name: first session" send_n 1
-	sleep 1.6
+	sleep $IDLE.6
 	ok "$name: second session, delivered" send_n 2
 	ok "$name: no error reached the client" bash -c "! grep -E '^<[*~ ]+[45][0-9][0-9]' '$T_TMP/swaks-2.out'"
 	ok "$name: both messages stored" wait_msgs 2
@@ -157,14 +161,18 @@ rm -f "$SRV_LOG" "$SRV_OUT"/msg-*
 server starttls $(printf -- '--listen %s:25 ' "${addrs[@]}")
 : >"$PROXY_LOG"
 proxy --workers 2 --state-dir "" --upstream-cache-per-dst 2 --upstream-cache-max 16
+# (200 under valgrind, which is about 20 times slower: the bounds are the
+# same, the run a fifth.)
+NSESS=1000
+case $STARTTLSD in *valgrind*) NSESS=200 ;; esac
 T0=$SECONDS
-ok "1,000 sessions to 100 destinations, none failed" cli_run "$PY" "$PEERS/sessions.py" 1000 10 10 "${addrs[@]}"
-say "  (1,000 sessions in $((SECONDS - T0)) s)"
+ok "$NSESS sessions, 10 in a row to each of up to 100 destinations, none failed" cli_run "$PY" "$PEERS/sessions.py" $NSESS 10 10 "${addrs[@]}"
+say "  ($NSESS sessions in $((SECONDS - T0)) s)"
 established() { in_srv ss -Htn state established '( sport = :25 )' | wc -l; }
 per_dst_max() { in_srv ss -Htn state established '( sport = :25 )' | awk '{ print $3 }' | sort | uniq -c | sort -rn | awk 'NR == 1 { print $1 }'; }
 ok "parked after the run: at most 2 workers x 16" test "$(established)" -le 32
 ok "per destination: at most 2 workers x 2" test "$(per_dst_max)" -le 4
-ok "fewer server connections than sessions" test "$(nconns)" -lt 1000
-say "  ($(nconns) server connections for 1,000 sessions)"
+ok "fewer server connections than sessions" test "$(nconns)" -lt $NSESS
+say "  ($(nconns) server connections for $NSESS sessions)"
 ok "proxy exits cleanly (limits)" proxy_stop
 finish
