@@ -417,9 +417,9 @@ static void
 drain(struct ev_loop *loop, int signum)
 {
 	g.draining = true;
-	log_msg(LOG_INFO, "stop", "signal %d: no new sessions, %s %u",
-	    signum, signum == SIGUSR2 ? "retiring with" : "draining",
-	    sess_count());
+	log_msg(LOG_INFO, "stop", "signal %s: no new sessions, %s %u",
+	    log_signame(signum), signum == SIGUSR2 ? "retiring with" :
+	    "draining", sess_count());
 	listener_close(loop, g.listeners, g.nlisteners);
 	metrics_serve_stop(loop); /* the next generation serves it */
 	upc_drop(NULL);           /* parked connections: QUIT, close */
@@ -518,8 +518,8 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		return;
 	}
 	g.draining = true;
-	log_msg(LOG_INFO, "stop", "signal %d: stopping %u workers", w->signum,
-	    workers_alive());
+	log_msg(LOG_INFO, "stop", "signal %s: stopping %u workers",
+	    log_signame(w->signum), workers_alive());
 	listener_close(loop, g.listeners, g.nlisteners);
 	for (size_t i = 0; i < SHARED_SLOTS; i++)
 		if (g.workers[i].pid > 0) {
@@ -749,7 +749,7 @@ child_cb(struct ev_loop *loop, ev_child *cw, int revents)
 	log_str(&l, "action", "exited");
 	log_int(&l, "pid", cw->rpid);
 	if (WIFSIGNALED(st)) {
-		log_str(&l, "signal", strsignal(WTERMSIG(st)));
+		log_str(&l, "signal", log_signame(WTERMSIG(st)));
 	} else {
 		log_int(&l, "status", WEXITSTATUS(st));
 	}

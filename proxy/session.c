@@ -366,13 +366,15 @@ sess_log(struct session *s)
 	log_str(&l, "client", s->client_str);
 	log_str(&l, "dst", s->dst_str);
 	log_str(&l, "action", sess_action(s));
-	/* tls, cipher and verify are always there, for dashboards. */
+	/*
+	 * The order is docs/logging.md's. tls, cipher and verify are always
+	 * there, for dashboards; peer_subject and peer_issuer, which the
+	 * server chooses, come last, after every key of starttlsd's own.
+	 */
 	log_str(&l, "tls", s->up.tls ? ti->version : "none");
 	log_str(&l, "cipher", s->up.tls ? ti->cipher : "none");
 	log_str(&l, "verify", s->up.tls ? ti->verify : "none");
 	if (s->up.tls) {
-		log_str(&l, "peer_subject", ti->subject);
-		log_str(&l, "peer_issuer", ti->issuer);
 		log_str(&l, "spki_sha256", ti->spki_sha256);
 		if (ti->resumed)
 			log_str(&l, "resumed", "yes");
@@ -397,11 +399,19 @@ sess_log(struct session *s)
 	log_int(&l, "duration_ms",
 	    (long long)((ev_now(s->loop) - s->start) * 1000.0));
 	log_str(&l, "reason", s->reason[0] ? s->reason : "unknown");
-	/* Client-chosen values last (regex readers anchor on the keys above). */
-	if (s->rdoms != NULL && s->rdoms->len > 0)
-		log_str(&l, "rcpt_domains", s->rdoms->list);
 	if (s->rdoms != NULL && s->rdoms->omitted > 0)
 		log_u64(&l, "rcpt_domains_omitted", s->rdoms->omitted);
+	/*
+	 * Peer-chosen values last, after every key of starttlsd's own (regex
+	 * readers anchor on those): the domains the client sent, then the
+	 * certificate names the server chose.
+	 */
+	if (s->rdoms != NULL && s->rdoms->len > 0)
+		log_str(&l, "rcpt_domains", s->rdoms->list);
+	if (s->up.tls) {
+		log_str(&l, "peer_subject", ti->subject);
+		log_str(&l, "peer_issuer", ti->issuer);
+	}
 	log_emit(&l, s->prio);
 	sess_metrics(s);
 }
@@ -536,14 +546,12 @@ sess_alert(struct session *s, const struct policy_out *o, const char *domain,
 	log_str(&l, "id", s->id);
 	log_str(&l, "client", s->client_str);
 	log_str(&l, "dst", s->dst_str);
-	log_str(&l, "domain", domain);
 	log_str(&l, "signal", policy_signal_str(o->sig));
 	if (detail != NULL && detail[0] != '\0')
 		log_str(&l, "detail", detail);
-	if (ctx->pinned)
-		log_int(&l, "pinned_since", (long long)ctx->pinned_since);
-	else
-		log_str(&l, "pinned_since", "never");
+	/* A number always: 0 when not pinned. */
+	log_int(&l, "pinned_since", ctx->pinned ? (long long)ctx->pinned_since :
+	    0);
 	log_str(&l, "policy", ctx->rule ? policy_level_str(ctx->rule->level) :
 	    ctx->pinned ? "pin" : "none");
 	if (ctx->rule != NULL)
@@ -551,6 +559,8 @@ sess_alert(struct session *s, const struct policy_out *o, const char *domain,
 	log_str(&l, "mode", policy_mode_str(o->mode));
 	log_str(&l, "action", o->block ? "blocked" : "allowed");
 	log_str(&l, "tlsrpt", rpt ? rpt : "none");
+	/* The client chose it (its RCPT): after the keys of our own. */
+	log_str(&l, "domain", domain);
 	log_emit(&l, o->prio);
 	metrics_downgrade(o->sig, o->block);
 	sess_raise(s, o->prio);

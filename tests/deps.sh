@@ -15,6 +15,7 @@ pkgs=(
   python3 procps psmisc valgrind fiu-utils libseccomp-dev
   devscripts
   qemu-system-x86 mmdebstrap e2fsprogs
+  golang-go golang-github-go-logfmt-logfmt-dev
 )
 
 # The daemon's workers drop root for this user (make install documents it).
