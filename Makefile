@@ -4,6 +4,7 @@
 #   make test         install what is missing, run every test (unit + integration)
 #   make demo         install what is missing, build, show the main job live
 #   make test-systemd the systemd unit under a real systemd, in a qemu VM (tests/vm/)
+#   make test-ops     deploy/ops/ (mtail, alert rules, dashboard) with rsyslog, mtail, Prometheus
 #   make install      PREFIX=/usr/local DESTDIR=
 
 CC        ?= gcc
@@ -36,7 +37,7 @@ LIB_OBJS := $(LIB_SRCS:proxy/%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all clean test unit integration demo install deps valgrind fuzz fuzz-smoke bench bench-smoke test-systemd
+.PHONY: all clean test unit integration demo install deps valgrind fuzz fuzz-smoke bench bench-smoke test-systemd test-ops
 all: $(BUILD)/starttlsd $(BUILD)/starttlsctl
 
 $(BUILD)/obj/%.o: proxy/%.c
@@ -71,6 +72,7 @@ test: deps
 	tests/run-integration.sh build/starttlsd
 	tests/run-integration.sh build/san/starttlsd
 	$(MAKE) test-systemd
+	$(MAKE) test-ops
 	$(MAKE) valgrind
 	$(MAKE) fuzz-smoke
 	$(MAKE) bench-smoke
@@ -117,6 +119,12 @@ integration: all
 # root file system is cached in build/vm/ (about a minute to build, once).
 test-systemd: deps all
 	tests/vm/test-systemd.sh
+
+# deploy/ops/ with the real tools: starttlsd -> rsyslogd (deploy/rsyslog.conf)
+# -> mtail (deploy/ops/starttlsd.mtail) -> Prometheus (the alert rules, the
+# dashboard's queries); promtool unit tests of every alert. About 30 s.
+test-ops: deps all
+	tests/ops/test-ops.sh
 
 clean:
 	rm -rf build
