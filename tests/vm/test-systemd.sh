@@ -37,6 +37,7 @@ VM_TIMEOUT=${VM_TIMEOUT:-480}
 # The checks vmtest.sh must report "ok", in its order. Keep in step with it.
 CHECKS=(
 	unit-enabled active-after-boot start-logged check-config-passed workers-running
+	type-notify status-text
 	nft-table nft-rules
 	master-root master-capbnd master-capeff master-nonewprivs-seccomp
 	workers-starttlsd-netraw state-dir pins-open-at-boot state-dir-given-at-boot
@@ -45,9 +46,12 @@ CHECKS=(
 	reload-rc reload-logged reload-table-updated reload-same-main
 	reload-workers-replaced reload-workers-privileges reload-state-dir reload-pins-open
 	mail-after-reload mail-after-reload-tls
+	reload-refused-rc reload-refused-active reload-refused-journal reload-refused-logged
+	reload-refused-status reload-refused-still-active reload-good-again reload-good-status
+	reload-good-workers
 	stop-rc stop-fast stop-result stop-table-gone stop-no-process stop-logged
 	stop-workers-by-master stop-direct-path stop-direct-path-plaintext
-	start-again start-again-logged start-again-workers start-again-state-dir
+	start-again start-ready-mail start-ready-mail-tls start-again-logged start-again-workers start-again-state-dir
 	start-again-pins-open start-again-state-dir-given
 	kill-main kill-restarted kill-active kill-nrestarts kill-start-logged
 	kill-systemd-restart-logged kill-one-table kill-old-workers-gone kill-new-workers

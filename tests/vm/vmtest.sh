@@ -165,6 +165,10 @@ dump status systemctl status --no-pager -n 0 starttlsd
 dump exec-start-pre systemctl show -p ExecStartPre starttlsd
 NW=$(nproc)
 check workers-running wait_for 20 nworkers_is "$NW"
+# Type=notify: READY=1 came (the unit is active), STATUS= has sessions and workers.
+check type-notify expect_eq "$(prop Type)/$(prop NotifyAccess)" notify/main
+check status-text wait_for 10 bash -c "systemctl show -P StatusText starttlsd | grep -Eqx '[0-9]+ sessions? open, $NW workers?'"
+info "StatusText: $(prop StatusText)"
 
 # ---- 2. the nftables table --------------------------------------------------
 check nft-table one_table
@@ -221,6 +225,27 @@ check reload-pins-open pins_open_since "$C"
 check mail-after-reload mail local "after reload"
 check mail-after-reload-tls last_tls_is TLSv1.3
 
+# ---- 5b. a refused reload is visible; the running daemon stays --------------
+cp "$CONF" "$W/conf.good"
+echo "data_timeout = bogus" >>"$CONF"
+C=$(mark)
+# ExecReload='s --check-config refuses it: systemctl reload fails.
+check reload-refused-rc bash -c "! systemctl reload starttlsd"
+check reload-refused-active bash -c "[ \"\$(systemctl is-active starttlsd)\" = active ] && [ \"\$(systemctl show -P MainPID starttlsd)\" = $MAIN ]"
+check reload-refused-journal bash -c "journalctl -b -q -u starttlsd -o cat | grep -q 'data_timeout: expected a number'"
+# A SIGHUP that gets past the check (kill -HUP by hand): the daemon refuses
+# it itself, says so in the log and in STATUS= (RELOADING=1, then READY=1).
+systemctl kill -s HUP --kill-whom=main starttlsd
+check reload-refused-logged wait_for 10 slog_has '^event=reload msg="configuration refused' "$C"
+check reload-refused-status wait_for 10 bash -c "systemctl show -P StatusText starttlsd | grep -q 'refused'"
+check reload-refused-still-active wait_for 10 is_active
+info "StatusText after a refused SIGHUP: $(prop StatusText)"
+cp "$W/conf.good" "$CONF"
+check reload-good-again systemctl reload starttlsd
+check reload-good-status wait_for 10 bash -c "systemctl show -P StatusText starttlsd | grep -Eqx '[0-9]+ sessions? open, $NW workers?'"
+# The workers the reloads replaced have gone before the stop below counts exits.
+check reload-good-workers wait_for 20 nworkers_is "$NW"
+
 # ---- 6. stop ---------------------------------------------------------------------
 C=$(mark)
 t0=$(date +%s.%N)
@@ -244,6 +269,10 @@ check stop-direct-path-plaintext last_tls_is None
 # ---- 7. start again, SIGKILL the master: Restart=on-failure ---------------------
 C=$(mark)
 check start-again bash -c "systemctl start starttlsd && [ \"\$(systemctl is-active starttlsd)\" = active ]"
+# READY=1 means accepting: a mail sent the moment systemctl start returns
+# is intercepted (table installed) and relayed over TLS (listener up).
+check start-ready-mail mail local "right after systemctl start returned"
+check start-ready-mail-tls last_tls_is TLSv1.3
 check start-again-logged wait_for 30 slog_has '^event=start ' "$C"
 check start-again-workers wait_for 20 nworkers_is "$NW"
 sdir "after start again"
@@ -285,7 +314,9 @@ check journal-no-sigsys bash -c "! grep -Ei 'SIGSYS|status=31|/SYS|seccomp|bad s
 check kernel-no-seccomp-audit bash -c "! grep -E 'type=1326|comm=\"starttlsd\".* syscall=' $W/kernel.log"
 check journal-no-errors bash -c "! grep -E 'event=(fatal|error|pinstore) |expected=no|cannot ' $W/syslog.log | grep -v 'event=pinstore msg=\"state_dir .*chown'"
 # Before the deliberate SIGKILL: no failure, no SIGKILL after TimeoutStopSec.
-check journal-no-unit-failure bash -c "! grep -Ei 'Failed with result|failed|Killing process|timed out|code=killed' $W/unit-before-kill.log"
+# (The refused reload of 5b is deliberate: systemd's "Reload failed" and the
+# failed ExecReload= check are left out.)
+check journal-no-unit-failure bash -c "! grep -v -e 'Reload failed for' -e 'Control process exited, code=exited, status=1/FAILURE' $W/unit-before-kill.log | grep -Ei 'Failed with result|failed|Killing process|timed out|code=killed'"
 dump journal-unit cat "$W/unit.log"
 dump journal-syslog cat "$W/syslog.log"
 dump kernel cat "$W/kernel.log"
