@@ -144,13 +144,19 @@ for n in 1 2; do
 done
 ok "plaintext session (no STARTTLS, no policy)" \
 	in_cli swaks --server "$PLAIN" --port 25 --helo client.example.org --from a@example.org --to b@plain.example --timeout 20
+# example.net got mail over TLS above: once its pin is stored, a recipient
+# there through the plaintext server is a domain downgrade (blocked: 450).
+ok "example.net is pinned" wait_for 10 bash -c "'$TOP/build/starttlsctl' --state-dir '$T_TMP/state' list | grep -q example.net"
+in_cli swaks --server "$PLAIN" --port 25 --helo client.example.org --from a@example.org \
+	--to b@example.net --timeout 20 >"$T_TMP/domain.out" 2>&1
+ok "domain downgrade: the recipient gets 450 4.7.0" grep -q '^<\*\* *450 4.7.0' "$T_TMP/domain.out"
 ok "SMTP smuggling refused (an attack line)" chat <<S
 $CHAT_TO_DATA
 >> Subject: smuggle\r\n\r\nbody\n.\nMAIL FROM:<evil@example.org>\r\n
 < 554 5.5.2
 eof
 S
-ok "seven session lines" wait_sessions 7
+ok "eight session lines" wait_sessions 8
 victim=$(pgrep -P "$PROXY_PID" | head -1)
 kill -9 "$victim"
 ok "a worker killed: the master logs it and starts another" \
@@ -188,14 +194,17 @@ mt >"$T_TMP/mtail.got"
 has() { grep -qxF "$1" "$T_TMP/mtail.got"; }
 ok "sessions: upgraded over TLSv1.3 = 4 (3 swaks, 1 smuggling)" has 'starttlsd_sessions_total{action="upgraded",tls_version="TLSv1.3"} 4'
 ok "sessions: blocked = 2" has 'starttlsd_sessions_total{action="blocked",tls_version="none"} 2'
-ok "sessions: plaintext = 1" has 'starttlsd_sessions_total{action="plaintext",tls_version="none"} 1'
+ok "sessions: plaintext = 2" has 'starttlsd_sessions_total{action="plaintext",tls_version="none"} 2'
 ok "sessions: nothing else (a forged action=blocked tls=none is not counted)" \
 	test "$(grep -c '^starttlsd_sessions_total' "$T_TMP/mtail.got")" -eq 3
 ok "messages: 3 over TLS (not 1000 from the forged subject)" has 'starttlsd_messages_total{action="upgraded",tls_version="TLSv1.3"} 3'
-ok "messages: 1 in plaintext" has 'starttlsd_messages_total{action="plaintext",tls_version="none"} 1'
-ok "tls errors: starttls-missing = 3 (2 blocked, 1 plaintext), nothing forged" \
-	bash -c "grep -xF 'starttlsd_tls_errors_total{signal=\"starttls-missing\"} 3' '$T_TMP/mtail.got' && test \$(grep -c '^starttlsd_tls_errors_total' '$T_TMP/mtail.got') -eq 1"
+ok "messages: 1 in plaintext (none for the refused recipient)" has 'starttlsd_messages_total{action="plaintext",tls_version="none"} 1'
+ok "tls errors: starttls-missing = 4 (2 blocked, 2 plaintext), nothing forged" \
+	bash -c "grep -xF 'starttlsd_tls_errors_total{signal=\"starttls-missing\"} 4' '$T_TMP/mtail.got' && test \$(grep -c '^starttlsd_tls_errors_total' '$T_TMP/mtail.got') -eq 1"
 ok "downgrades: 2 blocked starttls-missing" has 'starttlsd_downgrades_total{action="blocked",signal="starttls-missing",tlsrpt="starttls-not-supported"} 2'
+ok "downgrades: 1 blocked domain-downgrade" has 'starttlsd_downgrades_total{action="blocked",signal="domain-downgrade",tlsrpt="starttls-not-supported"} 1'
+ok "downgrades by destination: example.net = 1 (the domain, not the address)" has 'starttlsd_destination_downgrades_total{action="blocked",destination="example.net"} 1'
+ok "downgrades by destination: nothing else but $BLOCK:25" test "$(grep -c '^starttlsd_destination_downgrades_total' "$T_TMP/mtail.got")" -eq 2
 ok "downgrades by destination: $BLOCK:25 = 2" has "starttlsd_destination_downgrades_total{action=\"blocked\",destination=\"$BLOCK:25\"} 2"
 ok "attacks: smtp-smuggling blocked = 1, no forged one" \
 	bash -c "grep -xF 'starttlsd_attacks_total{action=\"blocked\",signal=\"smtp-smuggling\"} 1' '$T_TMP/mtail.got' && test \$(grep -c '^starttlsd_attacks_total' '$T_TMP/mtail.got') -eq 1"
@@ -204,8 +213,8 @@ ok "workers: 1 unexpected exit, 4 expected ones (2 on reload, 2 at the stop)" ba
 ok "pin store: 1 open error (and the state_dir line before it: other)" bash -c "grep -xF 'starttlsd_pinstore_errors_total{op=\"open\"} 1' '$T_TMP/mtail.got' && grep -xF 'starttlsd_pinstore_errors_total{op=\"other\"} 1' '$T_TMP/mtail.got'"
 ok "reloads: 1 success, 1 failure" bash -c "grep -xF 'starttlsd_config_reloads_total{result=\"success\"} 1' '$T_TMP/mtail.got' && grep -xF 'starttlsd_config_reloads_total{result=\"failure\"} 1' '$T_TMP/mtail.got'"
 ok "starts: 2" has 'starttlsd_starts_total{} 2'
-ok "session durations: 7 observed" \
-	test "$(awk '/^starttlsd_session_duration_seconds_count/ {s+=$2} END {print s}' "$T_TMP/mtail.got")" -eq 7
+ok "session durations: 8 observed" \
+	test "$(awk '/^starttlsd_session_duration_seconds_count/ {s+=$2} END {print s}' "$T_TMP/mtail.got")" -eq 8
 $CHECK expect "$LOGFILE" >"$T_TMP/mtail.expect"
 ok "every counter equals what an independent logfmt parser finds in the file" \
 	diff -u "$T_TMP/mtail.expect" "$T_TMP/mtail.got"
