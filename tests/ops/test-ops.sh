@@ -125,6 +125,13 @@ start_syslogged() {
 		mount --bind "$fdev" /dev || exit 1
 		exec "$@"' sh "$fdev" "$STARTTLSD" -f --log-stderr "$@" 2>>"$PROXY_LOG" &
 }
+# A daemon with its own metrics endpoint (issue 13, part 1) is compared with
+# mtail below: the same names must give the same numbers.
+NATIVE=
+if "$STARTTLSD" --help 2>&1 | grep -q -- '--metrics-listen'; then
+	NATIVE=http://127.0.0.1:9125
+	echo "metrics_listen = 127.0.0.1:9125" >>"$CONF"
+fi
 start_syslogged -c "$CONF"
 PROXY_PID=$!
 T_PIDS+=($PROXY_PID)
@@ -157,6 +164,16 @@ $CHAT_TO_DATA
 eof
 S
 ok "eight session lines" wait_sessions 8
+if [ -n "$NATIVE" ]; then
+	SAME='^starttlsd_(sessions_total|messages_total|client_(received|sent)_bytes_total|tls_errors_total|downgrades_total|attacks_total|session_duration_seconds_count)[{]'
+	nonzero() { grep -E "$SAME" | grep -v ' 0$' | sort; }
+	ok "mtail has counted the eight sessions" wait_for 10 bash -c "ip netns exec $NS_GW $CHECK mtail $MTAIL/metrics | grep -qx 'starttlsd_log_lines_total{event=\"session\"} 8'"
+	in_gw $CHECK mtail "$MTAIL/metrics" | nonzero >"$T_TMP/same.mtail"
+	in_gw $CHECK mtail "$NATIVE/metrics" | nonzero >"$T_TMP/same.native"
+	ok "the daemon's own metrics and mtail's agree, name for name and label for label" \
+		diff -u "$T_TMP/same.native" "$T_TMP/same.mtail"
+	ok "(and that comparison is not empty)" test "$(wc -l <"$T_TMP/same.mtail")" -ge 10
+fi
 victim=$(pgrep -P "$PROXY_PID" | head -1)
 kill -9 "$victim"
 ok "a worker killed: the master logs it and starts another" \
