@@ -145,10 +145,10 @@ integration: all
 	tests/run-integration.sh $(BUILD)/starttlsd
 
 # deploy/starttlsd.service under a real systemd: Debian 12 booted in qemu
-# (software emulation), starttlsd put in by "make install DESTDIR=", checked
-# from start to SIGKILL and restart (tests/vm/test-systemd.sh). The VM's
+# (software emulation), the package of "make deb" installed with apt, checked
+# from start to SIGKILL, restart and purge (tests/vm/test-systemd.sh). The VM's
 # root file system is cached in build/vm/ (about a minute to build, once).
-test-systemd: deps all
+test-systemd: deps all deb
 	tests/vm/test-systemd.sh
 
 # deploy/ops/ with the real tools: starttlsd -> rsyslogd (deploy/rsyslog.conf)

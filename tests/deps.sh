@@ -15,6 +15,7 @@ pkgs=(
   devscripts
   qemu-system-x86 mmdebstrap e2fsprogs
   mtail prometheus
+  debhelper lintian
 )
 
 # The daemon's workers drop root for this user (make install documents it).
