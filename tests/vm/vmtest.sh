@@ -165,8 +165,11 @@ check deb-unit-path bash -c "systemctl show -P FragmentPath starttlsd | grep -Eq
 check deb-conffiles bash -c "dpkg-query -W -f='\${Conffiles}' starttlsd | awk '{print \$1}' | sort | tr '\n' ' ' |
 	grep -qx '/etc/logrotate.d/starttlsd /etc/rsyslog.d/30-starttlsd.conf /etc/starttlsd/starttlsd.conf '"
 check deb-man bash -c "ls /usr/share/man/man8/starttlsd.8.gz /usr/share/man/man8/starttlsctl.8.gz /usr/share/man/man5/starttlsd.conf.5.gz"
+# The docs the man pages name, and the monitoring files, as they are (not .gz).
 check deb-docs bash -c "for f in logging.md policy.md metrics.md ops/starttlsd.mtail ops/starttlsd-rules.yml ops/starttlsd-dashboard.json; do
-	ls /usr/share/doc/starttlsd/\$f /usr/share/doc/starttlsd/\$f.gz 2>/dev/null | grep -q . || { echo missing \$f; exit 1; }; done"
+	test -s /usr/share/doc/starttlsd/\$f || { echo missing \$f; exit 1; }; done;
+	for p in \$(zcat /usr/share/man/man8/starttlsd.8.gz /usr/share/man/man5/starttlsd.conf.5.gz /usr/share/man/man8/starttlsctl.8.gz |
+		grep -o '/usr/share/doc/starttlsd/[a-z.]*' | sort -u); do test -s \$p || { echo man page names missing \$p; exit 1; }; done"
 check deb-not-enabled expect_eq "$(systemctl is-enabled starttlsd)" disabled
 check deb-not-started expect_eq "$(systemctl is-active starttlsd)" inactive
 # The administrator's configuration (a changed conffile) and CA.
