@@ -16,6 +16,8 @@ pkgs=(
   devscripts
   qemu-system-x86 mmdebstrap e2fsprogs
   golang-go golang-github-go-logfmt-logfmt-dev
+  mtail prometheus
+  debhelper lintian
 )
 
 # The daemon's workers drop root for this user (make install documents it).
