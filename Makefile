@@ -59,6 +59,18 @@ $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libstarttlsd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libstarttlsd.a $(LDLIBS) -lcmocka
 
+# libunbound (proxy/resolver.c) only in programs that link libev statically:
+# Debian's libev.so exports libevent look-alikes (event_add, ...) that
+# libunbound would bind to and corrupt the heap with (docs/dane.md). The
+# static ev.o exports none of them, so libunbound gets the real libevent.
+EV_STATIC := -Wl,-Bstatic -lev -Wl,-Bdynamic
+UNBOUND_LDLIBS = $(filter-out -lev,$(LDLIBS)) $(EV_STATIC) -lunbound -lm
+
+# dnsq: the resolver test tool (tests/integration/91-dnssec.sh).
+all: $(BUILD)/dnsq
+$(BUILD)/dnsq: tests/dnsq.c $(BUILD)/libstarttlsd.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libstarttlsd.a $(UNBOUND_LDLIBS)
+
 unit: $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
 

@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# proxy/resolver.c (libunbound, validating locally, async in libev) against
+# real DNS servers in namespaces, no real DNS anywhere:
+#   srv: nsd on 198.51.100.53 serving a private "example." tree signed here
+#        with ldns-keygen/ldns-signzone (ldnsutils: tools only, never linked)
+#   gw:  unbound on 192.0.2.1, a plain forwarder WITHOUT validation
+#        (module-config "iterator"): tampered data passes it untouched, and it
+#        never sets AD, so every verdict below is our own validation's
+#   cli: build/dnsq (tests/dnsq.c) forwarding to gw, trust anchor = DS of example.
+# Zones: secure.example (signed, DS in the parent), insecure.example (no DS),
+# bogus.example (TLSA rdata edited after signing), expired.example (RRSIGs
+# expired in 2020), broken.example (delegated to a server that does not serve
+# it: nothing listens at its server's address, SERVFAIL). The main batch also runs under valgrind: static libev beside
+# libunbound must leave the heap clean (docs/dane.md).
+. "$(dirname "$0")/../lib/common.sh"
+
+need_root
+for t in nsd unbound ldns-keygen ldns-signzone valgrind; do
+	command -v "$t" >/dev/null || [ -x "/usr/sbin/$t" ] || skip "$t not installed (tests/deps.sh)"
+done
+# The tool built beside the binary under test (build/ or build/san/).
+case $STARTTLSD in
+*valgrind*) DNSQ=$(dirname "${VALGRIND_BIN:-$TOP/build/starttlsd}")/dnsq ;;
+*) DNSQ=$(dirname "$STARTTLSD")/dnsq ;;
+esac
+[ -x "$DNSQ" ] || { say "no $DNSQ (make all)"; not_ok "dnsq built" true; finish; }
+
+NS4=198.51.100.53
+NS4_DEAD=198.51.100.54   # on srv, but nothing listens: port unreachable
+Z=$T_TMP/zones
+mkdir -p "$Z"
+
+# ---- zones -----------------------------------------------------------------
+TLSA_HASH=8cb0fc6c527506a053f4f14c8464bebbd6dede2738d11468dd953d7d6a3021f1
+zone() { # NAME BODY: a zone file with SOA and NS
+	cat >"$Z/$1.zone" <<-EOF
+	\$ORIGIN $1.
+	\$TTL 300
+	@ IN SOA ns.example. hostmaster.example. 1 3600 600 86400 300
+	@ IN NS ns.example.
+	$2
+	EOF
+}
+key() { # NAME: one ECDSA P-256 key with the SEP flag (signs everything); prints its base name
+	(cd "$Z" && ldns-keygen -a ECDSAP256SHA256 -k "$1")
+}
+leaf="mx IN A $SRV4
+mx IN AAAA $SRV6
+@ IN MX 10 mx
+_25._tcp.mx IN TLSA 3 1 1 $TLSA_HASH
+_25._tcp.mx IN TLSA 0 0 1 $TLSA_HASH
+nodane IN A $SRV4"
+for z in secure insecure bogus expired; do zone "$z.example" "$leaf"; done
+for z in secure bogus expired; do
+	k=$(key "$z.example") || { not_ok "ldns-keygen $z" true; finish; }
+	case $z in
+	expired) (cd "$Z" && ldns-signzone -i 20191201000000 -e 20200101000000 "$z.example.zone" "$k") ;;
+	*) (cd "$Z" && ldns-signzone "$z.example.zone" "$k") ;;
+	esac || { not_ok "ldns-signzone $z" true; finish; }
+	cat "$Z/$k.ds" >>"$Z/parent.ds"
+done
+cp "$Z/insecure.example.zone" "$Z/insecure.example.zone.signed"
+# bogus: one hex digit of the signed TLSA rdata changed, RRSIG kept
+sed -i -E '/IN[[:space:]]+TLSA[[:space:]]+3 1 1/s/8cb0fc6c/9cb0fc6c/' "$Z/bogus.example.zone.signed"
+ok "bogus.example: TLSA edited after signing" grep -q 9cb0fc6c "$Z/bogus.example.zone.signed"
+
+zone example "ns IN A $NS4
+secure IN NS ns.example.
+insecure IN NS ns.example.
+bogus IN NS ns.example.
+expired IN NS ns.example.
+broken IN NS ns2.example.
+ns2 IN A $NS4_DEAD
+$(cat "$Z/parent.ds")"
+kp=$(key example) && (cd "$Z" && ldns-signzone example.zone "$kp") ||
+	{ not_ok "sign example." true; finish; }
+cp "$Z/$kp.ds" "$Z/root-anchor.ds"   # our trust anchor: DS of example.
+ok "trust anchor is a DS of example." grep -Eq '^example\.[[:space:]]+[0-9]*[[:space:]]*IN[[:space:]]+DS' "$Z/root-anchor.ds"
+
+# ---- servers ---------------------------------------------------------------
+topo_up
+ip -n "$NS_SRV" addr add $NS4/24 dev wan0
+ip -n "$NS_SRV" addr add $NS4_DEAD/24 dev wan0
+
+cat >"$T_TMP/nsd.conf" <<EOF
+server:
+	ip-address: $NS4
+	port: 53
+	username: ""
+	chroot: ""
+	zonesdir: "$Z"
+	pidfile: "$T_TMP/nsd.pid"
+	database: ""
+	zonelistfile: "$T_TMP/nsd.zonelist"
+	xfrdfile: "$T_TMP/nsd.xfrd"
+	xfrdir: "$T_TMP"
+	logfile: "$T_TMP/nsd.log"
+	server-count: 1
+	verbosity: 1
+remote-control:
+	control-enable: no
+EOF
+for z in example secure.example insecure.example bogus.example expired.example; do
+	printf 'zone:\n\tname: "%s."\n\tzonefile: "%s.zone.signed"\n' "$z" "$z" >>"$T_TMP/nsd.conf"
+done
+in_srv nsd -d -c "$T_TMP/nsd.conf" >"$T_TMP/nsd.out" 2>&1 &
+T_PIDS+=($!); disown $!
+
+cat >"$T_TMP/unbound.conf" <<EOF
+server:
+	interface: $GWL4
+	port: 53
+	access-control: 192.0.2.0/24 allow
+	username: ""
+	chroot: ""
+	directory: "$T_TMP"
+	pidfile: ""
+	use-syslog: no
+	logfile: "$T_TMP/unbound.log"
+	do-daemonize: no
+	num-threads: 1
+	so-reuseport: no
+	module-config: "iterator"
+	qname-minimisation: no
+	verbosity: 1
+stub-zone:
+	name: "example."
+	stub-addr: $NS4
+EOF
+in_gw unbound -d -c "$T_TMP/unbound.conf" >"$T_TMP/unbound.out" 2>&1 &
+T_PIDS+=($!); disown $!
+
+dnsq() { in_cli "$DNSQ" -a "$Z/root-anchor.ds" -f $GWL4 "${DNSQ_ARGS[@]}"; }
+# Both servers up: the forwarder answers for the signed apex.
+ready() { in_cli "$DNSQ" -a "$Z/root-anchor.ds" -f $GWL4 -T 2000 A ns.example | grep -q 'status=secure'; }
+ok "nsd and unbound answer (secure ns.example)" wait_for 15 ready
+ready || { cat "$T_TMP/nsd.out" "$T_TMP/unbound.out" >&2; finish; }
+
+# ---- the main batch: every query in flight at once, one loop -----------------
+out=$T_TMP/batch.out
+DNSQ_ARGS=(-x cancelled.secure.example
+	TLSA mx.secure.example  MX secure.example  A mx.secure.example  AAAA mx.secure.example
+	TLSA nodane.secure.example  TLSA mx.insecure.example  MX insecure.example
+	TLSA mx.bogus.example  A mx.bogus.example  A mx.expired.example  TLSA mx.expired.example
+	TLSA mx.broken.example)
+dnsq >"$out" 2>"$T_TMP/batch.err"
+ok "dnsq: one answer per query, none for the cancelled one" test $? -eq 0
+line() { grep -E "^$1 $2 " "$out"; }
+has() { line "$1" "$2" | grep -Eq -- "$3"; }
+ok "secure TLSA: secure, both records returned" has _25._tcp.mx.secure.example TLSA "status=secure rcode=0 nrr=2"
+ok "secure TLSA: the 3 1 1 data" has _25._tcp.mx.secure.example TLSA "rr=\"3 1 1 $TLSA_HASH\""
+ok "secure TLSA: usage 0 dropped by dane_rrset_parse" has _25._tcp.mx.secure.example TLSA "parse=ok usable=1"
+ok "secure MX" has secure.example MX 'status=secure .*rr="10 mx.secure.example"'
+ok "secure A" has mx.secure.example A "status=secure .*rr=\"$SRV4\""
+ok "secure AAAA" has mx.secure.example AAAA "status=secure .*rr=\"$SRV6\""
+ok "secure denial of TLSA (NXDOMAIN, no records)" has _25._tcp.nodane.secure.example TLSA "status=secure rcode=3 nrr=0"
+ok "insecure zone: TLSA data, but insecure" has _25._tcp.mx.insecure.example TLSA "status=insecure rcode=0 nrr=2"
+ok "insecure zone: MX insecure" has insecure.example MX 'status=insecure .*rr="10 mx.insecure.example"'
+ok "tampered TLSA: bogus, no data handed out" has _25._tcp.mx.bogus.example TLSA "status=bogus .*nrr=0 why="
+ok "untampered A in the same zone: secure" has mx.bogus.example A "status=secure"
+ok "expired signatures: bogus" has mx.expired.example A "status=bogus .*nrr=0"
+ok "expired signatures: why says so" has mx.expired.example A 'why="[^"]*expired'
+ok "expired signatures: TLSA bogus too" has _25._tcp.mx.expired.example TLSA "status=bogus"
+ok "SERVFAIL: error" has _25._tcp.mx.broken.example TLSA "status=error rcode=2"
+ok "nothing for the cancelled query" bash -c "! grep -q cancelled '$out'"
+ok "12 answers" test "$(wc -l <"$out")" -eq 12
+[ "$T_FAIL" -gt 0 ] && { cat "$out" "$T_TMP/batch.err" >&2; }
+
+# ---- the same batch under valgrind (heap, threads, static libev + libunbound) ----
+# Always the plain build's dnsq (valgrind cannot run an ASan binary; the ASan
+# pass has ASan's own checks on the batch above).
+VG_DNSQ=$TOP/build/dnsq
+if [ -x "$VG_DNSQ" ]; then
+	vg=$T_TMP/valgrind.log
+	in_cli valgrind -q --error-exitcode=97 --leak-check=full \
+		--errors-for-leak-kinds=definite --log-file="$vg" \
+		"$VG_DNSQ" -a "$Z/root-anchor.ds" -f $GWL4 "${DNSQ_ARGS[@]}" >"$out.vg" 2>"$T_TMP/vg.err"
+	ok "valgrind: dnsq batch clean" test $? -eq 0
+	# (records in any order: unbound rotates RRsets)
+	verdicts() { sed -E 's/ rr="[^"]*"//g' "$1" | sort; }
+	ok "valgrind: same verdicts" diff <(verdicts "$out") <(verdicts "$out.vg")
+	ok "valgrind: no report" test ! -s "$vg"
+else
+	say "  (no $VG_DNSQ: the valgrind run is left out)"
+fi
+
+# ---- failures of our own ---------------------------------------------------------
+# A forwarder that never answers: the query's own timer answers "error", once.
+ok "silent forwarder: error=timeout" bash -c "ip netns exec $NS_CLI '$DNSQ' -a '$Z/root-anchor.ds' -f 192.0.2.77 -T 800 TLSA mx.secure.example | grep -q 'status=error rcode=-1 nrr=0 why=\"timeout\"'"
+# A trust anchor that cannot be read is refused up front, never "insecure".
+in_cli "$DNSQ" -a "$T_TMP/none.ds" -f $GWL4 A mx.secure.example >"$T_TMP/ta.out" 2>&1
+ok "missing trust anchor: exit 2" test $? -eq 2
+ok "missing trust anchor: says trust_anchor_file" grep -q "dnsq: trust_anchor_file $T_TMP/none.ds" "$T_TMP/ta.out"
+# A file without any DS/DNSKEY would leave no anchor: refused, not "insecure".
+printf '; nothing here\n' >"$T_TMP/empty.ds"
+in_cli "$DNSQ" -a "$T_TMP/empty.ds" -f $GWL4 A mx.secure.example >"$T_TMP/ta2.out" 2>&1
+ok "anchor file without records: exit 2" test $? -eq 2
+ok "anchor file without records: says so" grep -q "no DS or DNSKEY record" "$T_TMP/ta2.out"
+# A file with a broken record: libunbound refuses it at start, not per query.
+printf 'example. IN DS 1 2 3 zz\n' >"$T_TMP/bad.ds"
+in_cli "$DNSQ" -a "$T_TMP/bad.ds" -f $GWL4 A mx.secure.example >"$T_TMP/ta3.out" 2>&1
+ok "broken anchor record: exit 2 at start" test $? -eq 2
+ok "broken anchor record: says trust_anchor_file" grep -q "dnsq: trust_anchor_file $T_TMP/bad.ds" "$T_TMP/ta3.out"
+# With no forwarder given, resolv.conf's nameservers are used.
+printf 'nameserver %s\n' $GWL4 >"$T_TMP/resolv.conf"
+ok "resolv.conf forwarder: secure MX" bash -c "ip netns exec $NS_CLI '$DNSQ' -a '$Z/root-anchor.ds' -r '$T_TMP/resolv.conf' MX secure.example | grep -q 'status=secure'"
+
+finish
