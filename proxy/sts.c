@@ -187,6 +187,9 @@ sts_mode_str(enum sts_mode m)
 	return "unknown";
 }
 
+static int perr(char *err, size_t errlen, size_t line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 static int
 perr(char *err, size_t errlen, size_t line, const char *fmt, ...)
 {

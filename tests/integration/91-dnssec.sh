@@ -25,6 +25,12 @@ case $STARTTLSD in
 esac
 [ -x "$DNSQ" ] || { say "no $DNSQ (make all)"; not_ok "dnsq built" true; finish; }
 
+# The link that keeps libunbound off libev's libevent look-alikes (Makefile EV_STATIC):
+# libev.so not loaded, no event_* exported for libunbound to bind to.
+ok "dnsq: libev linked statically (no libev.so)" bash -c "! ldd '$DNSQ' | grep -q 'libev\.so'"
+ok "dnsq: exports no event_* symbols" bash -c "! nm -D --defined-only '$DNSQ' | grep -q ' event_'"
+ok "dnsq: libunbound and the real libevent loaded" bash -c "ldd '$DNSQ' | grep -q libunbound && ldd '$DNSQ' | grep -q libevent-2"
+
 NS4=198.51.100.53
 NS4_DEAD=198.51.100.54   # on srv, but nothing listens: port unreachable
 Z=$T_TMP/zones
