@@ -66,9 +66,9 @@ $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libstarttlsd.a
 EV_STATIC := -Wl,-Bstatic -lev -Wl,-Bdynamic
 UNBOUND_LDLIBS = $(filter-out -lev,$(LDLIBS)) $(EV_STATIC) -lunbound -lm
 
-# dnsq: the resolver test tool (tests/integration/91-dnssec.sh).
-all: $(BUILD)/dnsq
-$(BUILD)/dnsq: tests/dnsq.c $(BUILD)/libstarttlsd.a
+# dnsq and pdq: the resolver and policy-process test tools (tests/integration/91-dnssec.sh).
+all: $(BUILD)/dnsq $(BUILD)/pdq
+$(BUILD)/dnsq $(BUILD)/pdq: $(BUILD)/%: tests/%.c $(BUILD)/libstarttlsd.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libstarttlsd.a $(UNBOUND_LDLIBS)
 
 unit: $(UNIT_BINS)

@@ -10,12 +10,14 @@
 # Zones: secure.example (signed, DS in the parent), insecure.example (no DS),
 # bogus.example (TLSA rdata edited after signing), expired.example (RRSIGs
 # expired in 2020), broken.example (delegated to a server that does not serve
-# it: nothing listens at its server's address, SERVFAIL). The main batch also runs under valgrind: static libev beside
-# libunbound must leave the heap clean (docs/dane.md).
+# it: nothing listens at its server's address, SERVFAIL). build/pdq forks the
+# policy process (policyd_main) and asks it the same questions. In the
+# valgrind pass both tools run under memcheck: static libev beside libunbound
+# must leave the heap clean (docs/dane.md).
 . "$(dirname "$0")/../lib/common.sh"
 
 need_root
-for t in nsd unbound ldns-keygen ldns-signzone valgrind; do
+for t in nsd unbound ldns-keygen ldns-signzone; do
 	command -v "$t" >/dev/null || [ -x "/usr/sbin/$t" ] || skip "$t not installed (tests/deps.sh)"
 done
 # The tool built beside the binary under test (build/ or build/san/).
@@ -24,6 +26,13 @@ case $STARTTLSD in
 *) DNSQ=$(dirname "$STARTTLSD")/dnsq ;;
 esac
 [ -x "$DNSQ" ] || { say "no $DNSQ (make all)"; not_ok "dnsq built" true; finish; }
+# The valgrind pass (make valgrind) runs the tools themselves under memcheck:
+# libunbound's thread, static libev, policyd's fork; any report fails.
+VG=()
+case $STARTTLSD in
+*valgrind*) VG=(valgrind -q --error-exitcode=97 --leak-check=full
+	--errors-for-leak-kinds=definite --log-file="$T_TMP/vg.%p.log") ;;
+esac
 
 # The link that keeps libunbound off libev's libevent look-alikes (Makefile EV_STATIC):
 # libev.so not loaded, no event_* exported for libunbound to bind to.
@@ -136,7 +145,7 @@ EOF
 in_gw unbound -d -c "$T_TMP/unbound.conf" >"$T_TMP/unbound.out" 2>&1 &
 T_PIDS+=($!); disown $!
 
-dnsq() { in_cli "$DNSQ" -a "$Z/root-anchor.ds" -f $GWL4 "${DNSQ_ARGS[@]}"; }
+dnsq() { in_cli "${VG[@]}" "$DNSQ" -a "$Z/root-anchor.ds" -f $GWL4 "${DNSQ_ARGS[@]}"; }
 # Both servers up: the forwarder answers for the signed apex.
 ready() { in_cli "$DNSQ" -a "$Z/root-anchor.ds" -f $GWL4 -T 2000 A ns.example | grep -q 'status=secure'; }
 ok "nsd and unbound answer (secure ns.example)" wait_for 15 ready
@@ -172,23 +181,26 @@ ok "nothing for the cancelled query" bash -c "! grep -q cancelled '$out'"
 ok "12 answers" test "$(wc -l <"$out")" -eq 12
 [ "$T_FAIL" -gt 0 ] && { cat "$out" "$T_TMP/batch.err" >&2; }
 
-# ---- the same batch under valgrind (heap, threads, static libev + libunbound) ----
-# Always the plain build's dnsq (valgrind cannot run an ASan binary; the ASan
-# pass has ASan's own checks on the batch above).
-VG_DNSQ=$TOP/build/dnsq
-if [ -x "$VG_DNSQ" ]; then
-	vg=$T_TMP/valgrind.log
-	in_cli valgrind -q --error-exitcode=97 --leak-check=full \
-		--errors-for-leak-kinds=definite --log-file="$vg" \
-		"$VG_DNSQ" -a "$Z/root-anchor.ds" -f $GWL4 "${DNSQ_ARGS[@]}" >"$out.vg" 2>"$T_TMP/vg.err"
-	ok "valgrind: dnsq batch clean" test $? -eq 0
-	# (records in any order: unbound rotates RRsets)
-	verdicts() { sed -E 's/ rr="[^"]*"//g' "$1" | sort; }
-	ok "valgrind: same verdicts" diff <(verdicts "$out") <(verdicts "$out.vg")
-	ok "valgrind: no report" test ! -s "$vg"
-else
-	say "  (no $VG_DNSQ: the valgrind run is left out)"
-fi
+# ---- the policy process (build/pdq forks policyd_main like the master will) ----------
+PDQ=$(dirname "$DNSQ")/pdq
+pout=$T_TMP/pdq.out
+PDQ_ARGS=(-m TLSA mx.secure.example MX secure.example A mx.secure.example
+	TLSA mx.insecure.example TLSA mx.bogus.example TLSA mx.broken.example)
+in_cli "${VG[@]}" "$PDQ" -a "$Z/root-anchor.ds" -f $GWL4 "${PDQ_ARGS[@]}" >"$pout" 2>"$T_TMP/pdq.err"
+ok "policyd: every question answered, malformed client dropped, exit 0" test $? -eq 0
+pcount() { grep -Ec -- "$1" "$pout"; }
+ok "policyd: secure TLSA, asked twice at once, answered twice" test "$(pcount '^1 mx.secure.example TLSA status=secure nrr=2 .*parse=ok usable=1')" -eq 2
+ok "policyd: secure MX and A" test "$(pcount '^1 (secure.example MX|mx.secure.example A) status=secure nrr=1')" -eq 4
+ok "policyd: insecure TLSA" grep -Eq '^1 mx.insecure.example TLSA status=insecure nrr=2' "$pout"
+ok "policyd: bogus TLSA, kept only PD_TTL_FAIL (10 s)" grep -Eq '^1 mx.bogus.example TLSA status=bogus nrr=0 ttl=10 ' "$pout"
+ok "policyd: SERVFAIL is error" grep -Eq '^1 mx.broken.example TLSA status=error nrr=0 ttl=10 ' "$pout"
+ok "policyd: round 2 all from the cache" test "$(pcount '^2 .* cached=1')" -eq 6
+ok "policyd: cached TTL within the record's 300 s" bash -c "grep -E '^2 mx.secure.example TLSA' '$pout' | grep -Eq 'ttl=(2[0-9][0-9]|300) '"
+ok "policyd: malformed request drops that client only" grep -q '^malformed: dropped' "$pout"
+ok "policyd: the first client still served" test "$(pcount '^3 .* cached=1')" -eq 6
+ok "policyd: exits when the master's socket closes" grep -q '^policyd: exit 0' "$pout"
+ok "policyd: logs the malformed request" grep -q 'malformed request' "$T_TMP/pdq.err"
+[ "$T_FAIL" -gt 0 ] && { cat "$pout" "$T_TMP/pdq.err" >&2; }
 
 # ---- failures of our own ---------------------------------------------------------
 # A forwarder that never answers: the query's own timer answers "error", once.
@@ -210,5 +222,10 @@ ok "broken anchor record: says trust_anchor_file" grep -q "dnsq: trust_anchor_fi
 # With no forwarder given, resolv.conf's nameservers are used.
 printf 'nameserver %s\n' $GWL4 >"$T_TMP/resolv.conf"
 ok "resolv.conf forwarder: secure MX" bash -c "ip netns exec $NS_CLI '$DNSQ' -a '$Z/root-anchor.ds' -r '$T_TMP/resolv.conf' MX secure.example | grep -q 'status=secure'"
+
+if [ ${#VG[@]} -gt 0 ]; then
+	ok "valgrind: dnsq, pdq and policyd ran under memcheck" bash -c "ls '$T_TMP'/vg.*.log >/dev/null"
+	ok "valgrind: no report from any of them" bash -c "! cat '$T_TMP'/vg.*.log | grep -q ."
+fi
 
 finish
