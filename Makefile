@@ -47,8 +47,9 @@ $(BUILD)/libstarttlsd.a: $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
+# The daemon links libunbound (the policy process): libev statically (EV_STATIC below).
 $(BUILD)/starttlsd: $(BUILD)/obj/main.o $(BUILD)/libstarttlsd.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(UNBOUND_LDLIBS)
 
 # jansson (pinjson.c) only where pins are read or written as JSON, never the daemon.
 $(BUILD)/starttlsctl: $(BUILD)/obj/ctl.o $(BUILD)/libstarttlsd.a

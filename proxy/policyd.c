@@ -21,6 +21,7 @@
 
 #include <ev.h>
 
+#include "starttlsd/config.h"
 #include "starttlsd/log.h"
 
 #define PD_MAX_CLIENTS 256
@@ -299,6 +300,58 @@ ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
 	ev_io_init(&c->io, client_cb, fd, EV_READ);
 	c->io.data = c;
 	ev_io_start(loop, &c->io);
+}
+
+pid_t
+policyd_spawn(const struct policyd_opts *opts, int (*drop)(void *),
+    void *arg, bool log_stderr, int *ctl_out)
+{
+	int sp[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
+		return -1;
+	if ((pid = fork()) < 0) {
+		close(sp[0]);
+		close(sp[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		/*
+		 * Nothing of the master's but the control socket: not its
+		 * listeners (a copy would keep a closed listener queueing
+		 * connections), pipes or syslog socket (reopened below).
+		 */
+		log_close();
+		if (dup2(sp[1], 3) < 0)
+			_exit(1);
+		close_range(4, ~0U, 0);
+		log_open(log_stderr, true);
+		if (drop(arg) < 0)
+			_exit(1);
+		policyd_main(3, opts);
+	}
+	close(sp[1]);
+	*ctl_out = sp[0];
+	return pid;
+}
+
+pid_t
+policyd_start(const struct config *cfg, int (*drop)(void *), void *arg,
+    int *ctl_out)
+{
+	struct policyd_opts o;
+	pid_t pid;
+
+	memset(&o, 0, sizeof(o));
+	o.resolver.trust_anchor_file = cfg->trust_anchor_file;
+	for (size_t i = 0; i < cfg->resolvers.n && i < RESOLVER_MAX_FWD; i++)
+		o.resolver.forwarders[o.resolver.nforwarders++] =
+		    cfg->resolvers.item[i];
+	pid = policyd_spawn(&o, drop, arg, cfg->log_stderr, ctl_out);
+	if (pid < 0)
+		log_msg(LOG_ERR, "policyd", "not started: %s", strerror(errno));
+	return pid;
 }
 
 void

@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "starttlsd/resolver.h"
 
@@ -135,6 +136,24 @@ struct policyd_opts {
  */
 void policyd_main(int ctl, const struct policyd_opts *opts)
     __attribute__((noreturn));
+
+/*
+ * Master side: fork the policy process. The child keeps only the control
+ * socket (as fd 3) and stdin/out/err, reopens the log, calls drop(arg) (the
+ * privilege drop; nonzero: exit 1), then policyd_main. The parent gets the
+ * child's pid and its end of the control socket in *ctl_out; -1 on failure.
+ */
+pid_t policyd_spawn(const struct policyd_opts *opts, int (*drop)(void *),
+    void *arg, bool log_stderr, int *ctl_out);
+
+struct config;
+
+/*
+ * policyd_spawn with the configuration's trust_anchor_file and resolvers;
+ * logs a failure. The daemon's master calls it when dane = on.
+ */
+pid_t policyd_start(const struct config *cfg, int (*drop)(void *), void *arg,
+    int *ctl_out);
 
 /* Master side: hand client socket fd to policyd over ctl (SCM_RIGHTS). 0 or -1. */
 int policyd_give_client(int ctl, int fd);

@@ -223,6 +223,28 @@ ok "broken anchor record: says trust_anchor_file" grep -q "dnsq: trust_anchor_fi
 printf 'nameserver %s\n' $GWL4 >"$T_TMP/resolv.conf"
 ok "resolv.conf forwarder: secure MX" bash -c "ip netns exec $NS_CLI '$DNSQ' -a '$Z/root-anchor.ds' -r '$T_TMP/resolv.conf' MX secure.example | grep -q 'status=secure'"
 
+# ---- the daemon: dane = on starts the policy process under the master --------------
+proxy --dane on --resolvers $GWL4 --trust-anchor-file "$Z/root-anchor.ds" --workers 1
+ok "daemon: event=policyd msg=started" wait_for 10 log_has 'event=policyd msg=started'
+wpid=$(sed -nE 's/.*event=worker action=started pid=([0-9]+).*/\1/p' "$PROXY_LOG" | head -1)
+pdpid=$(ps -o pid= --ppid "$PROXY_PID" | tr -d ' ' | grep -vx "$wpid" | head -1)
+ok "daemon: policyd is a child of the master beside the worker" test -n "$pdpid" -a -n "$wpid"
+ok "daemon: policyd runs as user starttlsd" test "$(ps -o user= -p "$pdpid")" = starttlsd
+# ss -p names every process holding a socket: the master and the worker hold
+# the listener; policyd, which closed all it inherited, must not.
+ip netns exec "$NS_GW" ss -Htlnp >"$T_TMP/ss.out" 2>&1
+ok "daemon: the listener is held by the master (the check can see it)" grep -q "pid=$PROXY_PID," "$T_TMP/ss.out"
+ok "daemon: policyd holds no listening socket" bash -c "! grep -q 'pid=$pdpid,' '$T_TMP/ss.out'"
+ok "daemon: stops cleanly" proxy_stop
+ok "daemon: policyd gone with the master" wait_for 10 bash -c "! kill -0 $pdpid 2>/dev/null"
+# A trust anchor policyd cannot use: it says so and exits; the daemon goes on.
+: >"$PROXY_LOG"
+proxy --dane on --resolvers $GWL4 --trust-anchor-file "$T_TMP/empty.ds" --workers 1
+ok "daemon: bad trust anchor logged by policyd" wait_for 10 log_has 'event=policyd msg="resolver: trust_anchor_file .*no DS or DNSKEY record'
+ok "daemon: still up without it" bash -c "kill -0 $PROXY_PID"
+ok "daemon: stops cleanly after that" proxy_stop
+ok "daemon: dane = on needs master = on" bash -c "ip netns exec $NS_GW '$STARTTLSD' --check-config --dane on --master off 2>&1 | grep -q 'dane: on needs master = on'"
+
 if [ ${#VG[@]} -gt 0 ]; then
 	ok "valgrind: dnsq, pdq and policyd ran under memcheck" bash -c "ls '$T_TMP'/vg.*.log >/dev/null"
 	ok "valgrind: no report from any of them" bash -c "! cat '$T_TMP'/vg.*.log | grep -q ."
