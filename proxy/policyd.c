@@ -59,7 +59,8 @@ static struct {
 	struct pd_flight *flights;
 	ev_io ctl_io;
 	int ctl;
-	uint64_t dropped;
+	uint64_t dropped;       /* answers a client could not take */
+	uint64_t asked;         /* questions sent to the resolver */
 } pd;
 
 static uint64_t
@@ -201,6 +202,7 @@ handle(uint64_t client, const struct pd_req *rq)
 		memcpy(f->name, rq->name, sizeof(f->name));
 		f->next = pd.flights;
 		pd.flights = f;
+		pd.asked++;
 		id = rq->kind == PD_TLSA ?
 		    resolver_tlsa(pd.res, rq->name, port, on_resolved, f) :
 		    resolver_query(pd.res, rq->name, qtype[rq->kind], on_resolved,
@@ -401,7 +403,8 @@ policyd_main(int ctl, const struct policyd_opts *opts)
 	ev_io_stop(pd.loop, &pd.ctl_io);
 	ev_loop_destroy(pd.loop);
 	close(ctl);
-	log_msg(LOG_INFO, "policyd", "exiting (%llu answers dropped)",
+	log_msg(LOG_INFO, "policyd", "exiting (%llu questions asked, %llu "
+	    "answers dropped)", (unsigned long long)pd.asked,
 	    (unsigned long long)pd.dropped);
 	exit(0);
 }

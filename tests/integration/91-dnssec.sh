@@ -200,6 +200,8 @@ ok "policyd: malformed request drops that client only" grep -q '^malformed: drop
 ok "policyd: the first client still served" test "$(pcount '^3 .* cached=1')" -eq 6
 ok "policyd: exits when the master's socket closes" grep -q '^policyd: exit 0' "$pout"
 ok "policyd: logs the malformed request" grep -q 'malformed request' "$T_TMP/pdq.err"
+# 6 questions, each asked 4 times (twice at once, then twice more later): one lookup each.
+ok "policyd: one lookup per question (flights shared, then the cache)" grep -q 'msg="exiting (6 questions asked, 0 answers dropped)"' "$T_TMP/pdq.err"
 [ "$T_FAIL" -gt 0 ] && { cat "$pout" "$T_TMP/pdq.err" >&2; }
 
 # ---- failures of our own ---------------------------------------------------------
