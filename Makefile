@@ -49,8 +49,9 @@ $(BUILD)/libstarttlsd.a: $(LIB_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
+# The daemon links libunbound (the policy process): libev statically (EV_STATIC below).
 $(BUILD)/starttlsd: $(BUILD)/obj/main.o $(BUILD)/libstarttlsd.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(UNBOUND_LDLIBS)
 
 # jansson (pinjson.c) only where pins are read or written as JSON, never the daemon.
 $(BUILD)/starttlsctl: $(BUILD)/obj/ctl.o $(BUILD)/libstarttlsd.a
@@ -60,6 +61,18 @@ $(BUILD)/unit/test_pinjson: LDLIBS += -ljansson
 $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libstarttlsd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libstarttlsd.a $(LDLIBS) -lcmocka
+
+# libunbound (proxy/resolver.c) only in programs that link libev statically:
+# Debian's libev.so exports libevent look-alikes (event_add, ...) that
+# libunbound would bind to and corrupt the heap with (docs/dane.md). The
+# static ev.o exports none of them, so libunbound gets the real libevent.
+EV_STATIC := -Wl,-Bstatic -lev -Wl,-Bdynamic
+UNBOUND_LDLIBS = $(filter-out -lev,$(LDLIBS)) $(EV_STATIC) -lunbound -lm
+
+# dnsq and pdq: the resolver and policy-process test tools (tests/integration/91-dnssec.sh).
+all: $(BUILD)/dnsq $(BUILD)/pdq
+$(BUILD)/dnsq $(BUILD)/pdq: $(BUILD)/%: tests/%.c $(BUILD)/libstarttlsd.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libstarttlsd.a $(UNBOUND_LDLIBS)
 
 unit: $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)

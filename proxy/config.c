@@ -88,6 +88,12 @@ static const struct config_key config_keys[] = {
 	  "a pin not seen with TLS for this long is forgotten (0: never)" },
 	{ "policy_file", CK_STR, OFF(policy_file), NULL, 0, 0,
 	  "static TLS policy for domains and destinations (docs/policy.md)" },
+	{ "dane", CK_BOOL, OFF(dane), "off", 0, 0,
+	  "start the policy process (validating resolver; docs/dane.md); sessions do not use it yet" },
+	{ "resolvers", CK_LIST, OFF(resolvers), NULL, 0, 0,
+	  "DNS servers the policy process forwards to, validating locally (unset: /etc/resolv.conf's)" },
+	{ "trust_anchor_file", CK_STR, OFF(trust_anchor_file), "/usr/share/dns/root.key", 0, 0,
+	  "DNSSEC trust anchor (DS or DNSKEY records) the policy process validates from" },
 	{ "transparent_source", CK_BOOL, OFF(transparent_source), "off", 0, 0,
 	  "tproxy only: connect upstream from the client's own address" },
 	{ "helo_name", CK_STR, OFF(helo_name), NULL, 0, 0,
@@ -500,6 +506,36 @@ validate(struct config *c, char *err, size_t errlen)
 	    strcmp(c->intercept_method, "tproxy") != 0) {
 		snprintf(err, errlen, "intercept_method: %s: expected redirect "
 		    "or tproxy", c->intercept_method);
+		return -1;
+	}
+	/* At most 8 (libunbound tries them in turn): a numeric address, optionally @port. */
+	if (c->resolvers.n > 8) {
+		snprintf(err, errlen, "resolvers: at most 8");
+		return -1;
+	}
+	for (size_t i = 0; i < c->resolvers.n; i++) {
+		char a[INET6_ADDRSTRLEN + 8], *at;
+		unsigned char buf[16];
+		snprintf(a, sizeof(a), "%s", c->resolvers.item[i]);
+		if ((at = strchr(a, '@')) != NULL) {
+			char *end;
+			unsigned long p = strtoul(at + 1, &end, 10);
+			if (at[1] == '\0' || *end != '\0' || p == 0 || p > 65535)
+				at = a;   /* refused below */
+			else
+				*at = '\0';
+		}
+		if (at == a || strlen(c->resolvers.item[i]) >= sizeof(a) ||
+		    (inet_pton(AF_INET, a, buf) != 1 &&
+		    inet_pton(AF_INET6, a, buf) != 1)) {
+			snprintf(err, errlen, "resolvers: %s: expected a numeric "
+			    "address, optionally ADDR@PORT", c->resolvers.item[i]);
+			return -1;
+		}
+	}
+	if (c->dane && !c->master) {
+		snprintf(err, errlen, "dane: on needs master = on (the policy "
+		    "process is the master's child)");
 		return -1;
 	}
 	if (c->intercept_interfaces.n > NFT_MAX_IFACES) {

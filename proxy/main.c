@@ -25,6 +25,7 @@
 #include "starttlsd/notify.h"
 #include "starttlsd/pinstore.h"
 #include "starttlsd/policy.h"
+#include "starttlsd/policyd.h"
 #include "starttlsd/priv.h"
 #include "starttlsd/ownport.h"
 #include "starttlsd/session.h"
@@ -70,6 +71,7 @@ static struct {
 	ev_tstamp pin_last_error;
 	uint64_t pin_errors_seen;
 	int metrics_fd;           /* metrics_listen's socket, -1: none */
+	int policyd_ctl;          /* the policy process's control socket, -1: none */
 } g;
 
 
@@ -653,6 +655,8 @@ worker_init(struct ev_loop *loop, size_t slot, int ctl_fd)
 				close(g.workers[i].ctl);
 		}
 	memset(g.workers, 0, sizeof(g.workers));
+	if (g.policyd_ctl >= 0)
+		close(g.policyd_ctl);   /* the master's; workers get their own later */
 	ev_timer_stop(loop, &g.respawn_timer);
 	g.intercepting = false;
 	sess_shared_use(slot);
@@ -661,6 +665,18 @@ worker_init(struct ev_loop *loop, size_t slot, int ctl_fd)
 	ev_io_init(&g.ctl_watcher, ctl_cb, ctl_fd, EV_READ);
 	ev_io_start(loop, &g.ctl_watcher);
 	relay_setup(loop);
+}
+
+/* The policy process drops root like a worker (docs/dane.md). */
+static int
+policyd_drop(void *user)
+{
+	char err[512];
+
+	if (priv_drop(user, false, err, sizeof(err)) == 0)
+		return 0;
+	log_msg(LOG_ERR, "policyd", "%s", err);
+	return -1;
 }
 
 static int
@@ -832,6 +848,7 @@ main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
+	g.policyd_ctl = -1;
 	g.argc = argc;
 	g.argv = argv;
 	switch (config_load(&cfg, argc, argv, err, sizeof(err))) {
@@ -927,6 +944,9 @@ main(int argc, char **argv)
 		g.nworkers = g.env->cfg.workers ? g.env->cfg.workers :
 		    ncpu > 0 ? (unsigned)(ncpu < MAX_WORKERS ? ncpu : MAX_WORKERS) : 1;
 		log_start("start");
+		if (g.env->cfg.dane)   /* started once, not yet supervised */
+			policyd_start(&g.env->cfg, policyd_drop, &g.user,
+			    &g.policyd_ctl);
 		spawn_workers(loop);
 	} else {
 		g.role = ROLE_SINGLE;

@@ -18,6 +18,7 @@ pkgs=(
   golang-go golang-github-go-logfmt-logfmt-dev
   mtail prometheus
   debhelper lintian
+  libunbound-dev dns-root-data nsd unbound ldnsutils
 )
 
 # The daemon's workers drop root for this user (make install documents it).
@@ -48,4 +49,6 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The Debian postfix package starts a system instance; our tests run private ones.
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now postfix >/dev/null 2>&1 || true; fi
+# Likewise nsd and unbound: tests/integration/91-dnssec.sh runs private ones in namespaces.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nsd unbound >/dev/null 2>&1 || true; fi
 postfix stop >/dev/null 2>&1 || true

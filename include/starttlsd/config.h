@@ -61,6 +61,11 @@ struct config {
 	unsigned pin_expire;      /* seconds without a TLS sighting */
 	char *policy_file;
 
+	/* the policy process (policyd.h, docs/dane.md) */
+	bool dane;                /* start it (sessions do not use it yet) */
+	struct config_list resolvers;  /* forwarders; empty: /etc/resolv.conf */
+	char *trust_anchor_file;
+
 	/* SMTP */
 	char *helo_name;
 

@@ -438,6 +438,29 @@ session("starttls-injection", 2, s(REPLIES["greeting"]), s(REPLIES["ehlo-postfix
 session("defused-starttls", 0, s(REPLIES["greeting"]), s(REPLIES["ehlo-postfix"]), *EHLO, *QUIT)
 
 
+# ---- MTA-STS (fuzz_sts) and TLSA rdata (fuzz_dane) ---------------------------------
+
+STS_EXAMPLE = ("version: STSv1\nmode: enforce\nmx: mail.example.com\nmx: *.example.net\n"
+               "mx: backupmx.example.com\nmax_age: 604800\n")
+seed("fuzz_sts", "rfc8461-example", STS_EXAMPLE)
+seed("fuzz_sts", "rfc8461-crlf", STS_EXAMPLE.replace("\n", "\r\n"))
+seed("fuzz_sts", "none", "version: STSv1\nmode: none\nmax_age: 86400\n")
+seed("fuzz_sts", "ext", "version: STSv1\nmode: testing\nmx: a.example\nmax_age: 1\nx-y: z\n")
+seed("fuzz_sts", "txt", "v=STSv1; id=20160831085700Z;")
+seed("fuzz_sts", "txt-ext", "v=STSv1; id=abc; foo=bar")
+seed("fuzz_sts", "pattern", "*.example.netmx.example.net")
+
+
+def tlsa(usage, sel, mtype, assoc):
+    rd = bytes([usage, sel, mtype]) + assoc
+    return bytes([len(rd)]) + rd
+
+
+seed("fuzz_dane", "ee-311", tlsa(3, 1, 1, bytes(range(32))))
+seed("fuzz_dane", "agility", tlsa(3, 1, 1, bytes(32)) + tlsa(3, 1, 2, bytes(64)) + tlsa(2, 0, 1, bytes(32)))
+seed("fuzz_dane", "unusable", tlsa(0, 0, 1, bytes(32)) + tlsa(3, 1, 255, b"x") + tlsa(1, 1, 1, bytes(31)))
+seed("fuzz_dane", "full", tlsa(2, 1, 0, b"\x30\x59\x30\x13" + bytes(87)))
+
 def main():
     if os.path.isdir(OUT):
         shutil.rmtree(OUT)

@@ -18,15 +18,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 key=$(sha256sum "$here/image.sh" | cut -c1-16)
 img=$dir/image-$key
 
-# What the starttlsd .deb depends on (BoringSSL, libev, libnftnl, libmnl,
-# LMDB, libseccomp, ca-certificates) and recommends (rsyslog, logrotate:
-# the VM has no network, apt installs the .deb offline), systemd as PID 1, the kernel with its initramfs, and what the
+# What the starttlsd .deb depends on (BoringSSL, libnftnl, libmnl, LMDB,
+# libseccomp, libunbound with its libevent; libev is linked statically into
+# starttlsd, starttlsctl still uses libev4; ca-certificates) and recommends
+# (rsyslog, logrotate: the VM has no network, apt installs the .deb
+# offline), systemd as PID 1, the kernel with its initramfs, and what the
 # in-VM checks use: nft, ip, ps/pgrep, python3 (tests/peers/smtpd.py and
 # an smtplib client).
 PACKAGES=(
 	systemd systemd-sysv udev kmod
 	linux-image-cloud-amd64 initramfs-tools zstd
-	android-libboringssl libev4 libnftnl11 libmnl0 liblmdb0 libseccomp2
+	android-libboringssl libev4 libnftnl11 libmnl0 liblmdb0 libseccomp2 libunbound8
 	nftables iproute2 procps python3
 	ca-certificates rsyslog logrotate
 )

@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# proxy/resolver.c (libunbound, validating locally, async in libev) against
+# real DNS servers in namespaces, no real DNS anywhere:
+#   srv: nsd on 198.51.100.53 serving a private "example." tree signed here
+#        with ldns-keygen/ldns-signzone (ldnsutils: tools only, never linked)
+#   gw:  unbound on 192.0.2.1, a plain forwarder WITHOUT validation
+#        (module-config "iterator"): tampered data passes it untouched, and it
+#        never sets AD, so every verdict below is our own validation's
+#   cli: build/dnsq (tests/dnsq.c) forwarding to gw, trust anchor = DS of example.
+# Zones: secure.example (signed, DS in the parent), insecure.example (no DS),
+# bogus.example (TLSA rdata edited after signing), expired.example (RRSIGs
+# expired in 2020), broken.example (delegated to a server that does not serve
+# it: nothing listens at its server's address, SERVFAIL). build/pdq forks the
+# policy process (policyd_main) and asks it the same questions. In the
+# valgrind pass both tools run under memcheck: static libev beside libunbound
+# must leave the heap clean (docs/dane.md).
+. "$(dirname "$0")/../lib/common.sh"
+
+need_root
+for t in nsd unbound ldns-keygen ldns-signzone; do
+	command -v "$t" >/dev/null || [ -x "/usr/sbin/$t" ] || skip "$t not installed (tests/deps.sh)"
+done
+# The tool built beside the binary under test (build/ or build/san/).
+case $STARTTLSD in
+*valgrind*) DNSQ=$(dirname "${VALGRIND_BIN:-$TOP/build/starttlsd}")/dnsq ;;
+*) DNSQ=$(dirname "$STARTTLSD")/dnsq ;;
+esac
+[ -x "$DNSQ" ] || { say "no $DNSQ (make all)"; not_ok "dnsq built" true; finish; }
+# The valgrind pass (make valgrind) runs the tools themselves under memcheck:
+# libunbound's thread, static libev, policyd's fork; any report fails.
+VG=()
+case $STARTTLSD in
+*valgrind*) VG=(valgrind -q --error-exitcode=97 --leak-check=full
+	--errors-for-leak-kinds=definite --log-file="$T_TMP/vg.%p.log") ;;
+esac
+
+# The link that keeps libunbound off libev's libevent look-alikes (Makefile EV_STATIC):
+# libev.so not loaded, no event_* exported for libunbound to bind to.
+ok "dnsq: libev linked statically (no libev.so)" bash -c "! ldd '$DNSQ' | grep -q 'libev\.so'"
+ok "dnsq: exports no event_* symbols" bash -c "! nm -D --defined-only '$DNSQ' | grep -q ' event_'"
+ok "dnsq: libunbound and the real libevent loaded" bash -c "ldd '$DNSQ' | grep -q libunbound && ldd '$DNSQ' | grep -q libevent-2"
+
+NS4=198.51.100.53
+NS4_DEAD=198.51.100.54   # on srv, but nothing listens: port unreachable
+Z=$T_TMP/zones
+mkdir -p "$Z"
+
+# ---- zones -----------------------------------------------------------------
+TLSA_HASH=8cb0fc6c527506a053f4f14c8464bebbd6dede2738d11468dd953d7d6a3021f1
+zone() { # NAME BODY: a zone file with SOA and NS
+	cat >"$Z/$1.zone" <<-EOF
+	\$ORIGIN $1.
+	\$TTL 300
+	@ IN SOA ns.example. hostmaster.example. 1 3600 600 86400 300
+	@ IN NS ns.example.
+	$2
+	EOF
+}
+key() { # NAME: one ECDSA P-256 key with the SEP flag (signs everything); prints its base name
+	(cd "$Z" && ldns-keygen -a ECDSAP256SHA256 -k "$1")
+}
+leaf="mx IN A $SRV4
+mx IN AAAA $SRV6
+@ IN MX 10 mx
+_25._tcp.mx IN TLSA 3 1 1 $TLSA_HASH
+_25._tcp.mx IN TLSA 0 0 1 $TLSA_HASH
+nodane IN A $SRV4"
+for z in secure insecure bogus expired; do zone "$z.example" "$leaf"; done
+for z in secure bogus expired; do
+	k=$(key "$z.example") || { not_ok "ldns-keygen $z" true; finish; }
+	case $z in
+	expired) (cd "$Z" && ldns-signzone -i 20191201000000 -e 20200101000000 "$z.example.zone" "$k") ;;
+	*) (cd "$Z" && ldns-signzone "$z.example.zone" "$k") ;;
+	esac || { not_ok "ldns-signzone $z" true; finish; }
+	cat "$Z/$k.ds" >>"$Z/parent.ds"
+done
+cp "$Z/insecure.example.zone" "$Z/insecure.example.zone.signed"
+# bogus: one hex digit of the signed TLSA rdata changed, RRSIG kept
+sed -i -E '/IN[[:space:]]+TLSA[[:space:]]+3 1 1/s/8cb0fc6c/9cb0fc6c/' "$Z/bogus.example.zone.signed"
+ok "bogus.example: TLSA edited after signing" grep -q 9cb0fc6c "$Z/bogus.example.zone.signed"
+
+zone example "ns IN A $NS4
+secure IN NS ns.example.
+insecure IN NS ns.example.
+bogus IN NS ns.example.
+expired IN NS ns.example.
+broken IN NS ns2.example.
+ns2 IN A $NS4_DEAD
+$(cat "$Z/parent.ds")"
+kp=$(key example) && (cd "$Z" && ldns-signzone example.zone "$kp") ||
+	{ not_ok "sign example." true; finish; }
+cp "$Z/$kp.ds" "$Z/root-anchor.ds"   # our trust anchor: DS of example.
+ok "trust anchor is a DS of example." grep -Eq '^example\.[[:space:]]+[0-9]*[[:space:]]*IN[[:space:]]+DS' "$Z/root-anchor.ds"
+
+# ---- servers ---------------------------------------------------------------
+topo_up
+ip -n "$NS_SRV" addr add $NS4/24 dev wan0
+ip -n "$NS_SRV" addr add $NS4_DEAD/24 dev wan0
+
+cat >"$T_TMP/nsd.conf" <<EOF
+server:
+	ip-address: $NS4
+	port: 53
+	username: ""
+	chroot: ""
+	zonesdir: "$Z"
+	pidfile: "$T_TMP/nsd.pid"
+	database: ""
+	zonelistfile: "$T_TMP/nsd.zonelist"
+	xfrdfile: "$T_TMP/nsd.xfrd"
+	xfrdir: "$T_TMP"
+	logfile: "$T_TMP/nsd.log"
+	server-count: 1
+	verbosity: 1
+remote-control:
+	control-enable: no
+EOF
+for z in example secure.example insecure.example bogus.example expired.example; do
+	printf 'zone:\n\tname: "%s."\n\tzonefile: "%s.zone.signed"\n' "$z" "$z" >>"$T_TMP/nsd.conf"
+done
+in_srv nsd -d -c "$T_TMP/nsd.conf" >"$T_TMP/nsd.out" 2>&1 &
+T_PIDS+=($!); disown $!
+
+cat >"$T_TMP/unbound.conf" <<EOF
+server:
+	interface: $GWL4
+	port: 53
+	access-control: 192.0.2.0/24 allow
+	username: ""
+	chroot: ""
+	directory: "$T_TMP"
+	pidfile: ""
+	use-syslog: no
+	logfile: "$T_TMP/unbound.log"
+	do-daemonize: no
+	num-threads: 1
+	so-reuseport: no
+	module-config: "iterator"
+	qname-minimisation: no
+	verbosity: 1
+stub-zone:
+	name: "example."
+	stub-addr: $NS4
+EOF
+in_gw unbound -d -c "$T_TMP/unbound.conf" >"$T_TMP/unbound.out" 2>&1 &
+T_PIDS+=($!); disown $!
+
+dnsq() { in_cli "${VG[@]}" "$DNSQ" -a "$Z/root-anchor.ds" -f $GWL4 "${DNSQ_ARGS[@]}"; }
+# Both servers up: the forwarder answers for the signed apex.
+ready() { in_cli "$DNSQ" -a "$Z/root-anchor.ds" -f $GWL4 -T 2000 A ns.example | grep -q 'status=secure'; }
+ok "nsd and unbound answer (secure ns.example)" wait_for 15 ready
+ready || { cat "$T_TMP/nsd.out" "$T_TMP/unbound.out" >&2; finish; }
+
+# ---- the main batch: every query in flight at once, one loop -----------------
+out=$T_TMP/batch.out
+DNSQ_ARGS=(-x cancelled.secure.example
+	TLSA mx.secure.example  MX secure.example  A mx.secure.example  AAAA mx.secure.example
+	TLSA nodane.secure.example  TLSA mx.insecure.example  MX insecure.example
+	TLSA mx.bogus.example  A mx.bogus.example  A mx.expired.example  TLSA mx.expired.example
+	TLSA mx.broken.example)
+dnsq >"$out" 2>"$T_TMP/batch.err"
+ok "dnsq: one answer per query, none for the cancelled one" test $? -eq 0
+line() { grep -E "^$1 $2 " "$out"; }
+has() { line "$1" "$2" | grep -Eq -- "$3"; }
+ok "secure TLSA: secure, both records returned" has _25._tcp.mx.secure.example TLSA "status=secure rcode=0 nrr=2"
+ok "secure TLSA: the 3 1 1 data" has _25._tcp.mx.secure.example TLSA "rr=\"3 1 1 $TLSA_HASH\""
+ok "secure TLSA: usage 0 dropped by dane_rrset_parse" has _25._tcp.mx.secure.example TLSA "parse=ok usable=1"
+ok "secure MX" has secure.example MX 'status=secure .*rr="10 mx.secure.example"'
+ok "secure A" has mx.secure.example A "status=secure .*rr=\"$SRV4\""
+ok "secure AAAA" has mx.secure.example AAAA "status=secure .*rr=\"$SRV6\""
+ok "secure denial of TLSA (NXDOMAIN, no records)" has _25._tcp.nodane.secure.example TLSA "status=secure rcode=3 nrr=0"
+ok "insecure zone: TLSA data, but insecure" has _25._tcp.mx.insecure.example TLSA "status=insecure rcode=0 nrr=2"
+ok "insecure zone: MX insecure" has insecure.example MX 'status=insecure .*rr="10 mx.insecure.example"'
+ok "tampered TLSA: bogus, no data handed out" has _25._tcp.mx.bogus.example TLSA "status=bogus .*nrr=0 why="
+ok "untampered A in the same zone: secure" has mx.bogus.example A "status=secure"
+ok "expired signatures: bogus" has mx.expired.example A "status=bogus .*nrr=0"
+ok "expired signatures: why says so" has mx.expired.example A 'why="[^"]*expired'
+ok "expired signatures: TLSA bogus too" has _25._tcp.mx.expired.example TLSA "status=bogus"
+ok "SERVFAIL: error" has _25._tcp.mx.broken.example TLSA "status=error rcode=2"
+ok "nothing for the cancelled query" bash -c "! grep -q cancelled '$out'"
+ok "12 answers" test "$(wc -l <"$out")" -eq 12
+[ "$T_FAIL" -gt 0 ] && { cat "$out" "$T_TMP/batch.err" >&2; }
+
+# ---- the policy process (build/pdq forks policyd_main like the master will) ----------
+PDQ=$(dirname "$DNSQ")/pdq
+pout=$T_TMP/pdq.out
+PDQ_ARGS=(-m TLSA mx.secure.example MX secure.example A mx.secure.example
+	TLSA mx.insecure.example TLSA mx.bogus.example TLSA mx.broken.example)
+in_cli "${VG[@]}" "$PDQ" -a "$Z/root-anchor.ds" -f $GWL4 "${PDQ_ARGS[@]}" >"$pout" 2>"$T_TMP/pdq.err"
+ok "policyd: every question answered, malformed client dropped, exit 0" test $? -eq 0
+pcount() { grep -Ec -- "$1" "$pout"; }
+ok "policyd: secure TLSA, asked twice at once, answered twice" test "$(pcount '^1 mx.secure.example TLSA status=secure nrr=2 .*parse=ok usable=1')" -eq 2
+ok "policyd: secure MX and A" test "$(pcount '^1 (secure.example MX|mx.secure.example A) status=secure nrr=1')" -eq 4
+ok "policyd: insecure TLSA" grep -Eq '^1 mx.insecure.example TLSA status=insecure nrr=2' "$pout"
+ok "policyd: bogus TLSA, kept only PD_TTL_FAIL (10 s)" grep -Eq '^1 mx.bogus.example TLSA status=bogus nrr=0 ttl=10 ' "$pout"
+ok "policyd: SERVFAIL is error" grep -Eq '^1 mx.broken.example TLSA status=error nrr=0 ttl=10 ' "$pout"
+ok "policyd: round 2 all from the cache" test "$(pcount '^2 .* cached=1')" -eq 6
+ok "policyd: cached TTL within the record's 300 s" bash -c "grep -E '^2 mx.secure.example TLSA' '$pout' | grep -Eq 'ttl=(2[0-9][0-9]|300) '"
+ok "policyd: malformed request drops that client only" grep -q '^malformed: dropped' "$pout"
+ok "policyd: the first client still served" test "$(pcount '^3 .* cached=1')" -eq 6
+ok "policyd: exits when the master's socket closes" grep -q '^policyd: exit 0' "$pout"
+ok "policyd: logs the malformed request" grep -q 'malformed request' "$T_TMP/pdq.err"
+# 6 questions, each asked 4 times (twice at once, then twice more later): one lookup each.
+ok "policyd: one lookup per question (flights shared, then the cache)" grep -q 'msg="exiting (6 questions asked, 0 answers dropped)"' "$T_TMP/pdq.err"
+[ "$T_FAIL" -gt 0 ] && { cat "$pout" "$T_TMP/pdq.err" >&2; }
+
+# ---- failures of our own ---------------------------------------------------------
+# A forwarder that never answers: the query's own timer answers "error", once.
+ok "silent forwarder: error=timeout" bash -c "ip netns exec $NS_CLI '$DNSQ' -a '$Z/root-anchor.ds' -f 192.0.2.77 -T 800 TLSA mx.secure.example | grep -q 'status=error rcode=-1 nrr=0 why=\"timeout\"'"
+# A trust anchor that cannot be read is refused up front, never "insecure".
+in_cli "$DNSQ" -a "$T_TMP/none.ds" -f $GWL4 A mx.secure.example >"$T_TMP/ta.out" 2>&1
+ok "missing trust anchor: exit 2" test $? -eq 2
+ok "missing trust anchor: says trust_anchor_file" grep -q "dnsq: trust_anchor_file $T_TMP/none.ds" "$T_TMP/ta.out"
+# A file without any DS/DNSKEY would leave no anchor: refused, not "insecure".
+printf '; nothing here\n' >"$T_TMP/empty.ds"
+in_cli "$DNSQ" -a "$T_TMP/empty.ds" -f $GWL4 A mx.secure.example >"$T_TMP/ta2.out" 2>&1
+ok "anchor file without records: exit 2" test $? -eq 2
+ok "anchor file without records: says so" grep -q "no DS or DNSKEY record" "$T_TMP/ta2.out"
+# A file with a broken record: libunbound refuses it at start, not per query.
+printf 'example. IN DS 1 2 3 zz\n' >"$T_TMP/bad.ds"
+in_cli "$DNSQ" -a "$T_TMP/bad.ds" -f $GWL4 A mx.secure.example >"$T_TMP/ta3.out" 2>&1
+ok "broken anchor record: exit 2 at start" test $? -eq 2
+ok "broken anchor record: says trust_anchor_file" grep -q "dnsq: trust_anchor_file $T_TMP/bad.ds" "$T_TMP/ta3.out"
+# With no forwarder given, resolv.conf's nameservers are used.
+printf 'nameserver %s\n' $GWL4 >"$T_TMP/resolv.conf"
+ok "resolv.conf forwarder: secure MX" bash -c "ip netns exec $NS_CLI '$DNSQ' -a '$Z/root-anchor.ds' -r '$T_TMP/resolv.conf' MX secure.example | grep -q 'status=secure'"
+
+# ---- the daemon: dane = on starts the policy process under the master --------------
+proxy --dane on --resolvers $GWL4 --trust-anchor-file "$Z/root-anchor.ds" --workers 1
+ok "daemon: event=policyd msg=started" wait_for 10 log_has 'event=policyd msg=started'
+wpid=$(sed -nE 's/.*event=worker action=started pid=([0-9]+).*/\1/p' "$PROXY_LOG" | head -1)
+pdpid=$(ps -o pid= --ppid "$PROXY_PID" | tr -d ' ' | grep -vx "$wpid" | head -1)
+ok "daemon: policyd is a child of the master beside the worker" test -n "$pdpid" -a -n "$wpid"
+ok "daemon: policyd runs as user starttlsd" test "$(ps -o user= -p "$pdpid")" = starttlsd
+# ss -p names every process holding a socket: the master and the worker hold
+# the listener; policyd, which closed all it inherited, must not.
+ip netns exec "$NS_GW" ss -Htlnp >"$T_TMP/ss.out" 2>&1
+ok "daemon: the listener is held by the master (the check can see it)" grep -q "pid=$PROXY_PID," "$T_TMP/ss.out"
+ok "daemon: policyd holds no listening socket" bash -c "! grep -q 'pid=$pdpid,' '$T_TMP/ss.out'"
+ok "daemon: stops cleanly" proxy_stop
+ok "daemon: policyd gone with the master" wait_for 10 bash -c "! kill -0 $pdpid 2>/dev/null"
+# A trust anchor policyd cannot use: it says so and exits; the daemon goes on.
+: >"$PROXY_LOG"
+proxy --dane on --resolvers $GWL4 --trust-anchor-file "$T_TMP/empty.ds" --workers 1
+ok "daemon: bad trust anchor logged by policyd" wait_for 10 log_has 'event=policyd msg="resolver: trust_anchor_file .*no DS or DNSKEY record'
+ok "daemon: still up without it" bash -c "kill -0 $PROXY_PID"
+ok "daemon: stops cleanly after that" proxy_stop
+ok "daemon: dane = on needs master = on" bash -c "ip netns exec $NS_GW '$STARTTLSD' --check-config --dane on --master off 2>&1 | grep -q 'dane: on needs master = on'"
+
+if [ ${#VG[@]} -gt 0 ]; then
+	ok "valgrind: dnsq, pdq and policyd ran under memcheck" bash -c "ls '$T_TMP'/vg.*.log >/dev/null"
+	ok "valgrind: no report from any of them" bash -c "! cat '$T_TMP'/vg.*.log | grep -q ."
+fi
+
+finish

@@ -1,0 +1,197 @@
+/*
+ * pdq: a test tool for the policy process, doing what the master and a
+ * worker will do: fork policyd from its entry point (policyd_main), hand it a
+ * client socket over the control socket, ask over the client socket and
+ * print one line per answer:
+ *
+ *   ROUND NAME KIND status=secure nrr=2 ttl=300 cached=0 [parse=ok usable=1]
+ *
+ * Every question is asked in round 1 (all in flight at once, each twice, so
+ * the second must join the first's flight) and again in round 2 (from the
+ * cache). With -m, a second client then sends a malformed request and must
+ * be dropped while the first still gets answers. Closing the control socket
+ * must make policyd exit 0. Exit status 0 when all of that held.
+ *
+ *   pdq [-a trust_anchor_file] [-f forwarder]... [-T ms] [-m] KIND NAME...
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "starttlsd/dane.h"
+#include "starttlsd/log.h"
+#include "starttlsd/policyd.h"
+
+#define MAXQ 32
+
+static struct pd_req reqs[MAXQ];
+static size_t nreq;
+
+static int
+ask(int fd, const struct pd_req *rq, uint32_t seq)
+{
+	uint8_t pkt[PD_MSG_MAX];
+	struct pd_req r = *rq;
+	size_t n;
+
+	r.seq = seq;
+	n = pd_req_encode(&r, pkt, sizeof(pkt));
+	return n > 0 && send(fd, pkt, n, MSG_NOSIGNAL) == (ssize_t)n ? 0 : -1;
+}
+
+/* Read one answer within ms; 1 got one, 0 EOF, -1 timeout or error. */
+static int
+answer(int fd, struct pd_ans *a, uint8_t *buf, int ms)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+	ssize_t n;
+
+	if (poll(&p, 1, ms) <= 0)
+		return -1;
+	n = recv(fd, buf, PD_MSG_MAX, 0);
+	if (n == 0)
+		return 0;
+	if (n < 0 || pd_ans_decode(buf, (size_t)n, a) != 0)
+		return -1;
+	return 1;
+}
+
+static void
+print(int round, const struct pd_ans *a)
+{
+	const struct pd_req *rq = &reqs[(a->seq % 1000) % nreq];
+
+	printf("%d %s %s status=%s nrr=%zu ttl=%u cached=%d", round, rq->name,
+	    pd_kind_str(a->kind), res_status_str(a->status), a->nrr, a->ttl,
+	    (a->flags & PD_F_CACHED) != 0);
+	if (a->kind == PD_TLSA && a->status == RES_SECURE) {
+		struct dane_rrset rs;
+		enum dane_parse_result pr = dane_rrset_parse(a->rdata, a->rdlen,
+		    a->nrr, &rs);
+		printf(" parse=%s usable=%zu", dane_parse_result_str(pr), rs.n);
+		dane_rrset_free(&rs);
+	}
+	printf("\n");
+	fflush(stdout);
+}
+
+/* Ask everything (twice in round 1), read every answer. */
+static int
+round_trip(int fd, int round, int ms)
+{
+	uint8_t buf[PD_MSG_MAX];
+	int copies = round == 1 ? 2 : 1, want = (int)nreq * copies, got = 0;
+
+	for (int k = 0; k < copies; k++)
+		for (size_t i = 0; i < nreq; i++)
+			if (ask(fd, &reqs[i], (uint32_t)(round * 1000 + i)) < 0)
+				return -1;
+	while (got < want) {
+		struct pd_ans a;
+		int r = answer(fd, &a, buf, ms);
+		if (r <= 0) {
+			fprintf(stderr, "pdq: round %d: %d of %d answers\n", round,
+			    got, want);
+			return -1;
+		}
+		if (a.seq / 1000 != (uint32_t)round || a.seq % 1000 >= nreq) {
+			fprintf(stderr, "pdq: answer with seq %u in round %d\n",
+			    a.seq, round);
+			return -1;
+		}
+		print(round, &a);
+		got++;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct policyd_opts o;
+	int ctl[2], cli[2], c, ms = 20000, bad = 0, st;
+	bool malformed = false;
+	pid_t pid;
+
+	memset(&o, 0, sizeof(o));
+	while ((c = getopt(argc, argv, "a:f:T:m")) != -1) {
+		switch (c) {
+		case 'a': o.resolver.trust_anchor_file = optarg; break;
+		case 'f':
+			if (o.resolver.nforwarders < RESOLVER_MAX_FWD)
+				o.resolver.forwarders[o.resolver.nforwarders++] = optarg;
+			break;
+		case 'T': o.resolver.timeout_ms = (unsigned)atoi(optarg); break;
+		case 'm': malformed = true; break;
+		default: return 2;
+		}
+	}
+	for (int i = optind; i + 1 < argc && nreq < MAXQ; i += 2) {
+		struct pd_req *rq = &reqs[nreq++];
+		static const char *const kinds[] = { "", "TLSA", "MX", "A", "AAAA" };
+		for (int k = 1; k <= 4; k++)
+			if (strcasecmp(argv[i], kinds[k]) == 0)
+				rq->kind = (enum pd_kind)k;
+		if (rq->kind == 0)
+			return 2;
+		rq->port = 25;
+		snprintf(rq->name, sizeof(rq->name), "%s", argv[i + 1]);
+	}
+	if (nreq == 0)
+		return 2;
+	log_open(true, false);
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0 ||
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cli) < 0)
+		return 2;
+	fflush(stdout);
+	if ((pid = fork()) < 0)
+		return 2;
+	if (pid == 0) {
+		close(ctl[0]);
+		close(cli[0]);
+		close(cli[1]);
+		policyd_main(ctl[1], &o);
+	}
+	close(ctl[1]);
+	if (policyd_give_client(ctl[0], cli[1]) < 0)
+		return 2;
+	close(cli[1]);
+
+	if (round_trip(cli[0], 1, ms) < 0 || round_trip(cli[0], 2, ms) < 0)
+		bad = 1;
+	if (malformed && !bad) {
+		int m[2];
+		uint8_t buf[PD_MSG_MAX];
+		struct pd_ans a;
+
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, m) < 0 ||
+		    policyd_give_client(ctl[0], m[1]) < 0)
+			return 2;
+		close(m[1]);
+		send(m[0], "garbage", 7, MSG_NOSIGNAL);
+		if (answer(m[0], &a, buf, ms) != 0) {
+			fprintf(stderr, "pdq: malformed request: client not dropped\n");
+			bad = 1;
+		} else {
+			printf("malformed: dropped\n");
+		}
+		close(m[0]);
+		if (round_trip(cli[0], 3, ms) < 0)
+			bad = 1;
+	}
+	close(ctl[0]);   /* the master goes: policyd must exit */
+	close(cli[0]);
+	if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		fprintf(stderr, "pdq: policyd did not exit 0 (status 0x%x)\n", st);
+		bad = 1;
+	} else {
+		printf("policyd: exit 0\n");
+	}
+	return bad;
+}
