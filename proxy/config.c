@@ -47,7 +47,7 @@ static const struct config_key config_keys[] = {
 	{ "user", CK_STR, OFF(user), "starttlsd", 0, 0,
 	  "workers drop root for this user (empty or root: no drop)" },
 	{ "seccomp", CK_BOOL, OFF(seccomp), "on", 0, 0,
-	  "workers deny execve, ptrace, mount, ... with a seccomp filter (off: debugging)" },
+	  "workers may make only the system calls they need (seccomp allowlist; off: debugging)" },
 	{ "listen", CK_LIST, OFF(listen), "0.0.0.0:10025 [::]:10025", 0, 0,
 	  "ADDR:PORT or [V6]:PORT to accept redirected connections on (repeatable)" },
 	{ "upstream", CK_STR, OFF(upstream), NULL, 0, 0,

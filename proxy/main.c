@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +29,7 @@
 #include "starttlsd/tls.h"
 
 #define MAX_WORKERS 64
+#define EXIT_NO_PINS 78 /* EX_CONFIG: a worker in enforce mode without pins */
 #define SHARED_SLOTS (2 * MAX_WORKERS) /* old and new generation at once */
 
 enum role { ROLE_SINGLE, ROLE_MASTER, ROLE_WORKER };
@@ -35,7 +37,7 @@ enum role { ROLE_SINGLE, ROLE_MASTER, ROLE_WORKER };
 /* A worker as the master sees it. */
 struct worker {
 	pid_t pid;            /* 0: slot free */
-	int ctl;              /* write end of its control pipe */
+	int ctl;              /* master's end of its control socket */
 	ev_child watcher;
 	size_t slot;          /* its slot in the shared session counts */
 	bool retiring;        /* replaced by a reload, or stopping: not restarted */
@@ -275,6 +277,14 @@ reload(void)
 		log_msg(LOG_ERR, "reload", "out of memory");
 		return -1;
 	}
+	if (strcmp(cfg.mode, "enforce") == 0 && priv_check(g.user.drop ?
+	    g.user.name : NULL, cfg.state_dir, err, sizeof(err)) < 0) {
+		/* The running workers have their store open: keep them. */
+		config_free(&cfg);
+		log_msg(LOG_ALERT, "reload", "configuration refused, keeping the "
+		    "running one: %s (mode = enforce needs its pins)", err);
+		return -1;
+	}
 	if (cfg.pin_expire != run->pin_expire) {
 		log_msg(LOG_WARNING, "reload", "pin_expire changed: takes "
 		    "effect at the next restart");
@@ -343,7 +353,9 @@ pins_open(const struct config *c)
 		return;
 	g.pins = pin_open(c->state_dir, false, (int64_t)c->pin_expire, err,
 	    sizeof(err));
-	if (g.pins == NULL)
+	if (g.pins == NULL && g.env->mode == POLICY_ENFORCE)
+		log_msg(LOG_ERR, "pinstore", "cannot open: %s", err);
+	else if (g.pins == NULL)
 		log_msg(LOG_ERR, "pinstore", "cannot open, running without "
 		    "pins (downgrades of pinned servers go unnoticed): %s", err);
 }
@@ -528,13 +540,33 @@ relay_setup(struct ev_loop *loop)
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() != g.master_pid)
 			_exit(0);
-		/* Where it works; a kernel without seccomp is said, not fatal. */
-		if (g.env->cfg.seccomp && priv_seccomp(err, sizeof(err)) < 0)
-			log_msg(LOG_WARNING, "worker", "%s (running without it)",
-			    err);
 	}
-	/* LMDB handles do not survive a fork: open in the process that uses them. */
+	/*
+	 * LMDB handles do not survive a fork: open in the process that uses
+	 * them, before the seccomp filter (which has no mkdir, no clone).
+	 */
 	pins_open(&g.env->cfg);
+	if (g.pins == NULL && g.env->cfg.state_dir != NULL &&
+	    g.env->mode == POLICY_ENFORCE) {
+		/*
+		 * Enforce mode without its pins would refuse nothing it
+		 * learnt: fail closed. A worker exits (the master starts
+		 * another a second later, which tries again: one alert a
+		 * second until the store is fixed; the interception stays, so
+		 * mail waits in the clients' queues); a single process stops.
+		 */
+		log_msg(LOG_ALERT, "pinstore", "mode = enforce and the pin store "
+		    "%s cannot be opened: not relaying (exit %d)",
+		    g.env->cfg.state_dir, EXIT_NO_PINS);
+		if (g.role == ROLE_WORKER)
+			_exit(EXIT_NO_PINS);
+		intercept_remove();
+		log_fatal("mode = enforce needs its pins");
+	}
+	/* Where it works; a kernel without seccomp is said, not fatal. */
+	if (g.role == ROLE_WORKER && g.env->cfg.seccomp &&
+	    priv_seccomp(g.ctl_watcher.fd, err, sizeof(err)) < 0)
+		log_msg(LOG_WARNING, "worker", "%s (running without it)", err);
 	g.env->pins = g.pins;
 	listener_set_env(g.env);
 	listener_start(loop, g.listeners, g.nlisteners);
@@ -588,8 +620,9 @@ spawn_worker(struct ev_loop *loop)
 	w->slot = (size_t)(w - g.workers);
 	sess_shared_reset(w->slot);
 	up_ownports_reset(w->slot);
-	if (pipe2(ctl, O_CLOEXEC) < 0) {
-		log_msg(LOG_ERR, "worker", "pipe: %s", strerror(errno));
+	/* Both ways: words to the worker, its seccomp report back. */
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) < 0) {
+		log_msg(LOG_ERR, "worker", "socketpair: %s", strerror(errno));
 		return -1;
 	}
 	if ((pid = fork()) < 0) {
@@ -647,6 +680,32 @@ respawn_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		spawn_workers(loop);
 }
 
+/*
+ * A worker killed by its seccomp filter left the call's number on its
+ * control socket (priv_seccomp): name it, loudly, since it is either an
+ * attack or a call the allowlist lacks.
+ */
+static void
+seccomp_report(struct worker *w, pid_t pid)
+{
+	unsigned char msg[1 + sizeof(int32_t)];
+	struct logline l;
+	char name[64];
+	int32_t nr;
+
+	if (w->ctl < 0 || recv(w->ctl, msg, sizeof(msg), MSG_DONTWAIT) !=
+	    (ssize_t)sizeof(msg) || msg[0] != 'S')
+		return;
+	memcpy(&nr, msg + 1, sizeof(nr));
+	priv_syscall_name(nr, name, sizeof(name));
+	log_begin(&l, "seccomp");
+	log_str(&l, "action", "killed");
+	log_int(&l, "pid", pid);
+	log_str(&l, "syscall", name);
+	log_int(&l, "nr", nr);
+	log_emit(&l, LOG_CRIT);
+}
+
 static void
 child_cb(struct ev_loop *loop, ev_child *cw, int revents)
 {
@@ -668,6 +727,7 @@ child_cb(struct ev_loop *loop, ev_child *cw, int revents)
 	}
 	log_str(&l, "expected", w->retiring ? "yes" : "no");
 	log_emit(&l, crashed ? LOG_ERR : LOG_INFO);
+	seccomp_report(w, cw->rpid);
 	w->pid = 0;
 	if (w->ctl >= 0)
 		close(w->ctl);
@@ -759,6 +819,12 @@ main(int argc, char **argv)
 		}
 		log_fatal("%s", err);
 	}
+	if (check && priv_check(g.env->cfg.user, g.env->cfg.state_dir, err,
+	    sizeof(err)) < 0) {
+		fprintf(stderr, "starttlsd: %s\n", err);
+		sess_env_unref(g.env);
+		return 1;
+	}
 	if (check) {
 		printf("starttlsd: configuration ok\n");
 		sess_env_unref(g.env);
@@ -772,6 +838,18 @@ main(int argc, char **argv)
 	}
 	if (priv_lookup(g.env->cfg.user, &g.user, err, sizeof(err)) < 0)
 		log_fatal("%s", err);
+	/*
+	 * A store the workers cannot reach: enforce mode refuses to start
+	 * (it would enforce nothing it learnt); monitor mode says so and
+	 * relays without pins.
+	 */
+	if (priv_check(g.user.drop ? g.user.name : NULL, g.env->cfg.state_dir,
+	    err, sizeof(err)) < 0) {
+		if (g.env->mode == POLICY_ENFORCE)
+			log_fatal("%s (mode = enforce needs its pins: not "
+			    "starting)", err);
+		log_msg(LOG_ERR, "pinstore", "%s (running without pins)", err);
+	}
 	for (size_t i = 0; i < g.env->cfg.listen.n; i++) {
 		if (listener_open(&g.listeners[i], g.env->cfg.listen.item[i],
 		    g.env->cfg.intercept &&

@@ -30,6 +30,19 @@ ok "unreadable client certificate: refused" bash -c "test $rc -ne 0 && grep -q n
 "$STARTTLSD" --check-config -c "$conf" --helo-name "bad name" >"$T_TMP/bad6.out" 2>&1; rc=$?
 ok "the command line wins over the file (and is checked)" bash -c "test $rc -ne 0 && grep -q 'helo_name: bad name' $T_TMP/bad6.out"
 ok "--help lists every key as an option" bash -c "'$STARTTLSD' --help | grep -q -- '--client-timeout'"
+# What start-up would refuse or silently lose is refused here, with the key.
+"$STARTTLSD" --check-config --user no-such-user >"$T_TMP/bad7.out" 2>&1; rc=$?
+ok "user that does not exist: refused, naming the key" bash -c "test $rc -ne 0 && grep -q 'user: no-such-user: no such user' $T_TMP/bad7.out"
+mkdir -p "$T_TMP/locked/inner" && chmod 700 "$T_TMP/locked"
+"$STARTTLSD" --check-config --user starttlsd --state-dir "$T_TMP/locked/inner/state" >"$T_TMP/bad8.out" 2>&1; rc=$?
+ok "state_dir the workers' user cannot reach: refused, naming the key and the blocking directory" \
+	bash -c "test $rc -ne 0 && grep -q \"state_dir: $T_TMP/locked/inner/state: the workers' user starttlsd cannot reach it: $T_TMP/locked (mode 0700\" $T_TMP/bad8.out"
+: >"$T_TMP/afile"
+"$STARTTLSD" --check-config --user starttlsd --state-dir "$T_TMP/afile" >"$T_TMP/bad9.out" 2>&1; rc=$?
+ok "state_dir that is a file: refused" bash -c "test $rc -ne 0 && grep -q 'state_dir: $T_TMP/afile: $T_TMP/afile is not a directory' $T_TMP/bad9.out"
+mkdir -p "$T_TMP/fine"
+ok "a state_dir the workers' user reaches (not there yet: created at start) passes" \
+	"$STARTTLSD" --check-config --user starttlsd --state-dir "$T_TMP/fine/state-new"
 
 # ---- running daemon ------------------------------------------------------
 topo_up
