@@ -556,6 +556,7 @@ config_load(struct config *c, int argc, char *const argv[], char *err,
 	struct cli_setting *cli = NULL;
 	size_t ncli = 0;
 	bool cli_seen[NKEYS] = { false };
+	bool config_given = false;
 	const char *why;
 	int ch;
 
@@ -594,6 +595,7 @@ config_load(struct config *c, int argc, char *const argv[], char *err,
 		case 'c':
 			free(c->config_file);
 			c->config_file = strdup(optarg);
+			config_given = true;
 			break;
 		case 'C':
 			c->check_config = true;
@@ -645,6 +647,27 @@ config_load(struct config *c, int argc, char *const argv[], char *err,
 	if (optind < argc) {
 		snprintf(err, errlen, "%s: unexpected argument", argv[optind]);
 		goto fail;
+	}
+	/*
+	 * Without -c, the default file when it exists (as Postfix reads
+	 * main.cf); STARTTLSD_CONFIG names another, or none when empty (the
+	 * test suite: a file on the host must not change its runs).
+	 */
+	if (!config_given) {
+		const char *def = getenv("STARTTLSD_CONFIG");
+
+		if (def == NULL)
+			def = CONFIG_DEFAULT_FILE;
+		if (def[0] != '\0' && access(def, F_OK) == 0 &&
+		    (c->config_file = strdup(def)) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+	}
+	/* -c "": no file at all. */
+	if (c->config_file != NULL && c->config_file[0] == '\0') {
+		free(c->config_file);
+		c->config_file = NULL;
 	}
 	if (c->config_file != NULL && load_file(c, c->config_file, err, errlen) < 0)
 		goto fail;
@@ -698,7 +721,8 @@ config_usage(FILE *fp)
 	fprintf(fp,
 	    "usage: starttlsd [-f] [-c FILE] [--check-config] [--option VALUE ...]\n"
 	    "\n"
-	    "  -c, --config FILE       configuration file (key = value lines)\n"
+	    "  -c, --config FILE       configuration file (key = value lines; default\n"
+	    "                          " CONFIG_DEFAULT_FILE " if it exists; \"\": none)\n"
 	    "      --check-config      validate the configuration and exit\n"
 	    "      --print-ruleset     print the nftables table intercept=on installs\n"
 	    "  -h, --help              this text\n"

@@ -831,6 +831,19 @@ main(int argc, char **argv)
 		return 0;
 	}
 	if (g.env->cfg.print_ruleset) {
+		const struct config *c = &g.env->cfg;
+
+		if (c->intercept_interfaces.n == 0 && !c->intercept_local) {
+			fprintf(stderr, "starttlsd: --print-ruleset: nothing to "
+			    "print: no intercept_interfaces and intercept_local "
+			    "off, so intercept = on would take nothing (and is "
+			    "%s)\n", c->intercept ? "on" : "off");
+			sess_env_unref(g.env);
+			return 1;
+		}
+		if (!c->intercept)
+			printf("# intercept is off: starttlsd installs nothing. "
+			    "With intercept = on it would\n# install this:\n");
 		intercept_spec(&g.env->cfg, &g.spec);
 		nft_print(&g.spec, stdout);
 		sess_env_unref(g.env);

@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 
 #define CONFIG_MAX_LISTEN 16
+/* Read without -c when it exists; STARTTLSD_CONFIG overrides ("": none). */
+#define CONFIG_DEFAULT_FILE "/etc/starttlsd/starttlsd.conf"
 #define CONFIG_LIST_MAX 64 /* values in one list key */
 
 struct config_list {
@@ -23,7 +25,7 @@ struct config_list {
 
 struct config {
 	/* process */
-	char *config_file;      /* NULL: none */
+	char *config_file;      /* the file read (-c, or the default); NULL: none */
 	bool foreground;
 	bool log_stderr;
 	bool check_config;      /* command line only */
@@ -89,7 +91,8 @@ enum config_result {
 };
 
 /*
- * Build a configuration from argv and the file named by -c (if any). On
+ * Build a configuration from argv and the file named by -c, or without -c
+ * CONFIG_DEFAULT_FILE (or $STARTTLSD_CONFIG) if it exists; -c "" reads none. On
  * CONFIG_ERROR, err holds "FILE:LINE: key: why" or "--option: why".
  * out is always safe to pass to config_free afterwards.
  */

@@ -149,4 +149,15 @@ ok "transparent_source: the server saw the client's v6 address" bash -c "sleep 0
 ok "proxy exits cleanly" proxy_stop
 "$STARTTLSD" --check-config --transparent-source on >"$T_TMP/ts.out" 2>&1
 ok "transparent_source without tproxy is refused" grep -q "transparent_source: needs intercept = on and intercept_method = tproxy" "$T_TMP/ts.out"
+# --print-ruleset without interception configured says so.
+"$STARTTLSD" --print-ruleset >"$T_TMP/pr0.out" 2>"$T_TMP/pr0.err"; rc=$?
+ok "--print-ruleset with nothing to take: exit 1, says why, prints no empty table" \
+	bash -c "test $rc -eq 1 && grep -q 'nothing to print: no intercept_interfaces and intercept_local off' $T_TMP/pr0.err && ! test -s $T_TMP/pr0.out"
+"$STARTTLSD" --print-ruleset --intercept-interfaces lan0 >"$T_TMP/pr1.out" 2>&1; rc=$?
+ok "--print-ruleset with intercept off: says it installs nothing, shows what on would" \
+	bash -c "test $rc -eq 0 && head -n 1 $T_TMP/pr1.out | grep -q '^# intercept is off: starttlsd installs nothing' && grep -q 'iifname \"lan0\" tcp dport 25 redirect' $T_TMP/pr1.out"
+ok "--print-ruleset: the local exemption is in it" grep -q "fib daddr type local return" "$T_TMP/pr1.out"
+ok "--print-ruleset: nft accepts it as it is" in_gw nft -c -f "$T_TMP/pr1.out"
+"$STARTTLSD" --print-ruleset --intercept on --intercept-interfaces lan0 --intercept-method tproxy >"$T_TMP/pr2.out" 2>&1
+ok "--print-ruleset with intercept on: no such remark" bash -c "! grep -q 'intercept is off' $T_TMP/pr2.out && grep -q 'tproxy to :10025' $T_TMP/pr2.out"
 finish

@@ -1384,6 +1384,52 @@ static void test_bug_unknown_short_option_in_cluster(void **state)
 	assert_int_equal(failed, 0);
 }
 
+/*
+ * Without -c the default file is read when it exists ($STARTTLSD_CONFIG
+ * stands for /etc/starttlsd/starttlsd.conf here); -c "" reads none; a
+ * default that does not exist is no error.
+ */
+static void test_default_file(void **state)
+{
+	static const char text[] = "helo_name = fromdefault.example.org\n";
+	char *path = tmp_write(text, sizeof(text) - 1);
+	char *other;
+	char err[ERRLEN];
+	struct config c;
+
+	(void)state;
+	assert_int_equal(setenv("STARTTLSD_CONFIG", path, 1), 0);
+	assert_int_equal(load_argv(&c, err, (const char *const[]){ NULL }), CONFIG_OK);
+	assert_string_equal(c.helo_name, "fromdefault.example.org");
+	assert_non_null(c.config_file);
+	assert_string_equal(c.config_file, path);
+	config_free(&c);
+
+	assert_int_equal(load_argv(&c, err, (const char *const[]){ "-c", "", NULL }),
+	    CONFIG_OK);
+	assert_null(c.config_file);
+	assert_string_not_equal(c.helo_name, "fromdefault.example.org");
+	config_free(&c);
+
+	other = tmp_write("helo_name = other.example.org\n", 30);
+	assert_int_equal(load_argv(&c, err, (const char *const[]){ "-c", other, NULL }),
+	    CONFIG_OK);
+	assert_string_equal(c.helo_name, "other.example.org");
+	config_free(&c);
+
+	assert_int_equal(setenv("STARTTLSD_CONFIG", "/nonexistent/starttlsd.conf", 1), 0);
+	assert_int_equal(load_argv(&c, err, (const char *const[]){ NULL }), CONFIG_OK);
+	assert_null(c.config_file);
+	config_free(&c);
+
+	assert_int_equal(setenv("STARTTLSD_CONFIG", "", 1), 0);
+	assert_int_equal(load_argv(&c, err, (const char *const[]){ NULL }), CONFIG_OK);
+	assert_null(c.config_file);
+	config_free(&c);
+	tmp_remove(other);
+	tmp_remove(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1401,7 +1447,11 @@ int main(void)
 		cmocka_unit_test(test_parse_addr),
 		cmocka_unit_test(test_bug_hex_prefix_too_lenient),
 		cmocka_unit_test(test_bug_unknown_short_option_in_cluster),
+		cmocka_unit_test(test_default_file),
 	};
+
+	/* A configuration file on this host must not change the results. */
+	setenv("STARTTLSD_CONFIG", "", 1);
 
 	return cmocka_run_group_tests(tests, NULL, tmp_teardown);
 }
