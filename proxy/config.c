@@ -20,7 +20,8 @@
 
 #define CONFIG_LINE_MAX 4096
 
-enum ck_type { CK_BOOL, CK_STR, CK_UINT, CK_DURATION, CK_SIZE, CK_LIST, CK_TLSVER };
+enum ck_type { CK_BOOL, CK_STR, CK_UINT, CK_DURATION, CK_SIZE, CK_LIST, CK_TLSVER,
+    CK_ENUM };
 
 struct config_key {
 	const char *name;
@@ -30,6 +31,26 @@ struct config_key {
 	uint64_t min, max; /* numeric types */
 	const char *help;
 };
+
+/* CK_ENUM keys: their values, by enum value. */
+static const char *const mode_names[] = { "monitor", "enforce", NULL };
+static const char *const method_names[] = { "redirect", "tproxy", NULL };
+
+_Static_assert(sizeof(enum config_mode) == sizeof(int) &&
+    sizeof(enum config_intercept_method) == sizeof(int),
+    "CK_ENUM fields are stored as int");
+
+const char *
+config_mode_str(enum config_mode m)
+{
+	return m == CONFIG_MODE_ENFORCE ? "enforce" : "monitor";
+}
+
+const char *
+config_intercept_method_str(enum config_intercept_method m)
+{
+	return m == CONFIG_INTERCEPT_TPROXY ? "tproxy" : "redirect";
+}
 
 #define OFF(f) offsetof(struct config, f)
 
@@ -62,11 +83,11 @@ static const struct config_key config_keys[] = {
 	  "also take port-25 connections made on the gateway itself" },
 	{ "intercept_bypass", CK_LIST, OFF(intercept_bypass), NULL, 0, 0,
 	  "destinations (CIDR) never intercepted, kept in an nftables set" },
-	{ "intercept_method", CK_STR, OFF(intercept_method), "redirect", 0, 0,
+	{ "intercept_method", CK_ENUM, OFF(intercept_method), "redirect", 0, 0,
 	  "redirect (NAT) or tproxy (IP_TRANSPARENT listeners)" },
 	{ "tproxy_mark", CK_UINT, OFF(tproxy_mark), "0x1", 1, UINT32_MAX,
 	  "mark set on tproxied packets, for the policy-routing rule" },
-	{ "mode", CK_STR, OFF(mode), "monitor", 0, 0,
+	{ "mode", CK_ENUM, OFF(mode), "monitor", 0, 0,
 	  "monitor (alert on downgrades) or enforce (also refuse with 4xx)" },
 	{ "state_dir", CK_STR, OFF(state_dir), "/var/lib/starttlsd", 0, 0,
 	  "where the pins live (LMDB); empty: remember nothing" },
@@ -236,6 +257,31 @@ key_set(struct config *c, const struct config_key *k, const char *v,
 	case CK_LIST:
 		list_free((struct config_list *)(void *)field);
 		return list_append((struct config_list *)(void *)field, v, why);
+	case CK_ENUM: {
+		/*
+		 * "intercept_method =" is the default (as it always was);
+		 * "mode =" is an error, never a silent monitor.
+		 */
+		const bool is_mode = k->off == OFF(mode);
+		const char *const *names = is_mode ? mode_names : method_names;
+		static char expect[96];
+		size_t o = 0;
+
+		if (*v == '\0' && !is_mode)
+			v = k->def;
+		for (size_t i = 0; names[i] != NULL; i++) {
+			if (strcmp(v, names[i]) == 0) {
+				*(int *)(void *)field = (int)i;
+				return 0;
+			}
+			o += (size_t)snprintf(expect + o, sizeof(expect) - o,
+			    "%s%s", i == 0 ? "expected " :
+			    names[i + 1] == NULL ? " or " : ", ", names[i]);
+			if (o >= sizeof(expect))
+				break;
+		}
+		return *why = expect, -1;
+	}
 	case CK_TLSVER:
 		if (strcmp(v, "1.2") == 0 || strcasecmp(v, "TLSv1.2") == 0)
 			*(int *)(void *)field = TLS1_2_VERSION;
@@ -459,27 +505,10 @@ validate(struct config *c, char *err, size_t errlen)
 		    CONFIG_MAX_LISTEN);
 		return -1;
 	}
-	if (c->mode == NULL || (strcmp(c->mode, "monitor") != 0 &&
-	    strcmp(c->mode, "enforce") != 0)) {
-		snprintf(err, errlen, "mode: %s: expected monitor or enforce",
-		    c->mode ? c->mode : "");
-		return -1;
-	}
-	if (c->intercept_method == NULL &&
-	    (c->intercept_method = strdup("redirect")) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
 	if (c->max_line_length >= c->buffer_size) {
 		snprintf(err, errlen, "max_line_length (%u) must be smaller than "
 		    "buffer_size (%u): a line has to fit in the buffer",
 		    c->max_line_length, c->buffer_size);
-		return -1;
-	}
-	if (strcmp(c->intercept_method, "redirect") != 0 &&
-	    strcmp(c->intercept_method, "tproxy") != 0) {
-		snprintf(err, errlen, "intercept_method: %s: expected redirect "
-		    "or tproxy", c->intercept_method);
 		return -1;
 	}
 	if (c->intercept_interfaces.n > NFT_MAX_IFACES) {
@@ -510,7 +539,7 @@ validate(struct config *c, char *err, size_t errlen)
 		return -1;
 	}
 	if (c->transparent_source && (!c->intercept ||
-	    strcmp(c->intercept_method, "tproxy") != 0)) {
+	    c->intercept_method != CONFIG_INTERCEPT_TPROXY)) {
 		snprintf(err, errlen, "transparent_source: needs intercept = on "
 		    "and intercept_method = tproxy (the return traffic is "
 		    "diverted like the intercepted traffic)");

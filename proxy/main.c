@@ -78,7 +78,7 @@ intercept_spec(const struct config *c, struct nft_spec *spec)
 	socklen_t sl;
 
 	memset(spec, 0, sizeof(*spec));
-	spec->method = strcmp(c->intercept_method, "tproxy") == 0 ?
+	spec->method = c->intercept_method == CONFIG_INTERCEPT_TPROXY ?
 	    NFT_TPROXY : NFT_REDIRECT;
 	for (size_t i = 0; i < c->intercept_interfaces.n && i < NFT_MAX_IFACES; i++) {
 		snprintf(spec->ifaces[i], sizeof(spec->ifaces[i]), "%s",
@@ -159,7 +159,7 @@ log_start(const char *event)
 	log_str(&l, "upstream", c->upstream);
 	log_str(&l, "helo_name", c->helo_name);
 	log_str(&l, "client_tls", g.env->client_ctx ? "on" : "off");
-	log_str(&l, "mode", c->mode);
+	log_str(&l, "mode", config_mode_str(c->mode));
 	/* Workers open the store; the master only knows where it is. */
 	log_str(&l, "pins", c->state_dir ? c->state_dir : "off");
 	log_str(&l, "process", g.role == ROLE_MASTER ? "master" : "single");
@@ -270,14 +270,17 @@ reload(void)
 			    strdup(run->listen.item[i])) != NULL)
 				cfg.listen.n++;
 	}
-	if (keep_for_restart("intercept_method", &cfg.intercept_method,
-	    run->intercept_method) < 0 ||
-	    keep_for_restart("state_dir", &cfg.state_dir, run->state_dir) < 0) {
+	if (cfg.intercept_method != run->intercept_method) {
+		log_msg(LOG_WARNING, "reload", "intercept_method changed: takes "
+		    "effect at the next restart");
+		cfg.intercept_method = run->intercept_method;
+	}
+	if (keep_for_restart("state_dir", &cfg.state_dir, run->state_dir) < 0) {
 		config_free(&cfg);
 		log_msg(LOG_ERR, "reload", "out of memory");
 		return -1;
 	}
-	if (strcmp(cfg.mode, "enforce") == 0 && priv_check(g.user.drop ?
+	if (cfg.mode == CONFIG_MODE_ENFORCE && priv_check(g.user.drop ?
 	    g.user.name : NULL, cfg.state_dir, err, sizeof(err)) < 0) {
 		/* The running workers have their store open: keep them. */
 		config_free(&cfg);
@@ -866,7 +869,7 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < g.env->cfg.listen.n; i++) {
 		if (listener_open(&g.listeners[i], g.env->cfg.listen.item[i],
 		    g.env->cfg.intercept &&
-		    strcmp(g.env->cfg.intercept_method, "tproxy") == 0, err,
+		    g.env->cfg.intercept_method == CONFIG_INTERCEPT_TPROXY, err,
 		    sizeof(err)) < 0)
 			log_fatal("%s", err);
 		g.nlisteners++;

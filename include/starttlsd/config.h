@@ -18,6 +18,16 @@
 #define CONFIG_DEFAULT_FILE "/etc/starttlsd/starttlsd.conf"
 #define CONFIG_LIST_MAX 64 /* values in one list key */
 
+/* Keys with a fixed set of values, parsed once (config_*_str for logs). */
+enum config_mode {
+	CONFIG_MODE_MONITOR,      /* "monitor": alert on downgrades */
+	CONFIG_MODE_ENFORCE,      /* "enforce": also refuse with 4xx */
+};
+enum config_intercept_method {
+	CONFIG_INTERCEPT_REDIRECT, /* "redirect": NAT */
+	CONFIG_INTERCEPT_TPROXY,   /* "tproxy": IP_TRANSPARENT listeners */
+};
+
 struct config_list {
 	char *item[CONFIG_LIST_MAX];
 	size_t n;
@@ -45,13 +55,13 @@ struct config {
 	struct config_list intercept_interfaces;
 	bool intercept_local;
 	struct config_list intercept_bypass;
-	char *intercept_method;   /* "redirect" or "tproxy" */
+	enum config_intercept_method intercept_method;
 	uint32_t tproxy_mark;
 	bool transparent_source;  /* tproxy: upstream from the client's address */
 	bool print_ruleset;       /* command line only */
 
 	/* downgrade detection and policy */
-	char *mode;               /* "monitor" or "enforce" */
+	enum config_mode mode;
 	char *state_dir;          /* pin store; NULL: no pins */
 	unsigned pin_expire;      /* seconds without a TLS sighting */
 	char *policy_file;
@@ -109,6 +119,10 @@ int config_parse_addr(const char *s, struct sockaddr_storage *out,
 /* Split "HOST:PORT" or "[HOST]:PORT" into host (cap bytes) and port. */
 int config_split_hostport(const char *s, char *host, size_t cap,
     unsigned *port);
+
+/* "monitor", "enforce"; "redirect", "tproxy". */
+const char *config_mode_str(enum config_mode m);
+const char *config_intercept_method_str(enum config_intercept_method m);
 
 /* The options for --help. */
 void config_usage(FILE *fp);
