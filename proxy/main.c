@@ -18,9 +18,9 @@
 #include <ev.h>
 
 #include "starttlsd/config.h"
+#include "starttlsd/intercept.h"
 #include "starttlsd/listener.h"
 #include "starttlsd/log.h"
-#include "starttlsd/nft.h"
 #include "starttlsd/pinstore.h"
 #include "starttlsd/policy.h"
 #include "starttlsd/priv.h"
@@ -58,8 +58,6 @@ static struct {
 	struct listener listeners[CONFIG_MAX_LISTEN];
 	size_t nlisteners;
 	bool draining;
-	bool intercepting;        /* our nftables table is installed */
-	struct nft_spec spec;     /* ...as this */
 	ev_signal sigterm, sigint, sighup, sigusr2;
 	ev_timer drain_timer;
 	ev_prepare exit_check;
@@ -69,73 +67,6 @@ static struct {
 	uint64_t pin_errors_seen;
 } g;
 
-
-/* The interception table a configuration asks for. */
-static void
-intercept_spec(const struct config *c, struct nft_spec *spec)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl;
-
-	memset(spec, 0, sizeof(*spec));
-	spec->method = c->intercept_method == CONFIG_INTERCEPT_TPROXY ?
-	    NFT_TPROXY : NFT_REDIRECT;
-	for (size_t i = 0; i < c->intercept_interfaces.n && i < NFT_MAX_IFACES; i++) {
-		snprintf(spec->ifaces[i], sizeof(spec->ifaces[i]), "%s",
-		    c->intercept_interfaces.item[i]);
-		spec->nifaces++;
-	}
-	spec->local = c->intercept_local;
-	spec->exempt_mark = c->upstream_mark;
-	spec->tproxy_mark = c->tproxy_mark;
-	/* Redirected connections go to the port of the first listener. */
-	if (config_parse_addr(c->listen.item[0], &ss, &sl) == 0)
-		spec->port = ntohs(ss.ss_family == AF_INET ?
-		    ((struct sockaddr_in *)(void *)&ss)->sin_port :
-		    ((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
-	for (size_t i = 0; i < c->intercept_bypass.n && i < NFT_MAX_BYPASS; i++)
-		if (nft_parse_prefix(c->intercept_bypass.item[i],
-		    &spec->bypass[spec->nbypass]) == 0)
-			spec->nbypass++;
-}
-
-static void
-log_intercept(const char *what)
-{
-	struct logline l;
-	char ifs[NFT_MAX_IFACES * IFNAMSIZ] = "";
-
-	size_t off = 0;
-
-	/* Fits: NFT_MAX_IFACES names of under IFNAMSIZ bytes, each + a space. */
-	for (size_t i = 0; i < g.spec.nifaces; i++)
-		off += (size_t)snprintf(ifs + off, sizeof(ifs) - off, "%s%s",
-		    i ? " " : "", g.spec.ifaces[i]);
-	log_begin(&l, "intercept");
-	log_str(&l, "action", what);
-	log_str(&l, "table", "inet " NFT_TABLE);
-	log_str(&l, "method", g.spec.method == NFT_TPROXY ? "tproxy" : "redirect");
-	log_str(&l, "interfaces", ifs);
-	log_str(&l, "local", g.spec.local ? "on" : "off");
-	log_u64(&l, "bypass", g.spec.nbypass);
-	log_u64(&l, "port", g.spec.port);
-	log_emit(&l, LOG_INFO);
-}
-
-/* Take the interception table away, so a stopped proxy black-holes nothing. */
-static void
-intercept_remove(void)
-{
-	char err[256];
-
-	if (!g.intercepting)
-		return;
-	if (nft_remove(err, sizeof(err)) < 0)
-		log_msg(LOG_ERR, "intercept", "cannot remove the table: %s", err);
-	else
-		log_intercept("removed");
-	g.intercepting = false;
-}
 
 static void
 log_start(const char *event)
@@ -180,45 +111,6 @@ lists_equal(const struct config_list *a, const struct config_list *b)
 		if (strcmp(a->item[i], b->item[i]) != 0)
 			return false;
 	return true;
-}
-
-/*
- * Bring the interception table in line with a new configuration: only the
- * bypass sets when only they changed, else the whole table (atomically).
- */
-static int
-intercept_reload(const struct config *c, char *err, size_t errlen)
-{
-	struct nft_spec spec;
-	struct nft_spec old = g.spec;
-
-	if (!c->intercept) {
-		intercept_remove();
-		return 0;
-	}
-	intercept_spec(c, &spec);
-	if (g.intercepting) {
-		old.nbypass = spec.nbypass;
-		memcpy(old.bypass, spec.bypass, sizeof(old.bypass));
-		if (memcmp(&old, &spec, sizeof(spec)) == 0) {
-			/*
-			 * If someone flushed the ruleset (nftables.service
-			 * does on reload) the sets are gone: install anew.
-			 */
-			if (nft_update_bypass(&spec, err, errlen) < 0 &&
-			    nft_install(&spec, err, errlen) < 0)
-				return -1;
-			g.spec = spec;
-			log_intercept("updated");
-			return 0;
-		}
-	}
-	if (nft_install(&spec, err, errlen) < 0)
-		return -1;
-	g.spec = spec;
-	g.intercepting = true;
-	log_intercept("installed");
-	return 0;
 }
 
 /* SIGHUP: build and validate a whole new configuration, then swap it in. */
@@ -485,8 +377,6 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 					g.workers[i].retiring = true;
 			}
 			spawn_workers(loop);
-			if (g.role != ROLE_MASTER)
-				return; /* we are a new worker */
 			for (size_t i = 0; i < SHARED_SLOTS; i++)
 				if (old[i])
 					worker_tell(&g.workers[i], 'R');
@@ -582,30 +472,84 @@ relay_setup(struct ev_loop *loop)
 
 static void child_cb(struct ev_loop *loop, ev_child *w, int revents);
 
-/* In the child, right after fork: become a worker. */
 static void
-worker_init(struct ev_loop *loop, size_t slot, int ctl_fd)
+signals_start(struct ev_loop *loop)
 {
+	ev_signal_init(&g.sigterm, signal_cb, SIGTERM);
+	ev_signal_init(&g.sigint, signal_cb, SIGINT);
+	ev_signal_init(&g.sighup, signal_cb, SIGHUP);
+	ev_signal_init(&g.sigusr2, signal_cb, SIGUSR2);
+	ev_signal_start(loop, &g.sigusr2);
+	ev_signal_start(loop, &g.sigterm);
+	ev_signal_start(loop, &g.sigint);
+	ev_signal_start(loop, &g.sighup);
+}
+
+/* What every process does once its loop has ended. */
+static void
+process_end(struct ev_loop *loop)
+{
+	intercept_remove();
+	listener_close(loop, g.listeners, g.nlisteners);
+	listener_set_env(NULL);
+	log_msg(LOG_INFO, "stop", "%s exiting", g.role == ROLE_WORKER ?
+	    "worker" : g.role == ROLE_MASTER ? "master" : "process");
+	if (g.env->cfg.pid_file != NULL && g.role != ROLE_WORKER)
+		unlink(g.env->cfg.pid_file);
+	sess_env_unref(g.env);
+	if (g.pins != NULL)
+		pin_close(g.pins); /* commits and syncs what is queued */
+	ev_loop_destroy(loop);
+	log_close();
+}
+
+/*
+ * A worker's whole life, called in the child right after fork(); it never
+ * returns, so nothing of the master's (the callback that forked, the rest
+ * of its loop iteration) ever runs in a worker. The master's loop is taken
+ * apart first: its watchers stopped and its epoll instance closed (the
+ * child's copy of that descriptor would still reach the master's interest
+ * list). The worker then runs on a loop of its own and exits from here.
+ */
+static _Noreturn void
+worker_main(struct ev_loop *master_loop, size_t slot, int ctl_fd)
+{
+	struct ev_loop *loop;
+
 	g.role = ROLE_WORKER;
-	ev_loop_fork(loop);
 	/*
 	 * The master's business stays with the master; the other workers'
-	 * pipes must close with it, or they would never see its EOF.
+	 * control sockets must close with it, or they would never see its EOF.
 	 */
 	for (size_t i = 0; i < SHARED_SLOTS; i++)
 		if (g.workers[i].pid > 0) {
-			ev_child_stop(loop, &g.workers[i].watcher);
+			ev_child_stop(master_loop, &g.workers[i].watcher);
 			if (g.workers[i].ctl >= 0)
 				close(g.workers[i].ctl);
 		}
 	memset(g.workers, 0, sizeof(g.workers));
-	ev_timer_stop(loop, &g.respawn_timer);
-	g.intercepting = false;
+	ev_timer_stop(master_loop, &g.respawn_timer);
+	ev_timer_stop(master_loop, &g.drain_timer);
+	ev_signal_stop(master_loop, &g.sigterm);
+	ev_signal_stop(master_loop, &g.sigint);
+	ev_signal_stop(master_loop, &g.sighup);
+	ev_signal_stop(master_loop, &g.sigusr2);
+	ev_loop_destroy(master_loop);
+	intercept_forget();
+
+	if ((loop = ev_loop_new(EVFLAG_AUTO)) == NULL) {
+		log_msg(LOG_ERR, "worker", "cannot create its event loop");
+		_exit(1);
+	}
+	signals_start(loop);
 	sess_shared_use(slot);
 	up_ownports_use(slot);
 	ev_io_init(&g.ctl_watcher, ctl_cb, ctl_fd, EV_READ);
 	ev_io_start(loop, &g.ctl_watcher);
 	relay_setup(loop);
+	ev_run(loop, 0);
+	process_end(loop);
+	exit(0);
 }
 
 static int
@@ -636,8 +580,7 @@ spawn_worker(struct ev_loop *loop)
 	}
 	if (pid == 0) {
 		close(ctl[1]);
-		worker_init(loop, w->slot, ctl[0]);
-		return 1; /* back into ev_run, as a worker */
+		worker_main(loop, w->slot, ctl[0]); /* never returns */
 	}
 	close(ctl[0]);
 	w->ctl = ctl[1];
@@ -669,7 +612,7 @@ spawn_workers(struct ev_loop *loop)
 	while (active < g.nworkers) {
 		int r = spawn_worker(loop);
 		if (r != 0)
-			return; /* a child returns into its loop; or no room */
+			return; /* no room, or fork failed */
 		active++;
 	}
 }
@@ -847,8 +790,7 @@ main(int argc, char **argv)
 		if (!c->intercept)
 			printf("# intercept is off: starttlsd installs nothing. "
 			    "With intercept = on it would\n# install this:\n");
-		intercept_spec(&g.env->cfg, &g.spec);
-		nft_print(&g.spec, stdout);
+		intercept_print(&g.env->cfg, stdout);
 		sess_env_unref(g.env);
 		return 0;
 	}
@@ -875,13 +817,9 @@ main(int argc, char **argv)
 		g.nlisteners++;
 	}
 	/* Listeners first, then the redirect to them: never a black hole. */
-	if (g.env->cfg.intercept) {
-		intercept_spec(&g.env->cfg, &g.spec);
-		if (nft_install(&g.spec, err, sizeof(err)) < 0)
-			log_fatal("%s (nothing was installed)", err);
-		g.intercepting = true;
-		log_intercept("installed");
-	}
+	if (g.env->cfg.intercept &&
+	    intercept_reload(&g.env->cfg, err, sizeof(err)) < 0)
+		log_fatal("%s (nothing was installed)", err);
 	if (!g.env->cfg.foreground && daemonize() < 0) {
 		intercept_remove();
 		log_fatal("fork: %s", strerror(errno));
@@ -905,14 +843,7 @@ main(int argc, char **argv)
 	}
 	if (priv_give_dir(&g.user, g.env->cfg.state_dir, err, sizeof(err)) < 0)
 		log_msg(LOG_ERR, "pinstore", "%s", err);
-	ev_signal_init(&g.sigterm, signal_cb, SIGTERM);
-	ev_signal_init(&g.sigint, signal_cb, SIGINT);
-	ev_signal_init(&g.sighup, signal_cb, SIGHUP);
-	ev_signal_init(&g.sigusr2, signal_cb, SIGUSR2);
-	ev_signal_start(loop, &g.sigusr2);
-	ev_signal_start(loop, &g.sigterm);
-	ev_signal_start(loop, &g.sigint);
-	ev_signal_start(loop, &g.sighup);
+	signals_start(loop);
 	ev_init(&g.respawn_timer, respawn_cb);
 	if (g.env->cfg.master) {
 		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -930,18 +861,6 @@ main(int argc, char **argv)
 	}
 
 	ev_run(loop, 0);
-
-	intercept_remove();
-	listener_close(loop, g.listeners, g.nlisteners);
-	listener_set_env(NULL);
-	log_msg(LOG_INFO, "stop", "%s exiting", g.role == ROLE_WORKER ?
-	    "worker" : g.role == ROLE_MASTER ? "master" : "process");
-	if (g.env->cfg.pid_file != NULL && g.role != ROLE_WORKER)
-		unlink(g.env->cfg.pid_file);
-	sess_env_unref(g.env);
-	if (g.pins != NULL)
-		pin_close(g.pins); /* commits and syncs what is queued */
-	ev_loop_destroy(loop);
-	log_close();
+	process_end(loop);
 	return 0;
 }

@@ -30,6 +30,10 @@ for w in $(workers); do
 	ok "worker $w keeps only CAP_NET_RAW (effective and bounding)" \
 		grep -Eq "^CapEff:\s+0000000000002000$" /proc/"$w"/status
 	ok "worker $w has no_new_privs" grep -Eq "^NoNewPrivs:\s+1$" /proc/"$w"/status
+	# Its own event loop only: no descriptor of the master's epoll instance
+	# (through which it could change what the master watches).
+	ok "worker $w holds one epoll instance, its own" bash -c \
+		"test \$(ls -l /proc/$w/fd | grep -c 'anon_inode:\[eventpoll\]') -eq 1"
 done
 ok "the master stays root" test "$(stat -c %U /proc/"$PROXY_PID")" = root
 ok "mail through the workers" cswaks --body "via a worker"
