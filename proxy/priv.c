@@ -101,7 +101,7 @@ sigsys_handler(int sig, siginfo_t *si, void *uctx)
 {
 	unsigned char msg[1 + sizeof(int32_t)] = { 'S' };
 	int32_t nr = si->si_syscall;
-	ssize_t n;
+	ssize_t n = 0;
 
 	(void)uctx;
 	memcpy(msg + 1, &nr, sizeof(nr));
