@@ -20,7 +20,8 @@
 
 #define CONFIG_LINE_MAX 4096
 
-enum ck_type { CK_BOOL, CK_STR, CK_UINT, CK_DURATION, CK_SIZE, CK_LIST, CK_TLSVER };
+enum ck_type { CK_BOOL, CK_STR, CK_UINT, CK_DURATION, CK_SIZE, CK_LIST, CK_TLSVER,
+    CK_ENUM };
 
 struct config_key {
 	const char *name;
@@ -30,6 +31,26 @@ struct config_key {
 	uint64_t min, max; /* numeric types */
 	const char *help;
 };
+
+/* CK_ENUM keys: their values, by enum value. */
+static const char *const mode_names[] = { "monitor", "enforce", NULL };
+static const char *const method_names[] = { "redirect", "tproxy", NULL };
+
+_Static_assert(sizeof(enum config_mode) == sizeof(int) &&
+    sizeof(enum config_intercept_method) == sizeof(int),
+    "CK_ENUM fields are stored as int");
+
+const char *
+config_mode_str(enum config_mode m)
+{
+	return m == CONFIG_MODE_ENFORCE ? "enforce" : "monitor";
+}
+
+const char *
+config_intercept_method_str(enum config_intercept_method m)
+{
+	return m == CONFIG_INTERCEPT_TPROXY ? "tproxy" : "redirect";
+}
 
 #define OFF(f) offsetof(struct config, f)
 
@@ -47,7 +68,7 @@ static const struct config_key config_keys[] = {
 	{ "user", CK_STR, OFF(user), "starttlsd", 0, 0,
 	  "workers drop root for this user (empty or root: no drop)" },
 	{ "seccomp", CK_BOOL, OFF(seccomp), "on", 0, 0,
-	  "workers deny execve, ptrace, mount, ... with a seccomp filter (off: debugging)" },
+	  "workers may make only the system calls they need (seccomp allowlist; off: debugging)" },
 	{ "listen", CK_LIST, OFF(listen), "0.0.0.0:10025 [::]:10025", 0, 0,
 	  "ADDR:PORT or [V6]:PORT to accept redirected connections on (repeatable)" },
 	{ "upstream", CK_STR, OFF(upstream), NULL, 0, 0,
@@ -62,11 +83,11 @@ static const struct config_key config_keys[] = {
 	  "also take port-25 connections made on the gateway itself" },
 	{ "intercept_bypass", CK_LIST, OFF(intercept_bypass), NULL, 0, 0,
 	  "destinations (CIDR) never intercepted, kept in an nftables set" },
-	{ "intercept_method", CK_STR, OFF(intercept_method), "redirect", 0, 0,
+	{ "intercept_method", CK_ENUM, OFF(intercept_method), "redirect", 0, 0,
 	  "redirect (NAT) or tproxy (IP_TRANSPARENT listeners)" },
 	{ "tproxy_mark", CK_UINT, OFF(tproxy_mark), "0x1", 1, UINT32_MAX,
 	  "mark set on tproxied packets, for the policy-routing rule" },
-	{ "mode", CK_STR, OFF(mode), "monitor", 0, 0,
+	{ "mode", CK_ENUM, OFF(mode), "monitor", 0, 0,
 	  "monitor (alert on downgrades) or enforce (also refuse with 4xx)" },
 	{ "state_dir", CK_STR, OFF(state_dir), "/var/lib/starttlsd", 0, 0,
 	  "where the pins live (LMDB); empty: remember nothing" },
@@ -256,6 +277,31 @@ key_set(struct config *c, const struct config_key *k, const char *v,
 	case CK_LIST:
 		list_free((struct config_list *)(void *)field);
 		return list_append((struct config_list *)(void *)field, v, why);
+	case CK_ENUM: {
+		/*
+		 * "intercept_method =" is the default (as it always was);
+		 * "mode =" is an error, never a silent monitor.
+		 */
+		const bool is_mode = k->off == OFF(mode);
+		const char *const *names = is_mode ? mode_names : method_names;
+		static char expect[96];
+		size_t o = 0;
+
+		if (*v == '\0' && !is_mode)
+			v = k->def;
+		for (size_t i = 0; names[i] != NULL; i++) {
+			if (strcmp(v, names[i]) == 0) {
+				*(int *)(void *)field = (int)i;
+				return 0;
+			}
+			o += (size_t)snprintf(expect + o, sizeof(expect) - o,
+			    "%s%s", i == 0 ? "expected " :
+			    names[i + 1] == NULL ? " or " : ", ", names[i]);
+			if (o >= sizeof(expect))
+				break;
+		}
+		return *why = expect, -1;
+	}
 	case CK_TLSVER:
 		if (strcmp(v, "1.2") == 0 || strcasecmp(v, "TLSv1.2") == 0)
 			*(int *)(void *)field = TLS1_2_VERSION;
@@ -485,27 +531,10 @@ validate(struct config *c, char *err, size_t errlen)
 		    CONFIG_MAX_LISTEN);
 		return -1;
 	}
-	if (c->mode == NULL || (strcmp(c->mode, "monitor") != 0 &&
-	    strcmp(c->mode, "enforce") != 0)) {
-		snprintf(err, errlen, "mode: %s: expected monitor or enforce",
-		    c->mode ? c->mode : "");
-		return -1;
-	}
-	if (c->intercept_method == NULL &&
-	    (c->intercept_method = strdup("redirect")) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
 	if (c->max_line_length >= c->buffer_size) {
 		snprintf(err, errlen, "max_line_length (%u) must be smaller than "
 		    "buffer_size (%u): a line has to fit in the buffer",
 		    c->max_line_length, c->buffer_size);
-		return -1;
-	}
-	if (strcmp(c->intercept_method, "redirect") != 0 &&
-	    strcmp(c->intercept_method, "tproxy") != 0) {
-		snprintf(err, errlen, "intercept_method: %s: expected redirect "
-		    "or tproxy", c->intercept_method);
 		return -1;
 	}
 	/* At most 8 (libunbound tries them in turn): a numeric address, optionally @port. */
@@ -566,7 +595,7 @@ validate(struct config *c, char *err, size_t errlen)
 		return -1;
 	}
 	if (c->transparent_source && (!c->intercept ||
-	    strcmp(c->intercept_method, "tproxy") != 0)) {
+	    c->intercept_method != CONFIG_INTERCEPT_TPROXY)) {
 		snprintf(err, errlen, "transparent_source: needs intercept = on "
 		    "and intercept_method = tproxy (the return traffic is "
 		    "diverted like the intercepted traffic)");
@@ -612,6 +641,7 @@ config_load(struct config *c, int argc, char *const argv[], char *err,
 	struct cli_setting *cli = NULL;
 	size_t ncli = 0;
 	bool cli_seen[NKEYS] = { false };
+	bool config_given = false;
 	const char *why;
 	int ch;
 
@@ -650,6 +680,7 @@ config_load(struct config *c, int argc, char *const argv[], char *err,
 		case 'c':
 			free(c->config_file);
 			c->config_file = strdup(optarg);
+			config_given = true;
 			break;
 		case 'C':
 			c->check_config = true;
@@ -701,6 +732,27 @@ config_load(struct config *c, int argc, char *const argv[], char *err,
 	if (optind < argc) {
 		snprintf(err, errlen, "%s: unexpected argument", argv[optind]);
 		goto fail;
+	}
+	/*
+	 * Without -c, the default file when it exists (as Postfix reads
+	 * main.cf); STARTTLSD_CONFIG names another, or none when empty (the
+	 * test suite: a file on the host must not change its runs).
+	 */
+	if (!config_given) {
+		const char *def = getenv("STARTTLSD_CONFIG");
+
+		if (def == NULL)
+			def = CONFIG_DEFAULT_FILE;
+		if (def[0] != '\0' && access(def, F_OK) == 0 &&
+		    (c->config_file = strdup(def)) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+	}
+	/* -c "": no file at all. */
+	if (c->config_file != NULL && c->config_file[0] == '\0') {
+		free(c->config_file);
+		c->config_file = NULL;
 	}
 	if (c->config_file != NULL && load_file(c, c->config_file, err, errlen) < 0)
 		goto fail;
@@ -754,7 +806,8 @@ config_usage(FILE *fp)
 	fprintf(fp,
 	    "usage: starttlsd [-f] [-c FILE] [--check-config] [--option VALUE ...]\n"
 	    "\n"
-	    "  -c, --config FILE       configuration file (key = value lines)\n"
+	    "  -c, --config FILE       configuration file (key = value lines; default\n"
+	    "                          " CONFIG_DEFAULT_FILE " if it exists; \"\": none)\n"
 	    "      --check-config      validate the configuration and exit\n"
 	    "      --print-ruleset     print the nftables table intercept=on installs\n"
 	    "  -h, --help              this text\n"

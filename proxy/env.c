@@ -49,7 +49,7 @@ sess_env_new(struct config *cfg, struct pin_store *pins, char *err,
 		e->upstream_len = res->ai_addrlen;
 		freeaddrinfo(res);
 	}
-	e->mode = strcmp(e->cfg.mode, "enforce") == 0 ? POLICY_ENFORCE :
+	e->mode = e->cfg.mode == CONFIG_MODE_ENFORCE ? POLICY_ENFORCE :
 	    POLICY_MONITOR;
 	if (e->cfg.policy_file != NULL &&
 	    policy_load(e->cfg.policy_file, &e->policy, err, errlen) < 0) {

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 #include <ev.h>
 
 #include "starttlsd/config.h"
+#include "starttlsd/intercept.h"
 #include "starttlsd/listener.h"
 #include "starttlsd/log.h"
 #include "starttlsd/metrics.h"
@@ -33,6 +35,7 @@
 #include "starttlsd/upcache.h"
 
 #define MAX_WORKERS 64
+#define EXIT_NO_PINS 78 /* EX_CONFIG: a worker in enforce mode without pins */
 #define SHARED_SLOTS (2 * MAX_WORKERS) /* old and new generation at once */
 
 enum role { ROLE_SINGLE, ROLE_MASTER, ROLE_WORKER };
@@ -40,7 +43,7 @@ enum role { ROLE_SINGLE, ROLE_MASTER, ROLE_WORKER };
 /* A worker as the master sees it. */
 struct worker {
 	pid_t pid;            /* 0: slot free */
-	int ctl;              /* write end of its control pipe */
+	int ctl;              /* master's end of its control socket */
 	ev_child watcher;
 	size_t slot;          /* its slot in the shared session counts */
 	bool retiring;        /* replaced by a reload, or stopping: not restarted */
@@ -61,8 +64,6 @@ static struct {
 	struct listener listeners[CONFIG_MAX_LISTEN];
 	size_t nlisteners;
 	bool draining;
-	bool intercepting;        /* our nftables table is installed */
-	struct nft_spec spec;     /* ...as this */
 	ev_signal sigterm, sigint, sighup, sigusr2;
 	ev_timer drain_timer;
 	ev_prepare exit_check;
@@ -74,73 +75,6 @@ static struct {
 	int policyd_ctl;          /* the policy process's control socket, -1: none */
 } g;
 
-
-/* The interception table a configuration asks for. */
-static void
-intercept_spec(const struct config *c, struct nft_spec *spec)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl;
-
-	memset(spec, 0, sizeof(*spec));
-	spec->method = strcmp(c->intercept_method, "tproxy") == 0 ?
-	    NFT_TPROXY : NFT_REDIRECT;
-	for (size_t i = 0; i < c->intercept_interfaces.n && i < NFT_MAX_IFACES; i++) {
-		snprintf(spec->ifaces[i], sizeof(spec->ifaces[i]), "%s",
-		    c->intercept_interfaces.item[i]);
-		spec->nifaces++;
-	}
-	spec->local = c->intercept_local;
-	spec->exempt_mark = c->upstream_mark;
-	spec->tproxy_mark = c->tproxy_mark;
-	/* Redirected connections go to the port of the first listener. */
-	if (config_parse_addr(c->listen.item[0], &ss, &sl) == 0)
-		spec->port = ntohs(ss.ss_family == AF_INET ?
-		    ((struct sockaddr_in *)(void *)&ss)->sin_port :
-		    ((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
-	for (size_t i = 0; i < c->intercept_bypass.n && i < NFT_MAX_BYPASS; i++)
-		if (nft_parse_prefix(c->intercept_bypass.item[i],
-		    &spec->bypass[spec->nbypass]) == 0)
-			spec->nbypass++;
-}
-
-static void
-log_intercept(const char *what)
-{
-	struct logline l;
-	char ifs[NFT_MAX_IFACES * IFNAMSIZ] = "";
-
-	size_t off = 0;
-
-	/* Fits: NFT_MAX_IFACES names of under IFNAMSIZ bytes, each + a space. */
-	for (size_t i = 0; i < g.spec.nifaces; i++)
-		off += (size_t)snprintf(ifs + off, sizeof(ifs) - off, "%s%s",
-		    i ? " " : "", g.spec.ifaces[i]);
-	log_begin(&l, "intercept");
-	log_str(&l, "action", what);
-	log_str(&l, "table", "inet " NFT_TABLE);
-	log_str(&l, "method", g.spec.method == NFT_TPROXY ? "tproxy" : "redirect");
-	log_str(&l, "interfaces", ifs);
-	log_str(&l, "local", g.spec.local ? "on" : "off");
-	log_u64(&l, "bypass", g.spec.nbypass);
-	log_u64(&l, "port", g.spec.port);
-	log_emit(&l, LOG_INFO);
-}
-
-/* Take the interception table away, so a stopped proxy black-holes nothing. */
-static void
-intercept_remove(void)
-{
-	char err[256];
-
-	if (!g.intercepting)
-		return;
-	if (nft_remove(err, sizeof(err)) < 0)
-		log_msg(LOG_ERR, "intercept", "cannot remove the table: %s", err);
-	else
-		log_intercept("removed");
-	g.intercepting = false;
-}
 
 static void
 log_start(const char *event)
@@ -164,7 +98,7 @@ log_start(const char *event)
 	log_str(&l, "upstream", c->upstream);
 	log_str(&l, "helo_name", c->helo_name);
 	log_str(&l, "client_tls", g.env->client_ctx ? "on" : "off");
-	log_str(&l, "mode", c->mode);
+	log_str(&l, "mode", config_mode_str(c->mode));
 	/* Workers open the store; the master only knows where it is. */
 	log_str(&l, "pins", c->state_dir ? c->state_dir : "off");
 	log_str(&l, "process", g.role == ROLE_MASTER ? "master" : "single");
@@ -185,45 +119,6 @@ lists_equal(const struct config_list *a, const struct config_list *b)
 		if (strcmp(a->item[i], b->item[i]) != 0)
 			return false;
 	return true;
-}
-
-/*
- * Bring the interception table in line with a new configuration: only the
- * bypass sets when only they changed, else the whole table (atomically).
- */
-static int
-intercept_reload(const struct config *c, char *err, size_t errlen)
-{
-	struct nft_spec spec;
-	struct nft_spec old = g.spec;
-
-	if (!c->intercept) {
-		intercept_remove();
-		return 0;
-	}
-	intercept_spec(c, &spec);
-	if (g.intercepting) {
-		old.nbypass = spec.nbypass;
-		memcpy(old.bypass, spec.bypass, sizeof(old.bypass));
-		if (memcmp(&old, &spec, sizeof(spec)) == 0) {
-			/*
-			 * If someone flushed the ruleset (nftables.service
-			 * does on reload) the sets are gone: install anew.
-			 */
-			if (nft_update_bypass(&spec, err, errlen) < 0 &&
-			    nft_install(&spec, err, errlen) < 0)
-				return -1;
-			g.spec = spec;
-			log_intercept("updated");
-			return 0;
-		}
-	}
-	if (nft_install(&spec, err, errlen) < 0)
-		return -1;
-	g.spec = spec;
-	g.intercepting = true;
-	log_intercept("installed");
-	return 0;
 }
 
 /* SIGHUP: build and validate a whole new configuration, then swap it in. */
@@ -286,11 +181,22 @@ reload_config(void)
 			    strdup(run->listen.item[i])) != NULL)
 				cfg.listen.n++;
 	}
-	if (keep_for_restart("intercept_method", &cfg.intercept_method,
-	    run->intercept_method) < 0 ||
-	    keep_for_restart("state_dir", &cfg.state_dir, run->state_dir) < 0) {
+	if (cfg.intercept_method != run->intercept_method) {
+		log_msg(LOG_WARNING, "reload", "intercept_method changed: takes "
+		    "effect at the next restart");
+		cfg.intercept_method = run->intercept_method;
+	}
+	if (keep_for_restart("state_dir", &cfg.state_dir, run->state_dir) < 0) {
 		config_free(&cfg);
 		log_msg(LOG_ERR, "reload", "out of memory");
+		return -1;
+	}
+	if (cfg.mode == CONFIG_MODE_ENFORCE && priv_check(g.user.drop ?
+	    g.user.name : NULL, cfg.state_dir, err, sizeof(err)) < 0) {
+		/* The running workers have their store open: keep them. */
+		config_free(&cfg);
+		log_msg(LOG_ALERT, "reload", "configuration refused, keeping the "
+		    "running one: %s (mode = enforce needs its pins)", err);
 		return -1;
 	}
 	if (cfg.pin_expire != run->pin_expire) {
@@ -363,11 +269,14 @@ pins_open(const struct config *c)
 		return;
 	g.pins = pin_open(c->state_dir, false, (int64_t)c->pin_expire, err,
 	    sizeof(err));
-	if (g.pins == NULL) {
-		metrics_pinstore_error(M_PIN_OPEN);
+	if (g.pins != NULL)
+		return;
+	metrics_pinstore_error(M_PIN_OPEN);
+	if (g.env->mode == POLICY_ENFORCE)
+		log_msg(LOG_ERR, "pinstore", "cannot open: %s", err);
+	else
 		log_msg(LOG_ERR, "pinstore", "cannot open, running without "
 		    "pins (downgrades of pinned servers go unnoticed): %s", err);
-	}
 }
 
 static void
@@ -496,8 +405,6 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 					g.workers[i].retiring = true;
 			}
 			spawn_workers(loop);
-			if (g.role != ROLE_MASTER)
-				return; /* we are a new worker */
 			for (size_t i = 0; i < SHARED_SLOTS; i++)
 				if (old[i])
 					worker_tell(&g.workers[i], 'R');
@@ -616,13 +523,33 @@ relay_setup(struct ev_loop *loop)
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() != g.master_pid)
 			_exit(0);
-		/* Where it works; a kernel without seccomp is said, not fatal. */
-		if (g.env->cfg.seccomp && priv_seccomp(err, sizeof(err)) < 0)
-			log_msg(LOG_WARNING, "worker", "%s (running without it)",
-			    err);
 	}
-	/* LMDB handles do not survive a fork: open in the process that uses them. */
+	/*
+	 * LMDB handles do not survive a fork: open in the process that uses
+	 * them, before the seccomp filter (which has no mkdir, no clone).
+	 */
 	pins_open(&g.env->cfg);
+	if (g.pins == NULL && g.env->cfg.state_dir != NULL &&
+	    g.env->mode == POLICY_ENFORCE) {
+		/*
+		 * Enforce mode without its pins would refuse nothing it
+		 * learnt: fail closed. A worker exits (the master starts
+		 * another a second later, which tries again: one alert a
+		 * second until the store is fixed; the interception stays, so
+		 * mail waits in the clients' queues); a single process stops.
+		 */
+		log_msg(LOG_ALERT, "pinstore", "mode = enforce and the pin store "
+		    "%s cannot be opened: not relaying (exit %d)",
+		    g.env->cfg.state_dir, EXIT_NO_PINS);
+		if (g.role == ROLE_WORKER)
+			_exit(EXIT_NO_PINS);
+		intercept_remove();
+		log_fatal("mode = enforce needs its pins");
+	}
+	/* Where it works; a kernel without seccomp is said, not fatal. */
+	if (g.role == ROLE_WORKER && g.env->cfg.seccomp &&
+	    priv_seccomp(g.ctl_watcher.fd, err, sizeof(err)) < 0)
+		log_msg(LOG_WARNING, "worker", "%s (running without it)", err);
 	g.env->pins = g.pins;
 	listener_set_env(g.env);
 	upc_init(loop);
@@ -638,33 +565,87 @@ relay_setup(struct ev_loop *loop)
 
 static void child_cb(struct ev_loop *loop, ev_child *w, int revents);
 
-/* In the child, right after fork: become a worker. */
 static void
-worker_init(struct ev_loop *loop, size_t slot, int ctl_fd)
+signals_start(struct ev_loop *loop)
 {
+	ev_signal_init(&g.sigterm, signal_cb, SIGTERM);
+	ev_signal_init(&g.sigint, signal_cb, SIGINT);
+	ev_signal_init(&g.sighup, signal_cb, SIGHUP);
+	ev_signal_init(&g.sigusr2, signal_cb, SIGUSR2);
+	ev_signal_start(loop, &g.sigusr2);
+	ev_signal_start(loop, &g.sigterm);
+	ev_signal_start(loop, &g.sigint);
+	ev_signal_start(loop, &g.sighup);
+}
+
+/* What every process does once its loop has ended. */
+static void
+process_end(struct ev_loop *loop)
+{
+	intercept_remove();
+	listener_close(loop, g.listeners, g.nlisteners);
+	listener_set_env(NULL);
+	log_msg(LOG_INFO, "stop", "%s exiting", g.role == ROLE_WORKER ?
+	    "worker" : g.role == ROLE_MASTER ? "master" : "process");
+	if (g.env->cfg.pid_file != NULL && g.role != ROLE_WORKER)
+		unlink(g.env->cfg.pid_file);
+	sess_env_unref(g.env);
+	if (g.pins != NULL)
+		pin_close(g.pins); /* commits and syncs what is queued */
+	ev_loop_destroy(loop);
+	log_close();
+}
+
+/*
+ * A worker's whole life, called in the child right after fork(); it never
+ * returns, so nothing of the master's (the callback that forked, the rest
+ * of its loop iteration) ever runs in a worker. The master's loop is taken
+ * apart first: its watchers stopped and its epoll instance closed (the
+ * child's copy of that descriptor would still reach the master's interest
+ * list). The worker then runs on a loop of its own and exits from here.
+ */
+static _Noreturn void
+worker_main(struct ev_loop *master_loop, size_t slot, int ctl_fd)
+{
+	struct ev_loop *loop;
+
 	g.role = ROLE_WORKER;
-	ev_loop_fork(loop);
 	/*
 	 * The master's business stays with the master; the other workers'
-	 * pipes must close with it, or they would never see its EOF.
+	 * control sockets must close with it, or they would never see its EOF.
 	 */
 	for (size_t i = 0; i < SHARED_SLOTS; i++)
 		if (g.workers[i].pid > 0) {
-			ev_child_stop(loop, &g.workers[i].watcher);
+			ev_child_stop(master_loop, &g.workers[i].watcher);
 			if (g.workers[i].ctl >= 0)
 				close(g.workers[i].ctl);
 		}
 	memset(g.workers, 0, sizeof(g.workers));
 	if (g.policyd_ctl >= 0)
 		close(g.policyd_ctl);   /* the master's; workers get their own later */
-	ev_timer_stop(loop, &g.respawn_timer);
-	g.intercepting = false;
+	ev_timer_stop(master_loop, &g.respawn_timer);
+	ev_timer_stop(master_loop, &g.drain_timer);
+	ev_signal_stop(master_loop, &g.sigterm);
+	ev_signal_stop(master_loop, &g.sigint);
+	ev_signal_stop(master_loop, &g.sighup);
+	ev_signal_stop(master_loop, &g.sigusr2);
+	ev_loop_destroy(master_loop);
+	intercept_forget();
+
+	if ((loop = ev_loop_new(EVFLAG_AUTO)) == NULL) {
+		log_msg(LOG_ERR, "worker", "cannot create its event loop");
+		_exit(1);
+	}
+	signals_start(loop);
 	sess_shared_use(slot);
 	ownport_use(slot);
 	metrics_use(slot);
 	ev_io_init(&g.ctl_watcher, ctl_cb, ctl_fd, EV_READ);
 	ev_io_start(loop, &g.ctl_watcher);
 	relay_setup(loop);
+	ev_run(loop, 0);
+	process_end(loop);
+	exit(0);
 }
 
 /* The policy process drops root like a worker (docs/dane.md). */
@@ -694,8 +675,9 @@ spawn_worker(struct ev_loop *loop)
 	w->slot = (size_t)(w - g.workers);
 	sess_shared_reset(w->slot);
 	ownport_reset(w->slot);
-	if (pipe2(ctl, O_CLOEXEC) < 0) {
-		log_msg(LOG_ERR, "worker", "pipe: %s", strerror(errno));
+	/* Both ways: words to the worker, its seccomp report back. */
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) < 0) {
+		log_msg(LOG_ERR, "worker", "socketpair: %s", strerror(errno));
 		return -1;
 	}
 	if ((pid = fork()) < 0) {
@@ -706,8 +688,7 @@ spawn_worker(struct ev_loop *loop)
 	}
 	if (pid == 0) {
 		close(ctl[1]);
-		worker_init(loop, w->slot, ctl[0]);
-		return 1; /* back into ev_run, as a worker */
+		worker_main(loop, w->slot, ctl[0]); /* never returns */
 	}
 	close(ctl[0]);
 	w->ctl = ctl[1];
@@ -741,7 +722,7 @@ spawn_workers(struct ev_loop *loop)
 	while (active < g.nworkers) {
 		int r = spawn_worker(loop);
 		if (r != 0)
-			return; /* a child returns into its loop; or no room */
+			return; /* no room, or fork failed */
 		active++;
 	}
 }
@@ -753,6 +734,32 @@ respawn_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)revents;
 	if (!g.draining)
 		spawn_workers(loop);
+}
+
+/*
+ * A worker killed by its seccomp filter left the call's number on its
+ * control socket (priv_seccomp): name it, loudly, since it is either an
+ * attack or a call the allowlist lacks.
+ */
+static void
+seccomp_report(struct worker *w, pid_t pid)
+{
+	unsigned char msg[1 + sizeof(int32_t)];
+	struct logline l;
+	char name[64];
+	int32_t nr;
+
+	if (w->ctl < 0 || recv(w->ctl, msg, sizeof(msg), MSG_DONTWAIT) !=
+	    (ssize_t)sizeof(msg) || msg[0] != 'S')
+		return;
+	memcpy(&nr, msg + 1, sizeof(nr));
+	priv_syscall_name(nr, name, sizeof(name));
+	log_begin(&l, "seccomp");
+	log_str(&l, "action", "killed");
+	log_int(&l, "pid", pid);
+	log_str(&l, "syscall", name);
+	log_int(&l, "nr", nr);
+	log_emit(&l, LOG_CRIT);
 }
 
 static void
@@ -776,6 +783,7 @@ child_cb(struct ev_loop *loop, ev_child *cw, int revents)
 	}
 	log_str(&l, "expected", w->retiring ? "yes" : "no");
 	log_emit(&l, crashed ? LOG_ERR : LOG_INFO);
+	seccomp_report(w, cw->rpid);
 	w->pid = 0;
 	if (w->ctl >= 0)
 		close(w->ctl);
@@ -871,35 +879,61 @@ main(int argc, char **argv)
 		}
 		log_fatal("%s", err);
 	}
+	if (check && priv_check(g.env->cfg.user, g.env->cfg.state_dir, err,
+	    sizeof(err)) < 0) {
+		fprintf(stderr, "starttlsd: %s\n", err);
+		sess_env_unref(g.env);
+		return 1;
+	}
 	if (check) {
 		printf("starttlsd: configuration ok\n");
 		sess_env_unref(g.env);
 		return 0;
 	}
 	if (g.env->cfg.print_ruleset) {
-		intercept_spec(&g.env->cfg, &g.spec);
-		nft_print(&g.spec, stdout);
+		const struct config *c = &g.env->cfg;
+
+		if (c->intercept_interfaces.n == 0 && !c->intercept_local) {
+			fprintf(stderr, "starttlsd: --print-ruleset: nothing to "
+			    "print: no intercept_interfaces and intercept_local "
+			    "off, so intercept = on would take nothing (and is "
+			    "%s)\n", c->intercept ? "on" : "off");
+			sess_env_unref(g.env);
+			return 1;
+		}
+		if (!c->intercept)
+			printf("# intercept is off: starttlsd installs nothing. "
+			    "With intercept = on it would\n# install this:\n");
+		intercept_print(&g.env->cfg, stdout);
 		sess_env_unref(g.env);
 		return 0;
 	}
 	if (priv_lookup(g.env->cfg.user, &g.user, err, sizeof(err)) < 0)
 		log_fatal("%s", err);
+	/*
+	 * A store the workers cannot reach: enforce mode refuses to start
+	 * (it would enforce nothing it learnt); monitor mode says so and
+	 * relays without pins.
+	 */
+	if (priv_check(g.user.drop ? g.user.name : NULL, g.env->cfg.state_dir,
+	    err, sizeof(err)) < 0) {
+		if (g.env->mode == POLICY_ENFORCE)
+			log_fatal("%s (mode = enforce needs its pins: not "
+			    "starting)", err);
+		log_msg(LOG_ERR, "pinstore", "%s (running without pins)", err);
+	}
 	for (size_t i = 0; i < g.env->cfg.listen.n; i++) {
 		if (listener_open(&g.listeners[i], g.env->cfg.listen.item[i],
 		    g.env->cfg.intercept &&
-		    strcmp(g.env->cfg.intercept_method, "tproxy") == 0, err,
+		    g.env->cfg.intercept_method == CONFIG_INTERCEPT_TPROXY, err,
 		    sizeof(err)) < 0)
 			log_fatal("%s", err);
 		g.nlisteners++;
 	}
 	/* Listeners first, then the redirect to them: never a black hole. */
-	if (g.env->cfg.intercept) {
-		intercept_spec(&g.env->cfg, &g.spec);
-		if (nft_install(&g.spec, err, sizeof(err)) < 0)
-			log_fatal("%s (nothing was installed)", err);
-		g.intercepting = true;
-		log_intercept("installed");
-	}
+	if (g.env->cfg.intercept &&
+	    intercept_reload(&g.env->cfg, err, sizeof(err)) < 0)
+		log_fatal("%s (nothing was installed)", err);
 	if (!g.env->cfg.foreground && daemonize() < 0) {
 		intercept_remove();
 		log_fatal("fork: %s", strerror(errno));
@@ -927,14 +961,7 @@ main(int argc, char **argv)
 		metrics_pinstore_error(M_PIN_OTHER);
 	}
 	metrics_setup();
-	ev_signal_init(&g.sigterm, signal_cb, SIGTERM);
-	ev_signal_init(&g.sigint, signal_cb, SIGINT);
-	ev_signal_init(&g.sighup, signal_cb, SIGHUP);
-	ev_signal_init(&g.sigusr2, signal_cb, SIGUSR2);
-	ev_signal_start(loop, &g.sigusr2);
-	ev_signal_start(loop, &g.sigterm);
-	ev_signal_start(loop, &g.sigint);
-	ev_signal_start(loop, &g.sighup);
+	signals_start(loop);
 	ev_init(&g.respawn_timer, respawn_cb);
 	if (g.env->cfg.master) {
 		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -958,18 +985,6 @@ main(int argc, char **argv)
 	notify_ready("accepting sessions");
 
 	ev_run(loop, 0);
-
-	intercept_remove();
-	listener_close(loop, g.listeners, g.nlisteners);
-	listener_set_env(NULL);
-	log_msg(LOG_INFO, "stop", "%s exiting", g.role == ROLE_WORKER ?
-	    "worker" : g.role == ROLE_MASTER ? "master" : "process");
-	if (g.env->cfg.pid_file != NULL && g.role != ROLE_WORKER)
-		unlink(g.env->cfg.pid_file);
-	sess_env_unref(g.env);
-	if (g.pins != NULL)
-		pin_close(g.pins); /* commits and syncs what is queued */
-	ev_loop_destroy(loop);
-	log_close();
+	process_end(loop);
 	return 0;
 }

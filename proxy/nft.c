@@ -25,6 +25,7 @@
 #include <libnftnl/table.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
+#include <linux/rtnetlink.h>
 
 #include "starttlsd/nft.h"
 
@@ -422,6 +423,28 @@ rule_add(struct nft_batch *nb, struct nftnl_rule *r, const char *step)
 	nftnl_rule_free(r);
 }
 
+/*
+ * "fib daddr type local return": connections to the gateway's own addresses
+ * (an MTA running on it) are never taken. Relayed, that MTA would see the
+ * gateway as the client, and one that trusts its own host (Postfix's
+ * mynetworks) would take every LAN host for a trusted relay client.
+ */
+static void
+rule_local_exempt(struct nft_batch *nb, const char *chain, const char *step)
+{
+	struct nftnl_rule *r = rule_new(chain);
+	struct nftnl_expr *e = nftnl_expr_alloc("fib");
+	uint32_t local = RTN_LOCAL;
+
+	nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_FLAGS, NFTA_FIB_F_DADDR);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE);
+	nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_DREG, NFT_REG_1);
+	nftnl_rule_add_expr(r, e);
+	e_cmp_eq(r, &local, sizeof(local));
+	e_verdict(r, NFT_RETURN);
+	rule_add(nb, r, step);
+}
+
 /* "meta nfproto ipv4 ip daddr @bypass4 return" (and the IPv6 one). */
 static void
 rule_bypass(struct nft_batch *nb, const char *chain, int family)
@@ -582,6 +605,8 @@ build_table(struct nft_batch *nb, const struct nft_spec *spec)
 	if (spec->nifaces > 0 && spec->method == NFT_REDIRECT) {
 		add_chain(nb, "prerouting", "nat", NF_INET_PRE_ROUTING,
 		    NFT_PRIO_DSTNAT, "add chain prerouting (nat)");
+		rule_local_exempt(nb, "prerouting",
+		    "add rule prerouting local exemption");
 		rule_bypass(nb, "prerouting", AF_INET);
 		rule_bypass(nb, "prerouting", AF_INET6);
 		for (size_t i = 0; i < spec->nifaces; i++)
@@ -592,6 +617,7 @@ build_table(struct nft_batch *nb, const struct nft_spec *spec)
 		add_chain(nb, "divert", "filter", NF_INET_PRE_ROUTING,
 		    NFT_PRIO_MANGLE, "add chain divert (filter, mangle priority, tproxy)");
 		rule_socket_transparent(nb, spec->tproxy_mark);
+		rule_local_exempt(nb, "divert", "add rule divert local exemption");
 		rule_bypass(nb, "divert", AF_INET);
 		rule_bypass(nb, "divert", AF_INET6);
 		for (size_t i = 0; i < spec->nifaces; i++)
@@ -602,6 +628,7 @@ build_table(struct nft_batch *nb, const struct nft_spec *spec)
 		add_chain(nb, "output", "nat", NF_INET_LOCAL_OUT,
 		    NFT_PRIO_DSTNAT, "add chain output (nat)");
 		rule_output_exempt(nb, spec->exempt_mark);
+		rule_local_exempt(nb, "output", "add rule output local exemption");
 		rule_bypass(nb, "output", AF_INET);
 		rule_bypass(nb, "output", AF_INET6);
 		rule_redirect(nb, "output", NULL, spec->port,
@@ -719,6 +746,7 @@ nft_print(const struct nft_spec *spec, FILE *fp)
 	if (spec->nifaces > 0 && spec->method == NFT_REDIRECT) {
 		fprintf(fp, "\tchain prerouting {\n\t\ttype nat hook prerouting "
 		    "priority dstnat; policy accept;\n");
+		fprintf(fp, "\t\tfib daddr type local return\n");
 		fprintf(fp, "\t\tip daddr @%s return\n\t\tip6 daddr @%s return\n",
 		    NFT_SET4, NFT_SET6);
 		for (size_t i = 0; i < spec->nifaces; i++)
@@ -731,6 +759,7 @@ nft_print(const struct nft_spec *spec, FILE *fp)
 		    "priority mangle; policy accept;\n");
 		fprintf(fp, "\t\tmeta l4proto tcp socket transparent 1 meta mark "
 		    "set 0x%x accept\n", spec->tproxy_mark);
+		fprintf(fp, "\t\tfib daddr type local return\n");
 		fprintf(fp, "\t\tip daddr @%s return\n\t\tip6 daddr @%s return\n",
 		    NFT_SET4, NFT_SET6);
 		for (size_t i = 0; i < spec->nifaces; i++)
@@ -746,6 +775,7 @@ nft_print(const struct nft_spec *spec, FILE *fp)
 		if (spec->exempt_mark != 0)
 			fprintf(fp, "\t\tmeta mark 0x%x return\n", spec->exempt_mark);
 		fprintf(fp, "\t\toifname \"lo\" return\n");
+		fprintf(fp, "\t\tfib daddr type local return\n");
 		fprintf(fp, "\t\tip daddr @%s return\n\t\tip6 daddr @%s return\n",
 		    NFT_SET4, NFT_SET6);
 		fprintf(fp, "\t\ttcp dport 25 redirect to :%u\n\t}\n", spec->port);

@@ -73,6 +73,19 @@ same_match(const struct policy_rule *a, const struct policy_rule *b)
 	return strcmp(a->domain, b->domain) == 0;
 }
 
+/* Any byte outside ASCII: an IDN written in Unicode (a U-label). */
+static bool
+has_non_ascii(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s >= 0x80)
+			return true;
+	return false;
+}
+
+#define WHY_ULABEL "non-ASCII name: write an internationalized domain in " \
+	"its ASCII form (A-labels, xn--..., as idn2(1) prints it)"
+
 /* One line's fields into r. Returns 0 or -1 with why. */
 static int
 parse_rule(char **f, size_t nf, struct policy_rule *r, const char **why)
@@ -102,7 +115,7 @@ parse_rule(char **f, size_t nf, struct policy_rule *r, const char **why)
 			return *why = "domain too long", -1;
 		strcpy(r->domain, d);
 		if (!valid_name(r->domain, false))
-			return *why = "bad domain", -1;
+			return *why = has_non_ascii(d) ? WHY_ULABEL : "bad domain", -1;
 	}
 	if (parse_level(f[1], &r->level) < 0)
 		return *why = "level must be none, encrypt or verify", -1;
@@ -126,6 +139,8 @@ parse_rule(char **f, size_t nf, struct policy_rule *r, const char **why)
 			    tok = strtok_r(NULL, ",", &save)) {
 				if (r->nmx == POLICY_MAX_MX)
 					return *why = "too many mx patterns (at most 8)", -1;
+				if (has_non_ascii(tok))
+					return *why = WHY_ULABEL, -1;
 				if (strlen(tok) >= POLICY_NAME_MAX ||
 				    !valid_name(strcpy(r->mx[r->nmx], tok), true))
 					return *why = "bad mx pattern", -1;

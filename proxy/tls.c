@@ -30,6 +30,16 @@ err_fill(char *err, size_t errlen, const char *what)
 	ERR_clear_error();
 }
 
+/* A file named by a configuration key: "ca_file: PATH: why". */
+static void
+err_fill_key(char *err, size_t errlen, const char *key, const char *path)
+{
+	char what[512];
+
+	snprintf(what, sizeof(what), "%s: %s", key, path);
+	err_fill(err, errlen, what);
+}
+
 /*
  * Client session cache: direct-mapped by destination ("198.51.100.25:25"),
  * bounded, per process. A slot keeps up to TLS_TICKETS sessions of one
@@ -149,7 +159,7 @@ tls_upstream_ctx_new(const struct config *cfg, char *err, size_t errlen)
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 	if (cfg->ca_file != NULL &&
 	    !SSL_CTX_load_verify_locations(ctx, cfg->ca_file, NULL)) {
-		err_fill(err, errlen, cfg->ca_file);
+		err_fill_key(err, errlen, "ca_file", cfg->ca_file);
 		goto fail;
 	}
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
@@ -196,11 +206,11 @@ tls_client_ctx_new(const struct config *cfg, char *err, size_t errlen)
 		goto fail;
 	}
 	if (!SSL_CTX_use_certificate_chain_file(ctx, cfg->client_cert)) {
-		err_fill(err, errlen, cfg->client_cert);
+		err_fill_key(err, errlen, "client_cert", cfg->client_cert);
 		goto fail;
 	}
 	if (!SSL_CTX_use_PrivateKey_file(ctx, cfg->client_key, SSL_FILETYPE_PEM)) {
-		err_fill(err, errlen, cfg->client_key);
+		err_fill_key(err, errlen, "client_key", cfg->client_key);
 		goto fail;
 	}
 	if (!SSL_CTX_check_private_key(ctx)) {

@@ -12,7 +12,7 @@ pkgs=(
   nftables iproute2 iptables
   swaks libnet-ssleay-perl libio-socket-inet6-perl libio-socket-ssl-perl
   postfix stunnel4 rsyslog openssl
-  python3 procps psmisc valgrind fiu-utils libseccomp-dev
+  python3 procps psmisc valgrind fiu-utils libseccomp-dev gdb
   devscripts
   qemu-system-x86 mmdebstrap e2fsprogs
   golang-go golang-github-go-logfmt-logfmt-dev

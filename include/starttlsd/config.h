@@ -14,7 +14,19 @@
 #include <sys/socket.h>
 
 #define CONFIG_MAX_LISTEN 16
+/* Read without -c when it exists; STARTTLSD_CONFIG overrides ("": none). */
+#define CONFIG_DEFAULT_FILE "/etc/starttlsd/starttlsd.conf"
 #define CONFIG_LIST_MAX 64 /* values in one list key */
+
+/* Keys with a fixed set of values, parsed once (config_*_str for logs). */
+enum config_mode {
+	CONFIG_MODE_MONITOR,      /* "monitor": alert on downgrades */
+	CONFIG_MODE_ENFORCE,      /* "enforce": also refuse with 4xx */
+};
+enum config_intercept_method {
+	CONFIG_INTERCEPT_REDIRECT, /* "redirect": NAT */
+	CONFIG_INTERCEPT_TPROXY,   /* "tproxy": IP_TRANSPARENT listeners */
+};
 
 struct config_list {
 	char *item[CONFIG_LIST_MAX];
@@ -23,7 +35,7 @@ struct config_list {
 
 struct config {
 	/* process */
-	char *config_file;      /* NULL: none */
+	char *config_file;      /* the file read (-c, or the default); NULL: none */
 	bool foreground;
 	bool log_stderr;
 	bool check_config;      /* command line only */
@@ -43,13 +55,13 @@ struct config {
 	struct config_list intercept_interfaces;
 	bool intercept_local;
 	struct config_list intercept_bypass;
-	char *intercept_method;   /* "redirect" or "tproxy" */
+	enum config_intercept_method intercept_method;
 	uint32_t tproxy_mark;
 	bool transparent_source;  /* tproxy: upstream from the client's address */
 	bool print_ruleset;       /* command line only */
 
 	/* downgrade detection and policy */
-	char *mode;               /* "monitor" or "enforce" */
+	enum config_mode mode;
 	char *state_dir;          /* pin store; NULL: no pins */
 	char *metrics_listen;     /* ADDR:PORT, NULL: no metrics endpoint */
 
@@ -101,7 +113,8 @@ enum config_result {
 };
 
 /*
- * Build a configuration from argv and the file named by -c (if any). On
+ * Build a configuration from argv and the file named by -c, or without -c
+ * CONFIG_DEFAULT_FILE (or $STARTTLSD_CONFIG) if it exists; -c "" reads none. On
  * CONFIG_ERROR, err holds "FILE:LINE: key: why" or "--option: why".
  * out is always safe to pass to config_free afterwards.
  */
@@ -118,6 +131,10 @@ int config_parse_addr(const char *s, struct sockaddr_storage *out,
 /* Split "HOST:PORT" or "[HOST]:PORT" into host (cap bytes) and port. */
 int config_split_hostport(const char *s, char *host, size_t cap,
     unsigned *port);
+
+/* "monitor", "enforce"; "redirect", "tproxy". */
+const char *config_mode_str(enum config_mode m);
+const char *config_intercept_method_str(enum config_intercept_method m);
 
 /* The options for --help. */
 void config_usage(FILE *fp);

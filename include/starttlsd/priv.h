@@ -30,12 +30,29 @@ int priv_drop(const struct priv_user *u, bool keep_admin, char *err,
     size_t errlen);
 
 /*
- * A seccomp filter (libseccomp) for a worker: what a relay never needs and
- * an attacker would (execve, ptrace, mount, namespaces, modules, bpf, keys,
- * time, reboot, ...) fails with EPERM. A denylist, not an allowlist: it
- * must never take away a call the relay, BoringSSL, LMDB or libev makes.
+ * The worker's seccomp filter (libseccomp), an allowlist: the system calls
+ * a relaying worker makes (proxy/priv.c says which and how they were
+ * found); socket() for AF_UNIX/INET/INET6 only, mmap/mprotect never with
+ * PROT_EXEC, tgkill to itself only. Any other call raises SIGSYS: the
+ * worker writes 'S' and the call's number (int32, host order) to
+ * report_fd (-1: nowhere) and dies of SIGSYS. 0 or -1 with err.
  */
-int priv_seccomp(char *err, size_t errlen);
+int priv_seccomp(int report_fd, char *err, size_t errlen);
+
+/* The name of system call nr on this architecture, or "unknown". */
+void priv_syscall_name(int nr, char *buf, size_t len);
+
+/*
+ * What start-up would refuse or silently lose, checked as the workers'
+ * user would meet it (uid and primary gid, no supplementary groups, no
+ * capabilities): the user exists and is not uid 0; every directory above
+ * state_dir lets it search; state_dir, if it exists, is a directory (the
+ * master creates it and gives it to the user). user NULL, "" or "root":
+ * no user to check. 0, or -1 with err naming the key ("user: ...",
+ * "state_dir: ...").
+ */
+int priv_check(const char *user, const char *state_dir, char *err,
+    size_t errlen);
 
 /* Make dir (and the files LMDB keeps in it) the user's. */
 int priv_give_dir(const struct priv_user *u, const char *dir, char *err,

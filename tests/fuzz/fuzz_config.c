@@ -62,12 +62,11 @@ check_ok(const struct config *c)
 	for (size_t i = 0; i < c->listen.n; i++)
 		FUZZ_CHECK(config_parse_addr(c->listen.item[i], &ss, &sl) == 0,
 		    "listen %s does not parse", c->listen.item[i]);
-	FUZZ_CHECK(c->mode != NULL && (strcmp(c->mode, "monitor") == 0 ||
-	    strcmp(c->mode, "enforce") == 0), "mode %s",
-	    c->mode ? c->mode : "(null)");
-	FUZZ_CHECK(c->intercept_method != NULL &&
-	    (strcmp(c->intercept_method, "redirect") == 0 ||
-	    strcmp(c->intercept_method, "tproxy") == 0), "intercept_method");
+	FUZZ_CHECK(c->mode == CONFIG_MODE_MONITOR ||
+	    c->mode == CONFIG_MODE_ENFORCE, "mode %d", (int)c->mode);
+	FUZZ_CHECK(c->intercept_method == CONFIG_INTERCEPT_REDIRECT ||
+	    c->intercept_method == CONFIG_INTERCEPT_TPROXY,
+	    "intercept_method %d", (int)c->intercept_method);
 	FUZZ_CHECK(c->helo_name != NULL && c->helo_name[0] != '\0',
 	    "no helo_name");
 	FUZZ_CHECK((c->client_cert == NULL) == (c->client_key == NULL),
@@ -91,7 +90,7 @@ check_ok(const struct config *c)
 	    "empty upstream");
 	if (c->transparent_source)
 		FUZZ_CHECK(c->intercept &&
-		    strcmp(c->intercept_method, "tproxy") == 0,
+		    c->intercept_method == CONFIG_INTERCEPT_TPROXY,
 		    "transparent_source without tproxy interception");
 	if (c->intercept)
 		FUZZ_CHECK(c->intercept_interfaces.n > 0 || c->intercept_local,

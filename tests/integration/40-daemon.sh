@@ -30,6 +30,41 @@ ok "unreadable client certificate: refused" bash -c "test $rc -ne 0 && grep -q n
 "$STARTTLSD" --check-config -c "$conf" --helo-name "bad name" >"$T_TMP/bad6.out" 2>&1; rc=$?
 ok "the command line wins over the file (and is checked)" bash -c "test $rc -ne 0 && grep -q 'helo_name: bad name' $T_TMP/bad6.out"
 ok "--help lists every key as an option" bash -c "'$STARTTLSD' --help | grep -q -- '--client-timeout'"
+# What start-up would refuse or silently lose is refused here, with the key.
+"$STARTTLSD" --check-config --user no-such-user >"$T_TMP/bad7.out" 2>&1; rc=$?
+ok "user that does not exist: refused, naming the key" bash -c "test $rc -ne 0 && grep -q 'user: no-such-user: no such user' $T_TMP/bad7.out"
+mkdir -p "$T_TMP/locked/inner" && chmod 700 "$T_TMP/locked"
+"$STARTTLSD" --check-config --user starttlsd --state-dir "$T_TMP/locked/inner/state" >"$T_TMP/bad8.out" 2>&1; rc=$?
+ok "state_dir the workers' user cannot reach: refused, naming the key and the blocking directory" \
+	bash -c "test $rc -ne 0 && grep -q \"state_dir: $T_TMP/locked/inner/state: the workers' user starttlsd cannot reach it: $T_TMP/locked (mode 0700\" $T_TMP/bad8.out"
+: >"$T_TMP/afile"
+"$STARTTLSD" --check-config --user starttlsd --state-dir "$T_TMP/afile" >"$T_TMP/bad9.out" 2>&1; rc=$?
+ok "state_dir that is a file: refused" bash -c "test $rc -ne 0 && grep -q 'state_dir: $T_TMP/afile: $T_TMP/afile is not a directory' $T_TMP/bad9.out"
+# Papercuts: errors name their key; the default file; IDN in the policy file.
+"$STARTTLSD" --check-config --ca-file /nonexistent-ca.crt >"$T_TMP/bad10.out" 2>&1; rc=$?
+ok "ca_file that does not exist: refused, naming the key" bash -c "test $rc -ne 0 && grep -q 'ca_file: /nonexistent-ca.crt: ' $T_TMP/bad10.out"
+"$STARTTLSD" --check-config --ca-file "$T_TMP/afile" >"$T_TMP/bad11.out" 2>&1; rc=$?
+ok "ca_file with no certificate in it: refused, naming the key" bash -c "test $rc -ne 0 && grep -q 'ca_file: $T_TMP/afile: ' $T_TMP/bad11.out"
+printf 'bücher.example encrypt\n' >"$T_TMP/idn.policy"
+"$STARTTLSD" --check-config --policy-file "$T_TMP/idn.policy" >"$T_TMP/bad12.out" 2>&1; rc=$?
+ok "policy file with a U-label: refused, saying to use the xn-- form" bash -c "test $rc -ne 0 && grep -q 'line 1: bücher.example: non-ASCII name: .*xn--' $T_TMP/bad12.out"
+printf 'example.net verify mx=*.bücher.example\n' >"$T_TMP/idn2.policy"
+"$STARTTLSD" --check-config --policy-file "$T_TMP/idn2.policy" >"$T_TMP/bad13.out" 2>&1; rc=$?
+ok "policy file with a U-label in mx=: the same" bash -c "test $rc -ne 0 && grep -q 'non-ASCII name: .*xn--' $T_TMP/bad13.out"
+printf 'xn--bcher-kva.example encrypt\n' >"$T_TMP/idn3.policy"
+ok "the A-label form is accepted" "$STARTTLSD" --check-config --policy-file "$T_TMP/idn3.policy"
+# Without -c the default file is read when it exists (STARTTLSD_CONFIG names
+# it here: the suite sets it empty so /etc/starttlsd/starttlsd.conf on this
+# host cannot change the tests).
+printf 'reply_timeout = soon\n' >"$T_TMP/default.conf"
+STARTTLSD_CONFIG=$T_TMP/default.conf "$STARTTLSD" --check-config >"$T_TMP/def.out" 2>&1; rc=$?
+ok "without -c the default file is read" bash -c "test $rc -ne 0 && grep -q 'default.conf:1: reply_timeout' $T_TMP/def.out"
+ok "-c '' reads no file at all" env STARTTLSD_CONFIG="$T_TMP/default.conf" "$STARTTLSD" --check-config -c ""
+ok "no default file there: the built-in defaults" env STARTTLSD_CONFIG=/nonexistent/starttlsd.conf "$STARTTLSD" --check-config
+ok "--help names the default file" bash -c "'$STARTTLSD' --help | grep -q '/etc/starttlsd/starttlsd.conf if it exists'"
+mkdir -p "$T_TMP/fine"
+ok "a state_dir the workers' user reaches (not there yet: created at start) passes" \
+	"$STARTTLSD" --check-config --user starttlsd --state-dir "$T_TMP/fine/state-new"
 
 # ---- running daemon ------------------------------------------------------
 topo_up

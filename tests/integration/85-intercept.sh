@@ -7,6 +7,36 @@
 topo_up
 server starttls
 tables() { in_gw nft list tables 2>/dev/null | grep -c "inet starttlsd"; }
+
+# An MTA on the gateway itself, on its LAN addresses (plain SMTP): mail the
+# LAN sends to it must reach it directly (the peer it sees is the client's
+# address, which is what its relay rules judge), never through starttlsd.
+GW_OUT=$T_TMP/gw-out
+gw_mta() {
+	mkdir -p "$GW_OUT"
+	rm -f "$T_TMP/gwmta.stdout"
+	in_gw "$PY" "$PEERS/smtpd.py" --listen "$GWL4:25" --listen "[$GWL6]:25" \
+		--out "$GW_OUT" --log "$T_TMP/gwmta.log" --mode plain --hostname gw.example.org \
+		>"$T_TMP/gwmta.stdout" 2>"$T_TMP/gwmta.stderr" &
+	T_PIDS+=($!); disown $!
+	wait_for 5 grep -q ready "$T_TMP/gwmta.stdout"
+}
+gw_msgs() { ls "$GW_OUT"/msg-*.json 2>/dev/null | wc -l; }
+# to_gw WHAT FAMILY: one message from the client to the gateway's own MTA;
+# it arrives, with the client's address as peer, and starttlsd logs no session.
+to_gw() {
+	local what=$1 fam=$2 dst=$GWL4 peer=$CLI4 n s
+	[ "$fam" = 6 ] && { dst=$GWL6; peer=$CLI6; }
+	n=$(gw_msgs); s=$(grep -c event=session "$PROXY_LOG")
+	ok "$what: mail to the gateway's own MTA (IPv$fam)" in_cli swaks -$fam --server "$dst" --port 25 \
+		--helo client.example.org --from a@example.org --to postmaster@gw.example.org --body "to the gateway" --timeout 20
+	ok "$what: it arrived (IPv$fam)" wait_for 5 test -f "$GW_OUT/msg-$((n + 1)).json"
+	ok "$what: the MTA saw the client's own address, not the gateway's (IPv$fam)" \
+		bash -c "test \"\$($PY -c 'import json;print(json.load(open(\"$GW_OUT/msg-$((n + 1)).json\"))[\"peer\"])')\" = $peer"
+	sleep 0.3
+	ok "$what: starttlsd wrote no session line for it (IPv$fam)" test "$(grep -c event=session "$PROXY_LOG")" -eq "$s"
+}
+gw_mta || say "gateway MTA did not start"
 conf=$T_TMP/intercept.conf
 cat >"$conf" <<C
 intercept = on
@@ -20,6 +50,9 @@ ok "start logged (event=intercept action=installed)" log_has "event=intercept ac
 ok "mail from the LAN is upgraded with no hand-written rule" cswaks --body "owned interception"
 ok "message stored over TLS" wait_msgs 1
 ok "over TLSv1.3, from the gateway" bash -c "test \"\$($PY -c 'import json;d=json.load(open(\"$(msg_json 1)\"));print(d[\"tls\"],d[\"peer\"])')\" = 'TLSv1.3 $GWW4'"
+ok "the redirect chain exempts local destinations" bash -c "ip netns exec $NS_GW nft list chain inet starttlsd prerouting | grep -q 'fib daddr type local return'"
+to_gw redirect 4
+to_gw redirect 6
 
 # Bypass: SIGHUP with the server's network in intercept_bypass.
 echo "intercept_bypass = 198.51.100.0/24 2001:db8:2::/48" >>"$conf"
@@ -66,6 +99,11 @@ ok "intercept_local: mail from the gateway itself" in_gw swaks --server "$SRV4" 
 wait_sessions 1
 ok "intercept_local: upgraded, no loop" grep -Eq "dst=$SRV4:25 action=upgraded" <<<"$(session_line 1)"
 not_ok "intercept_local: no loop refusal" log_has "reason=loop"
+ok "intercept_local: the output chain exempts local destinations" bash -c "ip netns exec $NS_GW nft list chain inet starttlsd output | grep -q 'fib daddr type local return'"
+n=$(gw_msgs); s=$(grep -c event=session "$PROXY_LOG")
+ok "intercept_local: the gateway mailing its own MTA" in_gw swaks --server "$GWL4" --port 25 --helo gw-mta.example.org \
+	--from l@example.org --to postmaster@gw.example.org --body "local to local" --timeout 20
+ok "intercept_local: arrived directly, no session line" bash -c "sleep 0.3; test -f $GW_OUT/msg-$((n + 1)).json && test \$(grep -c event=session $PROXY_LOG) -eq $s"
 ok "proxy exits cleanly" proxy_stop
 
 # Errors from the kernel: without CAP_NET_ADMIN nothing starts half-way.
@@ -93,6 +131,9 @@ ok "tproxy: original destination from the accepted socket, upgraded" grep -Eq "c
 ok "tproxy: IPv6 too" in_cli swaks -6 --server "$SRV6" --port 25 --helo client.example.org --from a@example.org --to b@example.net --body v6 --timeout 20
 wait_sessions 2
 ok "tproxy: v6 session upgraded" grep -Eq "dst=\[$SRV6\]:25 action=upgraded" <<<"$(session_line 2)"
+ok "tproxy: the divert chain exempts local destinations" bash -c "ip netns exec $NS_GW nft list chain inet starttlsd divert | grep -q 'fib daddr type local return'"
+to_gw tproxy 4
+to_gw tproxy 6
 ok "proxy exits cleanly" proxy_stop
 ok "tproxy: the table is gone" test "$(tables)" -eq 0
 
@@ -123,4 +164,15 @@ ok "transparent_source: ... on a connection of its own" test "$cB" != "$cA"
 ok "proxy exits cleanly" proxy_stop
 "$STARTTLSD" --check-config --transparent-source on >"$T_TMP/ts.out" 2>&1
 ok "transparent_source without tproxy is refused" grep -q "transparent_source: needs intercept = on and intercept_method = tproxy" "$T_TMP/ts.out"
+# --print-ruleset without interception configured says so.
+"$STARTTLSD" --print-ruleset >"$T_TMP/pr0.out" 2>"$T_TMP/pr0.err"; rc=$?
+ok "--print-ruleset with nothing to take: exit 1, says why, prints no empty table" \
+	bash -c "test $rc -eq 1 && grep -q 'nothing to print: no intercept_interfaces and intercept_local off' $T_TMP/pr0.err && ! test -s $T_TMP/pr0.out"
+"$STARTTLSD" --print-ruleset --intercept-interfaces lan0 >"$T_TMP/pr1.out" 2>&1; rc=$?
+ok "--print-ruleset with intercept off: says it installs nothing, shows what on would" \
+	bash -c "test $rc -eq 0 && head -n 1 $T_TMP/pr1.out | grep -q '^# intercept is off: starttlsd installs nothing' && grep -q 'iifname \"lan0\" tcp dport 25 redirect' $T_TMP/pr1.out"
+ok "--print-ruleset: the local exemption is in it" grep -q "fib daddr type local return" "$T_TMP/pr1.out"
+ok "--print-ruleset: nft accepts it as it is" in_gw nft -c -f "$T_TMP/pr1.out"
+"$STARTTLSD" --print-ruleset --intercept on --intercept-interfaces lan0 --intercept-method tproxy >"$T_TMP/pr2.out" 2>&1
+ok "--print-ruleset with intercept on: no such remark" bash -c "! grep -q 'intercept is off' $T_TMP/pr2.out && grep -q 'tproxy to :10025' $T_TMP/pr2.out"
 finish

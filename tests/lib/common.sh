@@ -31,6 +31,9 @@ GWL4=192.0.2.1;     GWL6=2001:db8:1::1
 GWW4=198.51.100.1;  GWW6=2001:db8:2::1
 SRV4=198.51.100.25; SRV6=2001:db8:2::25
 PROXY_LOG=$T_TMP/proxy.log
+# No default configuration file: /etc/starttlsd/starttlsd.conf on this host
+# must not change what the tests run (starttlsd reads it when there is no -c).
+export STARTTLSD_CONFIG=
 # valgrind starts slowly.
 case $STARTTLSD in *valgrind*) PROXY_START_WAIT=30 ;; *) PROXY_START_WAIT=5 ;; esac
 # Options every test proxy gets unless a test sets its own.

@@ -123,7 +123,7 @@ static const char *expand(const char *pat, const char *path, char *out,
 }
 
 /* How each field of struct config is shown as text in the tables below. */
-enum fkind { F_BOOL, F_STR, F_UINT, F_U32, F_LIST, F_TLS };
+enum fkind { F_BOOL, F_STR, F_UINT, F_U32, F_LIST, F_TLS, F_MODE, F_METHOD };
 
 static const struct field {
 	const char *name;
@@ -135,7 +135,8 @@ static const struct field {
 	F(check_config, F_BOOL), F(pid_file, F_STR), F(listen, F_LIST),
 	F(upstream, F_STR), F(upstream_mark, F_U32), F(intercept, F_BOOL),
 	F(intercept_interfaces, F_LIST), F(intercept_local, F_BOOL),
-	F(intercept_bypass, F_LIST), F(intercept_method, F_STR),
+	F(intercept_bypass, F_LIST), F(intercept_method, F_METHOD),
+	F(mode, F_MODE),
 	F(tproxy_mark, F_U32), F(print_ruleset, F_BOOL), F(pin_expire, F_UINT),
 	F(helo_name, F_STR),
 	F(tls_min_version, F_TLS), F(ca_file, F_STR), F(client_cert, F_STR),
@@ -175,6 +176,14 @@ static const char *field_str(const struct config *c, const char *key,
 		case F_U32:
 			snprintf(out, cap, "%lu", (unsigned long)
 			    *(const uint32_t *)(const void *)p);
+			break;
+		case F_MODE:
+			snprintf(out, cap, "%s", config_mode_str(
+			    *(const enum config_mode *)(const void *)p));
+			break;
+		case F_METHOD:
+			snprintf(out, cap, "%s", config_intercept_method_str(
+			    *(const enum config_intercept_method *)(const void *)p));
 			break;
 		case F_TLS:
 			snprintf(out, cap, "0x%04x",
@@ -462,6 +471,8 @@ static const struct value_case value_cases[] = {
 	{ "intercept_method", "tproxy", "tproxy", NULL },
 	{ "intercept_method", "redirect", "redirect", NULL },
 	{ "intercept_method", "", "redirect", NULL },  /* empty: the default */
+	{ "mode", "monitor", "monitor", NULL },
+	{ "mode", "enforce", "enforce", NULL },
 	{ "intercept_interfaces", "eth0", "eth0", NULL },
 	{ "intercept_bypass", "192.0.2.0/24", "192.0.2.0/24", NULL },
 };
@@ -844,11 +855,18 @@ static const struct load_case load_cases[] = {
 	  "intercept_interfaces: abcdefghijklmnop: longer than 15 characters",
 	  NULL, NULL },
 	{ "intercept_method bad", "intercept_method = nat\n", { NULL },
-	  CONFIG_ERROR, "intercept_method: nat: expected redirect or tproxy",
+	  CONFIG_ERROR, "@:1: intercept_method: expected redirect or tproxy",
 	  NULL, NULL },
 	{ "intercept_method is case-sensitive", NULL,
 	  { "--intercept-method=TPROXY", NULL }, CONFIG_ERROR,
-	  "intercept_method: TPROXY: expected redirect or tproxy", NULL, NULL },
+	  "--intercept-method: TPROXY: expected redirect or tproxy", NULL, NULL },
+	{ "mode bad", "mode = strict\n", { NULL },
+	  CONFIG_ERROR, "@:1: mode: expected monitor or enforce", NULL, NULL },
+	{ "mode empty: an error, never silently monitor", "mode =\n", { NULL },
+	  CONFIG_ERROR, "@:1: mode: expected monitor or enforce", NULL, NULL },
+	{ "mode on the command line", NULL, { "--mode=Enforce", NULL },
+	  CONFIG_ERROR, "--mode: Enforce: expected monitor or enforce", NULL,
+	  NULL },
 	{ "intercept_bypass list", "intercept_bypass = 192.0.2.0/24 "
 	  "2001:db8::/32 203.0.113.7\n", { NULL }, CONFIG_OK, NULL,
 	  "intercept_bypass", "192.0.2.0/24 2001:db8::/32 203.0.113.7" },
@@ -1384,6 +1402,52 @@ static void test_bug_unknown_short_option_in_cluster(void **state)
 	assert_int_equal(failed, 0);
 }
 
+/*
+ * Without -c the default file is read when it exists ($STARTTLSD_CONFIG
+ * stands for /etc/starttlsd/starttlsd.conf here); -c "" reads none; a
+ * default that does not exist is no error.
+ */
+static void test_default_file(void **state)
+{
+	static const char text[] = "helo_name = fromdefault.example.org\n";
+	char *path = tmp_write(text, sizeof(text) - 1);
+	char *other;
+	char err[ERRLEN];
+	struct config c;
+
+	(void)state;
+	assert_int_equal(setenv("STARTTLSD_CONFIG", path, 1), 0);
+	assert_int_equal(load_argv(&c, err, (const char *const[]){ NULL }), CONFIG_OK);
+	assert_string_equal(c.helo_name, "fromdefault.example.org");
+	assert_non_null(c.config_file);
+	assert_string_equal(c.config_file, path);
+	config_free(&c);
+
+	assert_int_equal(load_argv(&c, err, (const char *const[]){ "-c", "", NULL }),
+	    CONFIG_OK);
+	assert_null(c.config_file);
+	assert_string_not_equal(c.helo_name, "fromdefault.example.org");
+	config_free(&c);
+
+	other = tmp_write("helo_name = other.example.org\n", 30);
+	assert_int_equal(load_argv(&c, err, (const char *const[]){ "-c", other, NULL }),
+	    CONFIG_OK);
+	assert_string_equal(c.helo_name, "other.example.org");
+	config_free(&c);
+
+	assert_int_equal(setenv("STARTTLSD_CONFIG", "/nonexistent/starttlsd.conf", 1), 0);
+	assert_int_equal(load_argv(&c, err, (const char *const[]){ NULL }), CONFIG_OK);
+	assert_null(c.config_file);
+	config_free(&c);
+
+	assert_int_equal(setenv("STARTTLSD_CONFIG", "", 1), 0);
+	assert_int_equal(load_argv(&c, err, (const char *const[]){ NULL }), CONFIG_OK);
+	assert_null(c.config_file);
+	config_free(&c);
+	tmp_remove(other);
+	tmp_remove(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1401,7 +1465,11 @@ int main(void)
 		cmocka_unit_test(test_parse_addr),
 		cmocka_unit_test(test_bug_hex_prefix_too_lenient),
 		cmocka_unit_test(test_bug_unknown_short_option_in_cluster),
+		cmocka_unit_test(test_default_file),
 	};
+
+	/* A configuration file on this host must not change the results. */
+	setenv("STARTTLSD_CONFIG", "", 1);
 
 	return cmocka_run_group_tests(tests, NULL, tmp_teardown);
 }

@@ -426,7 +426,8 @@ static const struct bad_case bad_cases[] = {
 	{ "lone dot", S(". encrypt\n"), "line 1: .: bad domain" },
 	{ "two dots", S(".. encrypt\n"), "line 1: ..: bad domain" },
 	{ "8-bit byte in a domain", S("ex\xc3\xa4mple.net encrypt\n"),
-	  "line 1: ex\xc3\xa4mple.net: bad domain" },
+	  "line 1: ex\xc3\xa4mple.net: non-ASCII name: write an internationalized "
+	  "domain in its ASCII form (A-labels, xn--..., as idn2(1) prints it)" },
 	{ "label of 64", S(L64 ".example encrypt\n"),
 	  "line 1: " L64 ".example: bad domain" },
 	{ "suffix with a label of 64", S("." L64 ".example encrypt\n"),
