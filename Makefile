@@ -29,7 +29,7 @@ CPPFLAGS += -DSTARTTLSD_VERSION=\"$(VERSION)\" -Iinclude -isystem $(BSSL_INC) -D
 CFLAGS   ?= $(OPT)
 CFLAGS   += -std=c11 $(WARN) $(HARDEN) $(SANFLAGS) -MMD -MP
 LDFLAGS  += $(SANFLAGS) -pie -Wl,-z,relro,-z,now -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB)
-LDLIBS   += -lev -lseccomp -lnftnl -lmnl -llmdb -lssl -lcrypto -lpthread
+LDLIBS   += -lev -lseccomp -lnftnl -lmnl -llmdb -lhiredis -lssl -lcrypto -lpthread
 
 LIB_SRCS := $(filter-out proxy/main.c proxy/ctl.c,$(wildcard proxy/*.c))
 LIB_OBJS := $(LIB_SRCS:proxy/%.c=$(BUILD)/obj/%.o)

@@ -21,6 +21,7 @@
 #include "starttlsd/log.h"
 #include "starttlsd/nft.h"
 #include "starttlsd/pinstore.h"
+#include "starttlsd/pinsync.h"
 #include "starttlsd/policy.h"
 #include "starttlsd/priv.h"
 #include "starttlsd/upstream.h"
@@ -270,7 +271,12 @@ reload(void)
 	}
 	if (keep_for_restart("intercept_method", &cfg.intercept_method,
 	    run->intercept_method) < 0 ||
-	    keep_for_restart("state_dir", &cfg.state_dir, run->state_dir) < 0) {
+	    keep_for_restart("state_dir", &cfg.state_dir, run->state_dir) < 0 ||
+	    keep_for_restart("pin_store", &cfg.pin_store, run->pin_store) < 0 ||
+	    keep_for_restart("pin_store_prefix", &cfg.pin_store_prefix,
+	    run->pin_store_prefix) < 0 ||
+	    keep_for_restart("pin_store_gateway", &cfg.pin_store_gateway,
+	    run->pin_store_gateway) < 0) {
 		config_free(&cfg);
 		log_msg(LOG_ERR, "reload", "out of memory");
 		return -1;
@@ -346,6 +352,24 @@ pins_open(const struct config *c)
 	if (g.pins == NULL)
 		log_msg(LOG_ERR, "pinstore", "cannot open, running without "
 		    "pins (downgrades of pinned servers go unnoticed): %s", err);
+	/* A fleet: our own sightings are recorded for pinsync to publish. */
+	else if (pinsync_wanted(c) && pin_fleet_enable(g.pins,
+	    c->pin_store_gateway, err, sizeof(err)) < 0)
+		log_msg(LOG_ERR, "pinstore", "fleet: %s; sightings stay on this "
+		    "gateway", err);
+}
+
+/* In the sync process, just forked: what the master holds is not its. */
+static void
+pinsync_cleanup(void *arg)
+{
+	(void)arg;
+	for (size_t i = 0; i < g.nlisteners; i++)
+		if (g.listeners[i].fd >= 0)
+			close(g.listeners[i].fd);
+	for (size_t i = 0; i < SHARED_SLOTS; i++)
+		if (g.workers[i].pid > 0 && g.workers[i].ctl >= 0)
+			close(g.workers[i].ctl);
 }
 
 static void
@@ -492,6 +516,7 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	}
 	/* New port-25 connections flow directly again from now on. */
 	intercept_remove();
+	pinsync_stop(loop);
 	if (g.role == ROLE_SINGLE) {
 		drain(loop, w->signum);
 		return;
@@ -564,6 +589,7 @@ worker_init(struct ev_loop *loop, size_t slot, int ctl_fd)
 				close(g.workers[i].ctl);
 		}
 	memset(g.workers, 0, sizeof(g.workers));
+	pinsync_child_close(loop);
 	ev_timer_stop(loop, &g.respawn_timer);
 	g.intercepting = false;
 	sess_shared_use(slot);
@@ -829,14 +855,20 @@ main(int argc, char **argv)
 		    ncpu > 0 ? (unsigned)(ncpu < MAX_WORKERS ? ncpu : MAX_WORKERS) : 1;
 		log_start("start");
 		spawn_workers(loop);
+		if (g.role == ROLE_MASTER)
+			pinsync_spawn(loop, &g.env->cfg, &g.user, pinsync_cleanup,
+			    NULL);
 	} else {
 		g.role = ROLE_SINGLE;
+		pinsync_spawn(loop, &g.env->cfg, &g.user, pinsync_cleanup, NULL);
 		relay_setup(loop);
 		log_start("start");
 	}
 
 	ev_run(loop, 0);
 
+	if (g.role != ROLE_WORKER)
+		pinsync_stop(loop);
 	intercept_remove();
 	listener_close(loop, g.listeners, g.nlisteners);
 	listener_set_env(NULL);

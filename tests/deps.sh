@@ -14,6 +14,7 @@ pkgs=(
   python3 procps psmisc valgrind fiu-utils libseccomp-dev
   devscripts
   qemu-system-x86 mmdebstrap e2fsprogs
+  redis-server libhiredis-dev
 )
 
 # The daemon's workers drop root for this user (make install documents it).
@@ -45,3 +46,5 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The Debian postfix package starts a system instance; our tests run private ones.
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now postfix >/dev/null 2>&1 || true; fi
 postfix stop >/dev/null 2>&1 || true
+# Debian's redis-server starts a system instance too; tests/integration/92-redis.sh runs its own.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now redis-server >/dev/null 2>&1 || true; fi

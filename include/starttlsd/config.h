@@ -52,6 +52,11 @@ struct config {
 	char *mode;               /* "monitor" or "enforce" */
 	char *state_dir;          /* pin store; NULL: no pins */
 	unsigned pin_expire;      /* seconds without a TLS sighting */
+	char *pin_store;          /* "lmdb", or a Redis URL (pinsync.h) */
+	char *pin_store_password_file;
+	char *pin_store_prefix;   /* the fleet's key prefix in Redis */
+	char *pin_store_gateway;  /* this gateway's name in the fleet */
+	unsigned pin_sync_interval; /* seconds between sync rounds */
 	char *policy_file;
 
 	/* SMTP */
