@@ -1100,7 +1100,7 @@ read_password(const char *path, char *out, size_t cap, char *err,
 		    "longer than %zu bytes", path, cap - 1);
 		return -1;
 	}
-	snprintf(out, cap, "%s", buf);
+	memcpy(out, buf, strlen(buf) + 1);  /* fits: checked above */
 	explicit_bzero(buf, sizeof(buf));
 	return 0;
 }
