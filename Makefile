@@ -193,3 +193,9 @@ bench: deps
 bench-smoke: deps
 	$(MAKE) SANITIZE= all bench-tools
 	tests/bench/run.sh --smoke
+
+# The fleet test (tests/integration/92-redis.sh) with a long soak: Redis
+# killed and restarted SOAK_ROUNDS times while both gateways relay (~7 s a round).
+.PHONY: soak-redis
+soak-redis: deps all
+	SOAK_ROUNDS=$${SOAK_ROUNDS:-30} tests/run-integration.sh $(BUILD)/starttlsd tests/integration/92-redis.sh
