@@ -237,7 +237,7 @@ rcli DEL "${PREFIX}pin:ip:198.51.100.99" "${PREFIX}pin:ip:198.51.100.98" "${PREF
 rcli ZREM "${PREFIX}changes" "ip:198.051.100.1" "hello world" >/dev/null
 
 # 5. 10,000 pins: imported on A, all on B within the stated bound.
-N=10000
+case $SLOW in 4) N=2000 ;; *) N=10000 ;; esac
 LIMIT=$((15 * SLOW))
 "$PY" - "$N" >"$T_TMP/many.json" <<'PY'
 import json, sys, time
