@@ -50,8 +50,10 @@ $(BUILD)/libstarttlsd.a: $(LIB_OBJS)
 $(BUILD)/starttlsd: $(BUILD)/obj/main.o $(BUILD)/libstarttlsd.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# jansson (pinjson.c) only where pins are read or written as JSON, never the daemon.
 $(BUILD)/starttlsctl: $(BUILD)/obj/ctl.o $(BUILD)/libstarttlsd.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -ljansson
+$(BUILD)/unit/test_pinjson: LDLIBS += -ljansson
 
 $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libstarttlsd.a
 	@mkdir -p $(dir $@)
@@ -155,6 +157,7 @@ $(FUZZ_DIR)/libstarttlsd-fuzz.a: $(FUZZ_OBJS)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
+$(FUZZ_DIR)/fuzz_pinjson: LDLIBS += -ljansson
 $(FUZZ_BINS): $(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_DIR)/libstarttlsd-fuzz.a
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) $(WARN) -fsanitize=fuzzer -o $@ $< \

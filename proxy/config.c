@@ -71,6 +71,8 @@ static const struct config_key config_keys[] = {
 	  "monitor (alert on downgrades) or enforce (also refuse with 4xx)" },
 	{ "state_dir", CK_STR, OFF(state_dir), "/var/lib/starttlsd", 0, 0,
 	  "where the pins live (LMDB); empty: remember nothing" },
+	{ "metrics_listen", CK_STR, OFF(metrics_listen), NULL, 0, 0,
+	  "ADDR:PORT for Prometheus metrics over HTTP, served by the workers (unset: off)" },
 	{ "pin_expire", CK_DURATION, OFF(pin_expire), "30d", 0, 315360000,
 	  "a pin not seen with TLS for this long is forgotten (0: never)" },
 	{ "pin_store", CK_STR, OFF(pin_store), "lmdb", 0, 0,
@@ -506,6 +508,12 @@ validate(struct config *c, char *err, size_t errlen)
 			    c->listen.item[i]);
 			return -1;
 		}
+	if (c->metrics_listen != NULL && c->metrics_listen[0] != '\0' &&
+	    config_parse_addr(c->metrics_listen, &ss, &sl) < 0) {
+		snprintf(err, errlen, "metrics_listen: %s: expected ADDR:PORT or "
+		    "[V6ADDR]:PORT with a numeric address", c->metrics_listen);
+		return -1;
+	}
 	if (c->upstream != NULL && config_split_hostport(c->upstream, host,
 	    sizeof(host), &port) < 0) {
 		snprintf(err, errlen, "upstream: %s: expected HOST:PORT",

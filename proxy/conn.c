@@ -8,6 +8,7 @@
  *  - conn_update() is the one place that maps the state (and what BoringSSL
  *    asked for) to watcher start/stop.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -20,6 +21,7 @@
 
 #include <openssl/err.h>
 
+#include "starttlsd/addr.h"
 #include "starttlsd/conn.h"
 
 #define CONN_READ_CHUNK 16384
@@ -33,6 +35,35 @@
 #define CONN_TLS_OUT_MAX (CONN_TLS_CHUNK + 32768)
 #define CONN_TLS_READ_MIN 4096
 
+/*
+ * A callback in progress (OpenSMTPD's io_frame_enter/leave): conn_cleanup()
+ * of a conn that a frame is calling back for marks the frame dead, and the
+ * handler then touches and calls nothing more. So no callback reaches an
+ * owner after its conn was cleaned up, whatever the owner did inside the
+ * callback (clean up, reuse the struct for a new connection, free itself).
+ * Frames nest (a callback may clean up another conn being called back).
+ */
+struct conn_frame {
+	struct conn *c;
+	bool dead;
+	struct conn_frame *outer;
+};
+static struct conn_frame *conn_frames;
+
+/* Call the owner back. -1: the conn is gone or closed, touch nothing. */
+static int
+conn_call(struct conn *c, enum conn_event ev)
+{
+	struct conn_frame f = { .c = c, .dead = false, .outer = conn_frames };
+	int r;
+
+	assert(c->magic == CONN_MAGIC && c->cb != NULL);
+	conn_frames = &f;
+	r = c->cb(c, ev, c->arg);
+	conn_frames = f.outer;
+	return f.dead ? -1 : r;
+}
+
 static void conn_rio_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_wio_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
@@ -42,6 +73,7 @@ conn_init(struct conn *c, struct ev_loop *loop, int fd, size_t bufmax,
     conn_cb cb, void *arg)
 {
 	memset(c, 0, sizeof(*c));
+	c->magic = CONN_MAGIC;
 	c->loop = loop;
 	c->fd = fd;
 	c->cb = cb;
@@ -64,6 +96,9 @@ conn_init(struct conn *c, struct ev_loop *loop, int fd, size_t bufmax,
 void
 conn_cleanup(struct conn *c)
 {
+	for (struct conn_frame *f = conn_frames; f != NULL; f = f->outer)
+		if (f->c == c)
+			f->dead = true;
 	ev_io_stop(c->loop, &c->rio);
 	ev_io_stop(c->loop, &c->wio);
 	ev_timer_stop(c->loop, &c->timer);
@@ -90,6 +125,14 @@ conn_cleanup(struct conn *c)
 	buf_cleanup(&c->out);
 	buf_cleanup(&c->tls_in);
 	buf_cleanup(&c->tls_out);
+}
+
+void
+conn_set_cb(struct conn *c, conn_cb cb, void *arg)
+{
+	assert(c->magic == CONN_MAGIC);
+	c->cb = cb;
+	c->arg = arg;
 }
 
 /* ---- the BIO between BoringSSL and the socket --------------------------- */
@@ -314,7 +357,7 @@ conn_fail(struct conn *c)
 	c->error_pending = false;
 	conn_update(c);
 	ev_timer_stop(c->loop, &c->timer);
-	return c->cb(c, CONN_EV_ERROR, c->arg);
+	return conn_call(c, CONN_EV_ERROR);
 }
 
 static void
@@ -524,7 +567,7 @@ conn_do_read(struct conn *c)
 	if (got > 0) {
 		c->bytes_read += got;
 		progress(c);
-		if (c->cb(c, CONN_EV_READ, c->arg) < 0)
+		if (conn_call(c, CONN_EV_READ) < 0)
 			return -1;
 	}
 	if (c->eof && c->error_pending) {
@@ -538,7 +581,7 @@ conn_do_read(struct conn *c)
 	if (c->eof) {
 		/* Reported once: after this, reading is never asked again. */
 		ev_io_stop(c->loop, &c->rio);
-		if (c->cb(c, CONN_EV_EOF, c->arg) < 0)
+		if (conn_call(c, CONN_EV_EOF) < 0)
 			return -1;
 	}
 	return 0;
@@ -560,7 +603,7 @@ conn_handshake(struct conn *c)
 		c->read_wants_write = false;
 		progress(c);
 		conn_update(c);
-		return c->cb(c, CONN_EV_TLS_DONE, c->arg);
+		return conn_call(c, CONN_EV_TLS_DONE);
 	}
 	int e = SSL_get_error(c->ssl, r);
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
@@ -623,7 +666,7 @@ conn_wio_cb(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		c->state = CONN_S_OPEN;
 		conn_update(c);
-		c->cb(c, CONN_EV_CONNECTED, c->arg);
+		conn_call(c, CONN_EV_CONNECTED);
 		return;
 	case CONN_S_HANDSHAKE:
 		conn_handshake(c);
@@ -660,7 +703,7 @@ conn_wio_cb(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		conn_update(c);
 		if (had && conn_unsent(c) == 0)
-			c->cb(c, CONN_EV_DRAINED, c->arg);
+			conn_call(c, CONN_EV_DRAINED);
 		return;
 	case CONN_S_IDLE:
 	case CONN_S_FAILED:
@@ -676,7 +719,7 @@ conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	c->cb(c, CONN_EV_TIMEOUT, c->arg);
+	conn_call(c, CONN_EV_TIMEOUT);
 }
 
 int
@@ -697,15 +740,11 @@ conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t salen,
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (src != NULL) {
 		struct sockaddr_storage from;
-		socklen_t flen = src->sa_family == AF_INET ?
-		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+		socklen_t flen = addr_len(src);
 
 		/* The client's address, any port: the server sees the client. */
 		memcpy(&from, src, flen);
-		if (from.ss_family == AF_INET)
-			((struct sockaddr_in *)(void *)&from)->sin_port = 0;
-		else
-			((struct sockaddr_in6 *)(void *)&from)->sin6_port = 0;
+		addr_set_port(&from, 0);
 		if ((from.ss_family == AF_INET ?
 		    setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof(one)) :
 		    setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one))) < 0 ||

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "starttlsd/metrics.h"
+#include "starttlsd/pinjson.h"
 #include "starttlsd/pinstore.h"
 
 #define CTL_STATE_DIR "/var/lib/starttlsd"
@@ -48,6 +50,9 @@ usage(FILE *fp)
 "  import FILE|-   add the pins of such an array (from FILE, or - for\n"
 "                  standard input), replacing pins with the same key; the\n"
 "                  whole file is checked before anything is written\n"
+"  stats           the running daemon's counters in the Prometheus text\n"
+"                  format (docs/metrics.md), from STATE_DIR/metrics: for\n"
+"                  node_exporter's textfile collector, or a quick look\n"
 "\n"
 "KEY is an IP address (198.51.100.25, 2001:db8::25), a domain\n"
 "(example.net), or a key as listed (ip:198.51.100.25, domain:example.net).\n"
@@ -116,6 +121,54 @@ hex(const uint8_t *b, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
+static int
+count_pin(const struct pin *p, void *arg)
+{
+	(void)p;
+	++*(long long *)arg;
+	return 0;
+}
+
+/* stats: the daemon's shared counters, as its metrics endpoint serves them. */
+static int
+cmd_stats(void)
+{
+	char path[4096], err[600];
+	char *out = malloc(METRICS_TEXT_MAX);
+	long long pins = 0;
+	struct pin_store *ps;
+	long n;
+
+	if (out == NULL) {
+		fprintf(stderr, "starttlsctl: out of memory\n");
+		return CTL_STORE;
+	}
+	if ((size_t)snprintf(path, sizeof(path), "%s/metrics", opt.state_dir) >=
+	    sizeof(path)) {
+		free(out);
+		return usage_error("--state-dir: too long");
+	}
+	/* The pins gauge: what the store holds now (quietly left out if it cannot). */
+	ps = pin_open(opt.state_dir, true, opt.expire_secs, err, sizeof(err));
+	if (ps == NULL || pin_foreach(ps, (int64_t)time(NULL), count_pin, &pins,
+	    err, sizeof(err)) < 0)
+		pins = -1;
+	if (ps != NULL)
+		pin_close(ps);
+	n = metrics_render_file(path, out, METRICS_TEXT_MAX, pins, err,
+	    sizeof(err));
+	if (n < 0) {
+		fprintf(stderr, "starttlsctl: %s (is starttlsd running with "
+		    "this state_dir?)\n", err);
+		free(out);
+		return CTL_STORE;
+	}
+	n = fwrite(out, 1, (size_t)n, stdout) == (size_t)n && fflush(stdout) == 0 ?
+	    CTL_OK : CTL_STORE;
+	free(out);
+	return (int)n;
+}
+
 static struct pin_store *
 store_open(bool readonly)
 {
@@ -172,6 +225,7 @@ struct list_state {
 	size_t keyw;   /* widest key, first pass */
 	size_t n;
 	bool json;
+	bool unwritable;  /* a pin JSON could not hold (or out of memory) */
 };
 
 static int
@@ -193,7 +247,12 @@ list_row(const struct pin *p, void *arg)
 
 	if (ls->json) {
 		fputs(ls->n == 0 ? "[\n  " : ",\n  ", stdout);
-		pin_json_write(stdout, p);
+		if (pin_json_write(stdout, p) < 0 && !ferror(stdout)) {
+			fprintf(stderr, "starttlsctl: %s: cannot be written as "
+			    "JSON (out of memory, or not UTF-8)\n", p->key);
+			ls->unwritable = true;
+			return -1;
+		}
 		ls->n++;
 		return ferror(stdout) ? -1 : 0;
 	}
@@ -237,6 +296,12 @@ cmd_list(bool json)
 		    "COUNT", "TLS", "SPKI / VIA", "LEARNED BY");
 	if (pin_foreach(ps, now, list_row, &ls, err, sizeof(err)) < 0)
 		goto fail;
+	if (ls.unwritable) {
+		/* No closing ']': a half export must not import as a whole one. */
+		store_close(ps, skip);
+		output_done();
+		return CTL_STORE;
+	}
 	if (json)
 		fputs(ls.n == 0 ? "[]\n" : "\n]\n", stdout);
 	store_close(ps, skip);
@@ -334,11 +399,6 @@ cmd_forget(const char *arg)
 
 /* ---- import ------------------------------------------------------------------- */
 
-struct import_pin {
-	struct pin p;
-	size_t at;  /* offset of its '{' */
-};
-
 static char *
 read_all(const char *path, size_t *len)
 {
@@ -387,203 +447,48 @@ fail:
 	return NULL;
 }
 
+/* "NAME:LINE:COL: [pin #K: ]why", the place counted in the whole input. */
 static void
-line_col(const char *s, size_t off, size_t *line, size_t *col)
+input_error(const char *name, const struct pin_json_err *e)
 {
-	*line = 1;
-	*col = 1;
-	for (size_t i = 0; i < off; i++) {
-		if (s[i] == '\n') {
-			(*line)++;
-			*col = 1;
-		} else
-			(*col)++;
-	}
-}
-
-/* "NAME:LINE:COL: [pin #K: ]why", the position counted in the whole file. */
-static int
-input_error(const char *name, const char *s, size_t off, size_t pin_no,
-    const char *why)
-{
-	size_t line, col;
-
-	line_col(s, off, &line, &col);
-	if (pin_no > 0)
+	if (e->pin > 0)
 		fprintf(stderr, "starttlsctl: %s:%zu:%zu: pin #%zu: %s\n", name,
-		    line, col, pin_no, why);
+		    e->line, e->column, e->pin, e->text);
 	else
-		fprintf(stderr, "starttlsctl: %s:%zu:%zu: %s\n", name, line, col,
-		    why);
-	return CTL_USAGE;
-}
-
-static size_t
-skip_ws(const char *s, size_t n, size_t i)
-{
-	while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' ||
-	    s[i] == '\r'))
-		i++;
-	return i;
-}
-
-/* s[i] is '{': just past its matching '}' (brackets in strings skipped). */
-static int
-object_end(const char *s, size_t n, size_t i, size_t *end)
-{
-	size_t depth = 0;
-	bool in_str = false;
-
-	for (; i < n; i++) {
-		char c = s[i];
-
-		if (in_str) {
-			if (c == '\\')
-				i++;
-			else if (c == '"')
-				in_str = false;
-		} else if (c == '"')
-			in_str = true;
-		else if (c == '{' || c == '[')
-			depth++;
-		else if ((c == '}' || c == ']') && --depth == 0) {
-			*end = i + 1;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-static int
-cmp_import(const void *a, const void *b)
-{
-	const struct import_pin *x = a, *y = b;
-	int d = strcmp(x->p.key, y->p.key);
-
-	return d != 0 ? d : (x->at > y->at) - (x->at < y->at);
-}
-
-/* The whole array is parsed and checked before the store is touched. */
-static int
-parse_import(const char *name, const char *s, size_t n,
-    struct import_pin **out, size_t *nout)
-{
-	struct import_pin *v = NULL, *nv;
-	size_t cap = 0, cnt = 0, i = 0, end;
-	char err[512], why[600];
-	int rc = CTL_USAGE;
-
-	if (n >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0)
-		i = 3;  /* a UTF-8 byte order mark */
-	i = skip_ws(s, n, i);
-	if (i >= n || s[i] != '[') {
-		input_error(name, s, i, 0, "expected a JSON array ('[') of pins");
-		goto fail;
-	}
-	i = skip_ws(s, n, i + 1);
-	if (i < n && s[i] == ']')
-		i++;
-	else
-		for (;;) {
-			i = skip_ws(s, n, i);
-			if (i >= n || s[i] != '{') {
-				input_error(name, s, i, cnt + 1,
-				    "expected a pin object ('{')");
-				goto fail;
-			}
-			if (object_end(s, n, i, &end) < 0) {
-				input_error(name, s, i, cnt + 1,
-				    "unterminated object");
-				goto fail;
-			}
-			if (cnt == cap) {
-				cap = cap ? cap * 2 : 64;
-				if ((nv = realloc(v, cap * sizeof(*v))) == NULL) {
-					fprintf(stderr, "starttlsctl: out of "
-					    "memory\n");
-					rc = CTL_STORE;
-					goto fail;
-				}
-				v = nv;
-			}
-			if (pin_json_parse(s + i, end - i, &v[cnt].p, err,
-			    sizeof(err)) < 0) {
-				/* The store's errors start "at byte N: ". */
-				size_t rel = 0;
-				int used = 0;
-
-				if (sscanf(err, "at byte %zu: %n", &rel,
-				    &used) >= 1 && used > 0)
-					input_error(name, s, i + rel, cnt + 1,
-					    err + used);
-				else
-					input_error(name, s, i, cnt + 1, err);
-				goto fail;
-			}
-			v[cnt++].at = i;
-			i = skip_ws(s, n, end);
-			if (i < n && s[i] == ',') {
-				i++;
-				continue;
-			}
-			if (i < n && s[i] == ']') {
-				i++;
-				break;
-			}
-			input_error(name, s, i, 0, i < n ?
-			    "expected ',' or ']'" : "unterminated array");
-			goto fail;
-		}
-	i = skip_ws(s, n, i);
-	if (i != n) {
-		input_error(name, s, i, 0, "unexpected data after the array");
-		goto fail;
-	}
-	/* The same key twice is a mistake, not "last one wins". */
-	if (cnt > 1) {
-		qsort(v, cnt, sizeof(*v), cmp_import);
-		for (size_t k = 1; k < cnt; k++) {
-			size_t line, col;
-
-			if (strcmp(v[k].p.key, v[k - 1].p.key) != 0)
-				continue;
-			line_col(s, v[k - 1].at, &line, &col);
-			snprintf(why, sizeof(why), "duplicate key %s (first at "
-			    "line %zu)", v[k].p.key, line);
-			input_error(name, s, v[k].at, 0, why);
-			goto fail;
-		}
-	}
-	*out = v;
-	*nout = cnt;
-	return CTL_OK;
-fail:
-	free(v);
-	return rc;
+		fprintf(stderr, "starttlsctl: %s:%zu:%zu: %s\n", name, e->line,
+		    e->column, e->text);
 }
 
 static int
 cmd_import(const char *path)
 {
 	const char *name = strcmp(path, "-") == 0 ? "(stdin)" : path;
-	struct import_pin *v = NULL;
+	struct pin_json_err jerr;
 	struct pin_store *ps;
+	struct pin *v = NULL;
 	size_t len, n = 0, k;
 	char err[512], *buf;
-	int rc;
+	enum pin_json_result r;
 
 	if ((buf = read_all(path, &len)) == NULL)
 		return CTL_USAGE;
-	rc = parse_import(name, buf, len, &v, &n);
+	/* The whole input is checked before the store is touched. */
+	r = pin_json_parse_array(buf, len, &v, &n, &jerr);
 	free(buf);
-	if (rc != CTL_OK)
-		return rc;
+	if (r == PIN_JSON_NOMEM) {
+		fprintf(stderr, "starttlsctl: %s: out of memory\n", name);
+		return CTL_STORE;
+	}
+	if (r != PIN_JSON_OK) {
+		input_error(name, &jerr);
+		return CTL_USAGE;
+	}
 	if ((ps = store_open(false)) == NULL) {
 		free(v);
 		return CTL_STORE;
 	}
 	for (k = 0; k < n; k++)
-		if (pin_put(ps, &v[k].p, err, sizeof(err)) < 0)
+		if (pin_put(ps, &v[k], err, sizeof(err)) < 0)
 			break;
 	store_close(ps, 0);
 	free(v);
@@ -670,6 +575,11 @@ main(int argc, char **argv)
 		if (cmd[0] == 'f')
 			return cmd_forget(argv[0]);
 		return cmd_import(argv[0]);
+	}
+	if (strcmp(cmd, "stats") == 0) {
+		if (argc != 0)
+			return usage_error("stats: %s: takes no arguments", argv[0]);
+		return cmd_stats();
 	}
 	return usage_error("%s: unknown command", cmd);
 }

@@ -6,9 +6,11 @@
 #include <unistd.h>
 
 #include "starttlsd/config.h"
+#include "starttlsd/addr.h"
 #include "starttlsd/listener.h"
 #include "starttlsd/log.h"
 #include "starttlsd/session.h"
+#include "starttlsd/ownport.h"
 #include "starttlsd/upstream.h"
 
 #ifndef SO_ORIGINAL_DST
@@ -115,43 +117,6 @@ listener_open(struct listener *l, const char *spec, bool transparent,
 	return 0;
 }
 
-static bool
-same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b,
-    bool with_port)
-{
-	if (a->ss_family != b->ss_family)
-		return false;
-	if (a->ss_family == AF_INET) {
-		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-		return x->sin_addr.s_addr == y->sin_addr.s_addr &&
-		    (!with_port || x->sin_port == y->sin_port);
-	}
-	if (a->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-		return memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0 &&
-		    (!with_port || x->sin6_port == y->sin6_port);
-	}
-	return false;
-}
-
-static in_port_t
-port_of(const struct sockaddr_storage *a)
-{
-	return a->ss_family == AF_INET ?
-	    ((const struct sockaddr_in *)(const void *)a)->sin_port :
-	    ((const struct sockaddr_in6 *)(const void *)a)->sin6_port;
-}
-
-static bool
-is_wildcard(const struct sockaddr_storage *a)
-{
-	if (a->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)(const void *)a)->sin_addr.s_addr ==
-		    htonl(INADDR_ANY);
-	return IN6_IS_ADDR_UNSPECIFIED(
-	    &((const struct sockaddr_in6 *)(const void *)a)->sin6_addr);
-}
-
 /* Is this one of our addresses? Binding to it succeeds only if so. */
 static bool
 is_local_addr(const struct sockaddr_storage *a)
@@ -162,12 +127,8 @@ is_local_addr(const struct sockaddr_storage *a)
 
 	if (fd < 0)
 		return false;
-	if (t.ss_family == AF_INET)
-		((struct sockaddr_in *)(void *)&t)->sin_port = 0;
-	else
-		((struct sockaddr_in6 *)(void *)&t)->sin6_port = 0;
-	local = bind(fd, (struct sockaddr *)&t, t.ss_family == AF_INET ?
-	    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6)) == 0 ||
+	addr_set_port(&t, 0);
+	local = bind(fd, (struct sockaddr *)&t, addr_len((struct sockaddr *)&t)) == 0 ||
 	    errno == EADDRINUSE;
 	close(fd);
 	return local;
@@ -181,14 +142,14 @@ is_local_addr(const struct sockaddr_storage *a)
 static bool
 is_loop(const struct sockaddr_storage *dst, const struct sockaddr_storage *self)
 {
-	if (self != NULL && same_addr(dst, self, true))
+	if (self != NULL && addr_equal(dst, self, true))
 		return true;
 	for (size_t i = 0; i < n_listeners; i++) {
 		const struct sockaddr_storage *la = &all_listeners[i].addr;
-		if (la->ss_family != dst->ss_family || port_of(la) != port_of(dst))
+		if (la->ss_family != dst->ss_family || addr_port(la) != addr_port(dst))
 			continue;
-		if (same_addr(la, dst, false) ||
-		    (is_wildcard(la) && is_local_addr(dst)))
+		if (addr_equal(la, dst, false) ||
+		    (addr_is_wildcard(la) && is_local_addr(dst)))
 			return true;
 	}
 	return false;
@@ -204,7 +165,7 @@ nat_original_dst(int fd, int family, const struct sockaddr_storage *self,
 	    getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, dst, &len) :
 	    getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, dst, &len);
 
-	if (r < 0 || same_addr(dst, self, true))
+	if (r < 0 || addr_equal(dst, self, true))
 		return false;
 	*dlen = len;
 	return true;
@@ -216,7 +177,7 @@ listener_accept_one(struct ev_loop *loop, struct listener *l, int fd,
 {
 	struct sockaddr_storage dst, self;
 	socklen_t dlen = sizeof(dst), slen = sizeof(self);
-	const char *refuse = NULL;
+	enum sess_refuse refuse = SESS_ACCEPT;
 	struct sess_env *env = cur_env;
 
 	memset(&dst, 0, sizeof(dst));
@@ -232,7 +193,7 @@ listener_accept_one(struct ev_loop *loop, struct listener *l, int fd,
 		dst = self;
 		dlen = slen;
 		if (is_loop(&dst, NULL))
-			refuse = "loop";
+			refuse = SESS_REFUSE_LOOP;
 	} else if (env->upstream_len == 0) {
 		int r = l->addr.ss_family == AF_INET ?
 		    getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &dst, &dlen) :
@@ -241,19 +202,19 @@ listener_accept_one(struct ev_loop *loop, struct listener *l, int fd,
 			/* No conntrack entry: not redirected to us. */
 			dst = self;
 			dlen = slen;
-			refuse = "no original destination";
+			refuse = SESS_REFUSE_NO_DST;
 		} else if (is_loop(&dst, &self)) {
-			refuse = "loop";
+			refuse = SESS_REFUSE_LOOP;
 		}
 	}
 	/* Our own upstream connection, redirected back (any worker's). */
-	if (refuse == NULL && up_is_own(peer, &dst))
-		refuse = "loop";
-	if (refuse == NULL && sess_count_all() >= env->cfg.max_sessions)
-		refuse = "too many sessions";
-	if (refuse == NULL &&
+	if (refuse == SESS_ACCEPT && ownport_is_own(peer, &dst))
+		refuse = SESS_REFUSE_LOOP;
+	if (refuse == SESS_ACCEPT && sess_count_all() >= env->cfg.max_sessions)
+		refuse = SESS_REFUSE_SESSIONS;
+	if (refuse == SESS_ACCEPT &&
 	    sess_count_client(peer) >= env->cfg.max_sessions_per_client)
-		refuse = "too many sessions from this client";
+		refuse = SESS_REFUSE_CLIENT;
 	sess_start(loop, env, fd, (struct sockaddr *)peer,
 	    (struct sockaddr *)&dst, dlen, refuse);
 }

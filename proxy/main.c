@@ -12,6 +12,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -19,12 +20,13 @@
 #include "starttlsd/config.h"
 #include "starttlsd/listener.h"
 #include "starttlsd/log.h"
+#include "starttlsd/metrics.h"
 #include "starttlsd/nft.h"
 #include "starttlsd/pinstore.h"
 #include "starttlsd/pinsync.h"
 #include "starttlsd/policy.h"
 #include "starttlsd/priv.h"
-#include "starttlsd/upstream.h"
+#include "starttlsd/ownport.h"
 #include "starttlsd/session.h"
 #include "starttlsd/tls.h"
 
@@ -66,6 +68,7 @@ static struct {
 	ev_timer pin_timer;
 	ev_tstamp pin_last_error;
 	uint64_t pin_errors_seen;
+	int metrics_fd;           /* metrics_listen's socket, -1: none */
 } g;
 
 
@@ -235,8 +238,19 @@ keep_for_restart(const char *key, char **now, const char *running)
 	return running != NULL && *now == NULL ? -1 : 0;
 }
 
+static int reload_config(void);
+
 static int
 reload(void)
+{
+	int r = reload_config();
+
+	metrics_reload(r == 0);
+	return r;
+}
+
+static int
+reload_config(void)
 {
 	const struct config *run = &g.env->cfg;
 	struct config cfg;
@@ -321,6 +335,7 @@ pin_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 		/* Loud, but not a flood: the relay goes on regardless. */
 		if (ev_now(loop) - g.pin_last_error >= 60.0) {
 			g.pin_last_error = ev_now(loop);
+			metrics_pinstore_error(M_PIN_COMMIT);
 			log_msg(LOG_ERR, "pinstore", "commit failed, sightings "
 			    "are kept in memory and retried: %s", err);
 		}
@@ -331,6 +346,7 @@ pin_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	if (st.errors > g.pin_errors_seen) {
 		if (ev_now(loop) - g.pin_last_error >= 60.0) {
 			g.pin_last_error = ev_now(loop);
+			metrics_pinstore_error(M_PIN_SYNC);
 			log_msg(LOG_ERR, "pinstore", "%llu store errors so far "
 			    "(a failing disk sync or unreadable records); pins may "
 			    "not survive a power loss", (unsigned long long)st.errors);
@@ -349,14 +365,16 @@ pins_open(const struct config *c)
 		return;
 	g.pins = pin_open(c->state_dir, false, (int64_t)c->pin_expire, err,
 	    sizeof(err));
-	if (g.pins == NULL)
+	if (g.pins == NULL) {
+		metrics_pinstore_error(M_PIN_OPEN);
 		log_msg(LOG_ERR, "pinstore", "cannot open, running without "
 		    "pins (downgrades of pinned servers go unnoticed): %s", err);
-	/* A fleet: our own sightings are recorded for pinsync to publish. */
-	else if (pinsync_wanted(c) && pin_fleet_enable(g.pins,
-	    c->pin_store_gateway, err, sizeof(err)) < 0)
+	} else if (pinsync_wanted(c) && pin_fleet_enable(g.pins,
+	    c->pin_store_gateway, err, sizeof(err)) < 0) {
+		/* A fleet: our own sightings are recorded for pinsync to publish. */
 		log_msg(LOG_ERR, "pinstore", "fleet: %s; sightings stay on this "
 		    "gateway", err);
+	}
 }
 
 /* In the sync process, just forked: what the master holds is not its. */
@@ -426,6 +444,7 @@ drain(struct ev_loop *loop, int signum)
 	    signum, signum == SIGUSR2 ? "retiring with" : "draining",
 	    sess_count());
 	listener_close(loop, g.listeners, g.nlisteners);
+	metrics_serve_stop(loop); /* the next generation serves it */
 	if (signum != SIGUSR2)
 		sess_drain();
 	ev_timer_init(&g.drain_timer, drain_timer_cb,
@@ -538,6 +557,66 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 }
 
 /* What a process that relays does once it is what it will be. */
+static int
+pins_count_one(const struct pin *p, void *arg)
+{
+	(void)p;
+	++*(long long *)arg;
+	return 0;
+}
+
+/* The pins gauge at a scrape: unexpired pins (-1: no store). */
+static long long
+pins_count(void *arg)
+{
+	long long n = 0;
+	char err[160];
+
+	(void)arg;
+	if (g.pins == NULL || pin_foreach(g.pins, (int64_t)time(NULL),
+	    pins_count_one, &n, err, sizeof(err)) < 0)
+		return -1;
+	return n;
+}
+
+/*
+ * The shared counters (state_dir/metrics, for starttlsctl stats) and the
+ * endpoint's socket, bound here (a low port needs root) and served by the
+ * workers.
+ */
+static void
+metrics_setup(void)
+{
+	const char *dir = g.env->cfg.state_dir;
+	const char *listen_on = g.env->cfg.metrics_listen;
+	char path[4096], err[600];
+	bool file = dir != NULL && dir[0] != '\0' &&
+	    (size_t)snprintf(path, sizeof(path), "%s/metrics", dir) < sizeof(path);
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int one = 1;
+
+	g.metrics_fd = -1;
+	if (metrics_init(file ? path : NULL, -1, err, sizeof(err)) < 0) {
+		log_msg(LOG_WARNING, "error", "metrics: %s (starttlsctl stats "
+		    "cannot read them)", err);
+		if (metrics_init(NULL, -1, err, sizeof(err)) < 0)
+			log_msg(LOG_ERR, "error", "metrics: %s", err);
+	}
+	if (listen_on == NULL || listen_on[0] == '\0')
+		return;
+	if (config_parse_addr(listen_on, &ss, &sl) < 0 ||
+	    (g.metrics_fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0)) < 0 ||
+	    setsockopt(g.metrics_fd, SOL_SOCKET, SO_REUSEADDR, &one,
+	    sizeof(one)) < 0 ||
+	    bind(g.metrics_fd, (struct sockaddr *)&ss, sl) < 0 ||
+	    listen(g.metrics_fd, 64) < 0) {
+		intercept_remove();
+		log_fatal("metrics_listen %s: %s", listen_on, strerror(errno));
+	}
+}
+
 static void
 relay_setup(struct ev_loop *loop)
 {
@@ -563,6 +642,8 @@ relay_setup(struct ev_loop *loop)
 	g.env->pins = g.pins;
 	listener_set_env(g.env);
 	listener_start(loop, g.listeners, g.nlisteners);
+	/* The workers serve the endpoint; the root master never does. */
+	metrics_serve(loop, g.metrics_fd, pins_count, NULL);
 	ev_prepare_init(&g.exit_check, exit_check_cb);
 	ev_prepare_start(loop, &g.exit_check);
 	ev_timer_init(&g.pin_timer, pin_timer_cb, 1.0, 1.0);
@@ -593,7 +674,8 @@ worker_init(struct ev_loop *loop, size_t slot, int ctl_fd)
 	ev_timer_stop(loop, &g.respawn_timer);
 	g.intercepting = false;
 	sess_shared_use(slot);
-	up_ownports_use(slot);
+	ownport_use(slot);
+	metrics_use(slot);
 	ev_io_init(&g.ctl_watcher, ctl_cb, ctl_fd, EV_READ);
 	ev_io_start(loop, &g.ctl_watcher);
 	relay_setup(loop);
@@ -613,7 +695,7 @@ spawn_worker(struct ev_loop *loop)
 		return -1;
 	w->slot = (size_t)(w - g.workers);
 	sess_shared_reset(w->slot);
-	up_ownports_reset(w->slot);
+	ownport_reset(w->slot);
 	if (pipe2(ctl, O_CLOEXEC) < 0) {
 		log_msg(LOG_ERR, "worker", "pipe: %s", strerror(errno));
 		return -1;
@@ -634,6 +716,8 @@ spawn_worker(struct ev_loop *loop)
 	w->pid = pid;
 	w->retiring = false;
 	w->started = ev_now(loop);
+	metrics_worker_started();
+	metrics_workers(workers_alive());
 	{
 		struct logline l;
 		log_begin(&l, "worker");
@@ -698,8 +782,11 @@ child_cb(struct ev_loop *loop, ev_child *cw, int revents)
 	if (w->ctl >= 0)
 		close(w->ctl);
 	w->ctl = -1;
+	metrics_worker_exited(w->retiring);
+	metrics_workers(workers_alive());
+	metrics_reset_slot(w->slot);
 	sess_shared_reset(w->slot);
-	up_ownports_reset(w->slot);
+	ownport_reset(w->slot);
 	if (g.draining) {
 		if (workers_alive() == 0)
 			ev_break(loop, EVBREAK_ALL);
@@ -830,13 +917,16 @@ main(int argc, char **argv)
 	}
 
 	loop = ev_default_loop(EVFLAG_AUTO);
-	if (up_ownports_init(SHARED_SLOTS) < 0 ||
+	if (ownport_init(SHARED_SLOTS) < 0 ||
 	    sess_shared_init(SHARED_SLOTS) < 0) {
 		intercept_remove();
 		log_fatal("shared memory: %s", strerror(errno));
 	}
-	if (priv_give_dir(&g.user, g.env->cfg.state_dir, err, sizeof(err)) < 0)
+	if (priv_give_dir(&g.user, g.env->cfg.state_dir, err, sizeof(err)) < 0) {
 		log_msg(LOG_ERR, "pinstore", "%s", err);
+		metrics_pinstore_error(M_PIN_OTHER);
+	}
+	metrics_setup();
 	ev_signal_init(&g.sigterm, signal_cb, SIGTERM);
 	ev_signal_init(&g.sigint, signal_cb, SIGINT);
 	ev_signal_init(&g.sighup, signal_cb, SIGHUP);

@@ -1,24 +1,23 @@
 /*
- * pinjson: pins as JSON, one object each, for starttlsctl list --json,
- * export and import (pinstore.h). The writer emits ISO 8601 UTC times and
- * names for TLS versions; the reader is strict about syntax (a flat object,
- * no duplicate members, integers without fraction or sign), accepts what the
- * writer emits plus unix seconds and numeric TLS versions, skips members it
- * does not know (a newer version's), and checks the pin with pin_check().
+ * pinjson: pins as JSON for starttlsctl (pinjson.h), with jansson doing all
+ * of the JSON: syntax, strings and escapes, UTF-8, duplicate members.
+ * What is ours is the meaning: which members a pin has, their types and
+ * ranges, and pin_check() on the result.
  */
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "starttlsd/pinstore.h"
+#include <jansson.h>
 
+#include "starttlsd/pinjson.h"
 
-static bool
-ascii_digit(unsigned char c)
-{
-	return c >= '0' && c <= '9';
-}
+/* Every parse: a repeated member is an error, not "the last one wins". */
+#define PARSE_FLAGS (JSON_REJECT_DUPLICATES | JSON_DISABLE_EOF_CHECK)
+
+static const char utf8_bom[] = "\xef\xbb\xbf";
 
 static const char *
 tls_version_name(uint16_t v)
@@ -32,119 +31,10 @@ tls_version_name(uint16_t v)
 	}
 }
 
-static void
-json_str(FILE *fp, const char *s)
+static bool
+ascii_digit(unsigned char c)
 {
-	fputc('"', fp);
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			fprintf(fp, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			fprintf(fp, "\\u%04x", c);
-		else
-			fputc(c, fp);
-	}
-	fputc('"', fp);
-}
-
-/* ISO 8601 UTC when it fits the form, else plain seconds. */
-static void
-json_time(FILE *fp, int64_t t)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-	char buf[32];
-
-	if (t >= 0 && t <= PIN_TIME_MAX && gmtime_r(&tt, &tm) != NULL &&
-	    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 20)
-		fprintf(fp, "\"%s\"", buf);
-	else
-		fprintf(fp, "%" PRId64, t);
-}
-
-void
-pin_json_write(FILE *fp, const struct pin *p)
-{
-	fputs("{\"key\":", fp);
-	json_str(fp, p->key);
-	fprintf(fp, ",\"kind\":\"%s\",\"first_seen\":",
-	    p->kind == PIN_DOMAIN ? "domain" : "dst");
-	json_time(fp, p->first_seen);
-	fputs(",\"last_seen\":", fp);
-	json_time(fp, p->last_seen);
-	fprintf(fp, ",\"count\":%" PRIu64, p->count);
-	if (p->kind == PIN_DOMAIN) {
-		fputs(",\"via\":", fp);
-		json_str(fp, p->via);
-	} else {
-		if (tls_version_name(p->tls_version) != NULL)
-			fprintf(fp, ",\"tls_version\":\"%s\"",
-			    tls_version_name(p->tls_version));
-		else
-			fprintf(fp, ",\"tls_version\":%u", p->tls_version);
-		if (p->has_spki) {
-			fputs(",\"spki_sha256\":\"", fp);
-			for (size_t i = 0; i < sizeof(p->spki); i++)
-				fprintf(fp, "%02x", p->spki[i]);
-			fputc('"', fp);
-		}
-	}
-	fputc('}', fp);
-}
-
-/*
- * A small strict parser for one flat object. Errors start "at byte N: "
- * (N counted from the start of text) so starttlsctl can turn them into a
- * line and column of the whole file.
- */
-#define JSON_STR_MAX 512
-#define JSON_DEPTH_MAX 32
-
-struct jp {
-	const char *s;
-	size_t n, i;
-	char *err;
-	size_t errlen;
-	const char *member;  /* named in errors while its value is parsed */
-};
-
-static int __attribute__((format(printf, 3, 4)))
-jp_fail(struct jp *j, size_t at, const char *fmt, ...)
-{
-	char why[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
-	va_end(ap);
-	if (j->member != NULL)
-		snprintf(j->err, j->errlen, "at byte %zu: %s: %s", at, j->member,
-		    why);
-	else
-		snprintf(j->err, j->errlen, "at byte %zu: %s", at, why);
-	return -1;
-}
-
-static void
-jp_ws(struct jp *j)
-{
-	while (j->i < j->n && (j->s[j->i] == ' ' || j->s[j->i] == '\t' ||
-	    j->s[j->i] == '\n' || j->s[j->i] == '\r'))
-		j->i++;
-}
-
-static int
-jp_expect(struct jp *j, char c, const char *what)
-{
-	jp_ws(j);
-	if (j->i >= j->n)
-		return jp_fail(j, j->i, "expected %s, found the end", what);
-	if (j->s[j->i] != c)
-		return jp_fail(j, j->i, "expected %s", what);
-	j->i++;
-	return 0;
+	return c >= '0' && c <= '9';
 }
 
 static int
@@ -159,235 +49,197 @@ hex_val(unsigned char c)
 	return -1;
 }
 
-static int
-jp_hex4(struct jp *j, unsigned *out)
+/* ---- writing ------------------------------------------------------------------- */
+
+/* ISO 8601 UTC when it fits the form, else plain seconds. */
+static json_t *
+time_value(int64_t t)
 {
-	unsigned v = 0;
+	time_t tt = (time_t)t;
+	struct tm tm;
+	char buf[32];
 
-	if (j->n - j->i < 4)
-		return jp_fail(j, j->i, "short \\u escape");
-	for (int k = 0; k < 4; k++) {
-		int h = hex_val((unsigned char)j->s[j->i + k]);
-
-		if (h < 0)
-			return jp_fail(j, j->i + k, "bad \\u escape");
-		v = v << 4 | (unsigned)h;
-	}
-	j->i += 4;
-	*out = v;
-	return 0;
+	if (t >= 0 && t <= PIN_TIME_MAX && gmtime_r(&tt, &tm) != NULL &&
+	    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm) == 20)
+		return json_string(buf);
+	return json_integer((json_int_t)t);
 }
 
-/* A string at j->i into out (NUL-terminated; out NULL: just skip it). */
-static int
-jp_string(struct jp *j, char *out, size_t cap)
+int
+pin_json_write(FILE *fp, const struct pin *p)
 {
-	size_t o = 0, start;
+	json_t *o = json_object();
+	const char *tv;
+	int bad = 0;
 
-	jp_ws(j);
-	start = j->i;
-	if (j->i >= j->n || j->s[j->i] != '"')
-		return jp_fail(j, j->i, "expected a string");
-	j->i++;
-	for (;;) {
-		unsigned char c, u8[4];
-		unsigned cp;
-		size_t nu = 0;
+	/* json_object_set_new() takes a NULL value (out of memory) as an error. */
+	bad |= json_object_set_new(o, "key", json_string(p->key));
+	bad |= json_object_set_new(o, "kind",
+	    json_string(p->kind == PIN_DOMAIN ? "domain" : "dst"));
+	bad |= json_object_set_new(o, "first_seen", time_value(p->first_seen));
+	bad |= json_object_set_new(o, "last_seen", time_value(p->last_seen));
+	/* jansson's integers are signed 64-bit; no store counts that far. */
+	bad |= json_object_set_new(o, "count", json_integer(p->count > INT64_MAX ?
+	    INT64_MAX : (json_int_t)p->count));
+	if (p->kind == PIN_DOMAIN)
+		bad |= json_object_set_new(o, "via", json_string(p->via));
+	else {
+		tv = tls_version_name(p->tls_version);
+		bad |= json_object_set_new(o, "tls_version", tv != NULL ?
+		    json_string(tv) : json_integer(p->tls_version));
+		if (p->has_spki) {
+			static const char digits[] = "0123456789abcdef";
+			char h[2 * sizeof(p->spki) + 1];
 
-		if (j->i >= j->n)
-			return jp_fail(j, start, "unterminated string");
-		c = (unsigned char)j->s[j->i];
-		if (c == '"') {
-			j->i++;
-			break;
-		}
-		if (c < 0x20)
-			return jp_fail(j, j->i, "control character in a string");
-		if (c != '\\') {
-			u8[nu++] = c;
-			j->i++;
-		} else {
-			if (++j->i >= j->n)
-				return jp_fail(j, start, "unterminated string");
-			c = (unsigned char)j->s[j->i++];
-			switch (c) {
-			case '"': case '\\': case '/': u8[nu++] = c; break;
-			case 'b': u8[nu++] = '\b'; break;
-			case 'f': u8[nu++] = '\f'; break;
-			case 'n': u8[nu++] = '\n'; break;
-			case 'r': u8[nu++] = '\r'; break;
-			case 't': u8[nu++] = '\t'; break;
-			case 'u':
-				if (jp_hex4(j, &cp) < 0)
-					return -1;
-				if (cp >= 0xd800 && cp <= 0xdbff) {
-					unsigned lo;
-
-					if (j->n - j->i < 2 || j->s[j->i] != '\\' ||
-					    j->s[j->i + 1] != 'u')
-						return jp_fail(j, j->i,
-						    "lone surrogate");
-					j->i += 2;
-					if (jp_hex4(j, &lo) < 0)
-						return -1;
-					if (lo < 0xdc00 || lo > 0xdfff)
-						return jp_fail(j, j->i - 6,
-						    "lone surrogate");
-					cp = 0x10000 + ((cp - 0xd800) << 10) +
-					    (lo - 0xdc00);
-				} else if (cp >= 0xdc00 && cp <= 0xdfff)
-					return jp_fail(j, j->i - 6,
-					    "lone surrogate");
-				if (cp == 0)
-					return jp_fail(j, j->i - 6,
-					    "NUL in a string");
-				if (cp < 0x80)
-					u8[nu++] = (unsigned char)cp;
-				else if (cp < 0x800) {
-					u8[nu++] = (unsigned char)(0xc0 | cp >> 6);
-					u8[nu++] = (unsigned char)(0x80 | (cp & 0x3f));
-				} else if (cp < 0x10000) {
-					u8[nu++] = (unsigned char)(0xe0 | cp >> 12);
-					u8[nu++] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
-					u8[nu++] = (unsigned char)(0x80 | (cp & 0x3f));
-				} else {
-					u8[nu++] = (unsigned char)(0xf0 | cp >> 18);
-					u8[nu++] = (unsigned char)(0x80 | (cp >> 12 & 0x3f));
-					u8[nu++] = (unsigned char)(0x80 | (cp >> 6 & 0x3f));
-					u8[nu++] = (unsigned char)(0x80 | (cp & 0x3f));
-				}
-				break;
-			default:
-				return jp_fail(j, j->i - 2, "bad escape \\%c",
-				    c >= 0x20 && c < 0x7f ? c : '?');
+			for (size_t i = 0; i < sizeof(p->spki); i++) {
+				h[2 * i] = digits[p->spki[i] >> 4];
+				h[2 * i + 1] = digits[p->spki[i] & 15];
 			}
-		}
-		if (out == NULL)
-			continue;
-		if (o + nu >= cap)
-			return jp_fail(j, start, "string too long");
-		memcpy(out + o, u8, nu);
-		o += nu;
-	}
-	if (out != NULL)
-		out[o] = '\0';
-	return 0;
-}
-
-/* A non-negative integer: digits only, no sign, fraction or exponent. */
-static int
-jp_uint(struct jp *j, uint64_t max, uint64_t *out)
-{
-	size_t start;
-	uint64_t v = 0;
-
-	jp_ws(j);
-	start = j->i;
-	if (j->i >= j->n || !ascii_digit((unsigned char)j->s[j->i]))
-		return jp_fail(j, start, "expected a non-negative integer");
-	if (j->s[j->i] == '0' && j->i + 1 < j->n &&
-	    ascii_digit((unsigned char)j->s[j->i + 1]))
-		return jp_fail(j, start, "leading zero");
-	for (; j->i < j->n && ascii_digit((unsigned char)j->s[j->i]); j->i++) {
-		unsigned d = (unsigned)(j->s[j->i] - '0');
-
-		if (v > (max - d) / 10)
-			return jp_fail(j, start, "number out of range");
-		v = v * 10 + d;
-	}
-	if (j->i < j->n && (j->s[j->i] == '.' || j->s[j->i] == 'e' ||
-	    j->s[j->i] == 'E'))
-		return jp_fail(j, start, "expected an integer");
-	*out = v;
-	return 0;
-}
-
-static bool
-jp_literal(struct jp *j, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	jp_ws(j);
-	if (j->n - j->i >= n && memcmp(j->s + j->i, lit, n) == 0) {
-		j->i += n;
-		return true;
-	}
-	return false;
-}
-
-/* Any JSON value (an unknown member's), checked for syntax, not kept. */
-static int
-jp_skip(struct jp *j, int depth)
-{
-	size_t start;
-
-	jp_ws(j);
-	start = j->i;
-	if (depth > JSON_DEPTH_MAX)
-		return jp_fail(j, start, "nested too deeply");
-	if (j->i >= j->n)
-		return jp_fail(j, start, "expected a value, found the end");
-	switch (j->s[j->i]) {
-	case '"':
-		return jp_string(j, NULL, 0);
-	case '{':
-	case '[': {
-		char close = j->s[j->i] == '{' ? '}' : ']';
-
-		j->i++;
-		jp_ws(j);
-		if (j->i < j->n && j->s[j->i] == close) {
-			j->i++;
-			return 0;
-		}
-		for (;;) {
-			if (close == '}' && (jp_string(j, NULL, 0) < 0 ||
-			    jp_expect(j, ':', "':'") < 0))
-				return -1;
-			if (jp_skip(j, depth + 1) < 0)
-				return -1;
-			jp_ws(j);
-			if (j->i < j->n && j->s[j->i] == ',') {
-				j->i++;
-				continue;
-			}
-			return jp_expect(j, close, close == '}' ? "',' or '}'" :
-			    "',' or ']'");
+			h[sizeof(h) - 1] = '\0';
+			bad |= json_object_set_new(o, "spki_sha256",
+			    json_string(h));
 		}
 	}
+	/* Members in insertion order (jansson >= 2.8), no spaces. */
+	if (bad == 0 && json_dumpf(o, fp, JSON_COMPACT) != 0)
+		bad = -1;
+	json_decref(o);
+	return bad != 0 || ferror(fp) ? -1 : 0;
+}
+
+/* ---- errors -------------------------------------------------------------------- */
+
+/* Point err at text[off]: line and column (characters) from 1. */
+static void
+err_at(struct pin_json_err *err, const char *text, size_t len, size_t off)
+{
+	size_t i = 0, line = 1, col = 1;
+
+	if (off > len)
+		off = len;
+	if (off >= 3 && memcmp(text, utf8_bom, 3) == 0)
+		i = 3;  /* a byte order mark takes no column */
+	for (; i < off; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		if (c == '\n') {
+			line++;
+			col = 1;
+		} else if ((c & 0xc0) != 0x80)
+			col++;  /* a continuation byte is the same character */
+	}
+	err->offset = off;
+	err->line = line;
+	err->column = col;
+}
+
+static enum pin_json_result __attribute__((format(printf, 3, 4)))
+err_text(struct pin_json_err *err, const char *member, const char *fmt, ...)
+{
+	va_list ap;
+
+	err->member = member;
+	va_start(ap, fmt);
+	vsnprintf(err->text, sizeof(err->text), fmt, ap);
+	va_end(ap);
+	return PIN_JSON_INVALID;
+}
+
+/* "member: why", the form of every error about one member's value. */
+static enum pin_json_result __attribute__((format(printf, 3, 4)))
+bad_member(struct pin_json_err *err, const char *member, const char *fmt, ...)
+{
+	char why[PIN_JSON_ERR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	return err_text(err, member, "%s: %s", member, why);
+}
+
+/*
+ * jansson refused the value that starts at text[at]. Its position counts the
+ * bytes it read from there; the last one is the one it stumbled on, except
+ * for invalid UTF-8, where the next byte is the bad one.
+ */
+static enum pin_json_result
+syntax_error(struct pin_json_err *err, const char *text, size_t len, size_t at,
+    const json_error_t *je)
+{
+	size_t pos = je->position > 0 ? (size_t)je->position : 0;
+
+	switch (json_error_code(je)) {
+	case json_error_out_of_memory:
+		err_at(err, text, len, at);
+		err_text(err, NULL, "out of memory");
+		return PIN_JSON_NOMEM;
+	case json_error_invalid_utf8:
+		err_at(err, text, len, at + pos);
+		if (at + pos < len)
+			return err_text(err, NULL, "invalid UTF-8 (byte 0x%02x)",
+			    (unsigned char)text[at + pos]);
+		return err_text(err, NULL, "invalid UTF-8");
+	case json_error_null_character:
+		err_at(err, text, len, at + (pos > 0 ? pos - 1 : 0));
+		return err_text(err, NULL, "\\u0000 (NUL) in a string");
 	default:
-		break;
+		err_at(err, text, len, at + (pos > 0 ? pos - 1 : 0));
+		err_text(err, NULL, "%s", je->text);
+		/* Its "near '...'" quotes the input: no escape reaches a terminal. */
+		for (char *c = err->text; *c != '\0'; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				*c = '?';
+		return PIN_JSON_INVALID;
 	}
-	if (jp_literal(j, "true") || jp_literal(j, "false") ||
-	    jp_literal(j, "null"))
-		return 0;
-	/* A number, by the JSON grammar. */
-	if (j->s[j->i] == '-')
-		j->i++;
-	if (j->i >= j->n || !ascii_digit((unsigned char)j->s[j->i]))
-		return jp_fail(j, start, "expected a value");
-	if (j->s[j->i] == '0')
-		j->i++;
-	else
-		while (j->i < j->n && ascii_digit((unsigned char)j->s[j->i]))
-			j->i++;
-	if (j->i < j->n && j->s[j->i] == '.') {
-		j->i++;
-		if (j->i >= j->n || !ascii_digit((unsigned char)j->s[j->i]))
-			return jp_fail(j, start, "bad number");
-		while (j->i < j->n && ascii_digit((unsigned char)j->s[j->i]))
-			j->i++;
+}
+
+/* ---- reading one pin ----------------------------------------------------------- */
+
+enum { M_KEY, M_KIND, M_FIRST, M_LAST, M_COUNT, M_TLSV, M_SPKI, M_VIA, M_N };
+static const char *const member_names[M_N] = {
+	"key", "kind", "first_seen", "last_seen", "count", "tls_version",
+	"spki_sha256", "via",
+};
+
+static const char *
+type_str(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: return "an object";
+	case JSON_ARRAY: return "an array";
+	case JSON_STRING: return "a string";
+	case JSON_INTEGER: return "an integer";
+	case JSON_REAL: return "a number with a fraction or an exponent";
+	case JSON_TRUE: return "true";
+	case JSON_FALSE: return "false";
+	case JSON_NULL: return "null";
 	}
-	if (j->i < j->n && (j->s[j->i] == 'e' || j->s[j->i] == 'E')) {
-		j->i++;
-		if (j->i < j->n && (j->s[j->i] == '+' || j->s[j->i] == '-'))
-			j->i++;
-		if (j->i >= j->n || !ascii_digit((unsigned char)j->s[j->i]))
-			return jp_fail(j, start, "bad number");
-		while (j->i < j->n && ascii_digit((unsigned char)j->s[j->i]))
-			j->i++;
-	}
-	return 0;
+	return "something else";
+}
+
+/* A non-negative integer up to max: no sign, fraction or exponent. */
+static enum pin_json_result
+get_uint(const json_t *v, const char *m, uint64_t max, uint64_t *out,
+    struct pin_json_err *err)
+{
+	json_int_t x;
+
+	if (json_is_real(v))
+		return bad_member(err, m, "expected an integer, found %s",
+		    type_str(v));
+	if (!json_is_integer(v))
+		return bad_member(err, m, "expected a non-negative integer, "
+		    "found %s", type_str(v));
+	x = json_integer_value(v);
+	if (x < 0)
+		return bad_member(err, m, "expected a non-negative integer, "
+		    "found %lld", (long long)x);
+	if ((uint64_t)x > max)
+		return bad_member(err, m, "out of range (at most %" PRIu64 ")",
+		    max);
+	*out = (uint64_t)x;
+	return PIN_JSON_OK;
 }
 
 /* "YYYY-MM-DDTHH:MM:SSZ" → unix seconds; -1 if not exactly that. */
@@ -427,206 +279,367 @@ iso_parse(const char *s, int64_t *out)
 	return 0;
 }
 
-static int
-jp_time(struct jp *j, int64_t *out)
+static enum pin_json_result
+get_time(const json_t *v, const char *m, int64_t *out, struct pin_json_err *err)
 {
-	char buf[JSON_STR_MAX];
-	size_t start;
 	uint64_t u;
 
-	jp_ws(j);
-	start = j->i;
-	if (j->i < j->n && j->s[j->i] == '"') {
-		if (jp_string(j, buf, sizeof(buf)) < 0)
-			return -1;
-		if (iso_parse(buf, out) < 0)
-			return jp_fail(j, start, "expected a time as "
-			    "YYYY-MM-DDTHH:MM:SSZ");
-		return 0;
+	if (json_is_string(v)) {
+		if (iso_parse(json_string_value(v), out) < 0)
+			return bad_member(err, m, "expected a time as "
+			    "YYYY-MM-DDTHH:MM:SSZ (a real UTC date and time) or "
+			    "unix seconds");
+		return PIN_JSON_OK;
 	}
-	if (jp_uint(j, (uint64_t)PIN_TIME_MAX, &u) < 0)
-		return -1;
+	if (json_is_integer(v) && json_integer_value(v) > PIN_TIME_MAX)
+		return bad_member(err, m, "out of range (after "
+		    "9999-12-31T23:59:59Z)");
+	if (get_uint(v, m, (uint64_t)PIN_TIME_MAX, &u, err) != PIN_JSON_OK)
+		return PIN_JSON_INVALID;
 	*out = (int64_t)u;
-	return 0;
+	return PIN_JSON_OK;
 }
 
-enum { M_KEY, M_KIND, M_FIRST, M_LAST, M_COUNT, M_TLSV, M_SPKI, M_VIA, M_N };
-static const char *const member_names[M_N] = {
-	"key", "kind", "first_seen", "last_seen", "count", "tls_version",
-	"spki_sha256", "via",
+/* Copy a string member into out[cap]. */
+static enum pin_json_result
+get_str(const json_t *v, const char *m, char *out, size_t cap,
+    struct pin_json_err *err)
+{
+	if (!json_is_string(v))
+		return bad_member(err, m, "expected a string, found %s",
+		    type_str(v));
+	if (json_string_length(v) >= cap)
+		return bad_member(err, m, "too long (at most %zu bytes)",
+		    cap - 1);
+	memcpy(out, json_string_value(v), json_string_length(v) + 1);
+	return PIN_JSON_OK;
+}
+
+struct pin_in {
+	struct pin p;
+	bool seen[M_N];
+	enum pin_kind kind;  /* as given in "kind", if seen */
 };
 
-static int
-jp_member(struct jp *j, int m, struct pin *out, bool *kind_given,
-    enum pin_kind *kind)
+static enum pin_json_result
+get_member(int m, const json_t *v, struct pin_in *in, struct pin_json_err *err)
 {
-	char buf[JSON_STR_MAX];
-	size_t start;
+	const char *name = member_names[m], *s;
 	uint64_t u;
 
-	jp_ws(j);
-	start = j->i;
 	switch (m) {
 	case M_KEY:
-		if (jp_string(j, buf, sizeof(buf)) < 0)
-			return -1;
-		if (strlen(buf) >= sizeof(out->key))
-			return jp_fail(j, start, "too long");
-		memcpy(out->key, buf, strlen(buf) + 1);
-		return 0;
+		return get_str(v, name, in->p.key, sizeof(in->p.key), err);
 	case M_KIND:
-		if (jp_string(j, buf, sizeof(buf)) < 0)
-			return -1;
-		if (strcmp(buf, "dst") == 0)
-			*kind = PIN_DST;
-		else if (strcmp(buf, "domain") == 0)
-			*kind = PIN_DOMAIN;
+		s = json_is_string(v) ? json_string_value(v) : "";
+		if (strcmp(s, "dst") == 0)
+			in->kind = PIN_DST;
+		else if (strcmp(s, "domain") == 0)
+			in->kind = PIN_DOMAIN;
 		else
-			return jp_fail(j, start, "expected \"dst\" or "
+			return bad_member(err, name, "expected \"dst\" or "
 			    "\"domain\"");
-		*kind_given = true;
-		return 0;
+		return PIN_JSON_OK;
 	case M_FIRST:
-		return jp_time(j, &out->first_seen);
+		return get_time(v, name, &in->p.first_seen, err);
 	case M_LAST:
-		return jp_time(j, &out->last_seen);
+		return get_time(v, name, &in->p.last_seen, err);
 	case M_COUNT:
-		return jp_uint(j, UINT64_MAX, &out->count);
+		return get_uint(v, name, UINT64_MAX, &in->p.count, err);
 	case M_TLSV:
-		if (j->i < j->n && j->s[j->i] == '"') {
-			if (jp_string(j, buf, sizeof(buf)) < 0)
-				return -1;
-			for (unsigned v = 0x0301; v <= 0x0304; v++)
-				if (strcmp(buf, tls_version_name((uint16_t)v)) == 0)
-					out->tls_version = (uint16_t)v;
-			if (out->tls_version == 0)
-				return jp_fail(j, start, "expected TLSv1.0 .. "
-				    "TLSv1.3 or a number");
-			return 0;
+		if (json_is_string(v)) {
+			for (unsigned k = 0x0301; k <= 0x0304; k++)
+				if (strcmp(json_string_value(v),
+				    tls_version_name((uint16_t)k)) == 0)
+					in->p.tls_version = (uint16_t)k;
+			if (in->p.tls_version == 0)
+				return bad_member(err, name, "expected TLSv1.0, "
+				    "TLSv1.1, TLSv1.2, TLSv1.3 or a number");
+			return PIN_JSON_OK;
 		}
-		if (jp_uint(j, UINT16_MAX, &u) < 0)
-			return -1;
-		out->tls_version = (uint16_t)u;
-		return 0;
+		if (get_uint(v, name, UINT16_MAX, &u, err) != PIN_JSON_OK)
+			return PIN_JSON_INVALID;
+		in->p.tls_version = (uint16_t)u;
+		return PIN_JSON_OK;
 	case M_SPKI:
-		if (jp_literal(j, "null"))
-			return 0;
-		if (jp_string(j, buf, sizeof(buf)) < 0)
-			return -1;
-		if (strlen(buf) != 64)
-			return jp_fail(j, start, "expected 64 hex digits");
-		for (size_t i = 0; i < 32; i++) {
-			int hi = hex_val((unsigned char)buf[2 * i]);
-			int lo = hex_val((unsigned char)buf[2 * i + 1]);
+		if (json_is_null(v))
+			return PIN_JSON_OK;
+		s = json_is_string(v) ? json_string_value(v) : "";
+		if (strlen(s) != 2 * sizeof(in->p.spki))
+			return bad_member(err, name, "expected 64 hex digits "
+			    "(a SHA-256) or null");
+		for (size_t i = 0; i < sizeof(in->p.spki); i++) {
+			int hi = hex_val((unsigned char)s[2 * i]);
+			int lo = hex_val((unsigned char)s[2 * i + 1]);
 
 			if (hi < 0 || lo < 0)
-				return jp_fail(j, start, "expected 64 hex "
-				    "digits");
-			out->spki[i] = (uint8_t)(hi << 4 | lo);
+				return bad_member(err, name, "expected 64 hex "
+				    "digits (a SHA-256) or null");
+			in->p.spki[i] = (uint8_t)(hi << 4 | lo);
 		}
-		out->has_spki = true;
-		return 0;
+		in->p.has_spki = true;
+		return PIN_JSON_OK;
 	case M_VIA:
-		if (jp_literal(j, "null"))
-			return 0;
-		if (jp_string(j, buf, sizeof(buf)) < 0)
-			return -1;
-		if (strlen(buf) >= sizeof(out->via))
-			return jp_fail(j, start, "too long");
-		memcpy(out->via, buf, strlen(buf) + 1);
-		return 0;
+		if (json_is_null(v))
+			return PIN_JSON_OK;
+		return get_str(v, name, in->p.via, sizeof(in->p.via), err);
 	default:
-		return jp_skip(j, 1);
+		return PIN_JSON_OK;
 	}
 }
 
-int
-pin_json_parse(const char *text, size_t len, struct pin *out, char *err,
-    size_t errlen)
+/* The meaning of one parsed object; err's position is the caller's. */
+static enum pin_json_result
+pin_from_json(json_t *o, struct pin *out, struct pin_json_err *err)
 {
-	struct jp j = { .s = text, .n = len, .err = err, .errlen = errlen };
-	size_t at[M_N] = { 0 }, end;
-	bool seen[M_N] = { false }, kind_given = false;
-	const char *why, *field;
-	enum pin_kind kind = PIN_DST, key_kind_v = PIN_DST;
-	char name[64];
-	struct pin p;
+	static const int required[] = { M_KEY, M_FIRST, M_LAST, M_COUNT };
+	struct pin_in in;
+	const char *key, *why, *field;
+	json_t *v;
 
-	memset(&p, 0, sizeof(p));
-	if (text == NULL)
-		return jp_fail(&j, 0, "no input");
-	if (jp_expect(&j, '{', "'{'") < 0)
-		return -1;
-	jp_ws(&j);
-	if (j.i < j.n && j.s[j.i] == '}')
-		j.i++;
+	memset(&in, 0, sizeof(in));
+	if (!json_is_object(o))
+		return err_text(err, NULL, "expected a pin object ('{'), found %s",
+		    type_str(o));
+	/* In the order of the input (jansson keeps it): the first bad one. */
+	json_object_foreach(o, key, v) {
+		int m;
+
+		for (m = 0; m < M_N; m++)
+			if (strcmp(key, member_names[m]) == 0)
+				break;
+		if (m == M_N)
+			continue;  /* not ours: a newer version's, skipped */
+		in.seen[m] = true;
+		if (get_member(m, v, &in, err) != PIN_JSON_OK)
+			return PIN_JSON_INVALID;
+	}
+	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
+		if (!in.seen[required[i]])
+			return err_text(err, member_names[required[i]],
+			    "missing \"%s\"", member_names[required[i]]);
+	if (strncmp(in.p.key, "domain:", 7) == 0)
+		in.p.kind = PIN_DOMAIN;
+	else if (strncmp(in.p.key, "ip:", 3) == 0)
+		in.p.kind = PIN_DST;
 	else
-		for (;;) {
-			size_t mstart;
-			int m;
-
-			jp_ws(&j);
-			mstart = j.i;
-			if (jp_string(&j, name, sizeof(name)) < 0) {
-				/* a long name is an unknown member: skip it */
-				j.i = mstart;
-				if (jp_string(&j, NULL, 0) < 0)
-					return -1;
-				name[0] = '\0';
-			}
-			for (m = 0; m < M_N; m++)
-				if (strcmp(name, member_names[m]) == 0)
-					break;
-			if (m < M_N && seen[m])
-				return jp_fail(&j, mstart, "duplicate \"%s\"",
-				    name);
-			if (jp_expect(&j, ':', "':'") < 0)
-				return -1;
-			jp_ws(&j);
-			if (m < M_N) {
-				seen[m] = true;
-				at[m] = j.i;
-			}
-			j.member = m < M_N ? member_names[m] : NULL;
-			if (jp_member(&j, m, &p, &kind_given, &kind) < 0)
-				return -1;
-			j.member = NULL;
-			jp_ws(&j);
-			if (j.i < j.n && j.s[j.i] == ',') {
-				j.i++;
-				continue;
-			}
-			if (jp_expect(&j, '}', "',' or '}'") < 0)
-				return -1;
-			break;
-		}
-	end = j.i - 1;
-	jp_ws(&j);
-	if (j.i != j.n)
-		return jp_fail(&j, j.i, "unexpected data after the object");
-	for (int m = 0; m < M_N; m++)
-		if (!seen[m] && (m == M_KEY || m == M_FIRST || m == M_LAST ||
-		    m == M_COUNT))
-			return jp_fail(&j, end, "missing \"%s\"", member_names[m]);
-	if (strncmp(p.key, "domain:", 7) == 0)
-		key_kind_v = PIN_DOMAIN;
-	else if (strncmp(p.key, "ip:", 3) != 0)
-		return jp_fail(&j, at[M_KEY], "key: expected ip:ADDRESS or "
+		return bad_member(err, "key", "expected ip:ADDRESS or "
 		    "domain:NAME");
 	/* kind is redundant with the key; when given it must agree. */
-	if (kind_given && kind != key_kind_v)
-		return jp_fail(&j, at[M_KIND], "kind: does not match the key");
-	p.kind = key_kind_v;
-	if (p.kind == PIN_DST && !seen[M_TLSV])
-		return jp_fail(&j, end, "missing \"tls_version\"");
-	if ((why = pin_check(&p, &field)) != NULL) {
-		size_t pos = end;
+	if (in.seen[M_KIND] && in.kind != in.p.kind)
+		return bad_member(err, "kind", "does not match the key");
+	if (in.p.kind == PIN_DST && !in.seen[M_TLSV])
+		return err_text(err, "tls_version", "missing \"tls_version\" "
+		    "(a destination pin has one)");
+	if ((why = pin_check(&in.p, &field)) != NULL)
+		return bad_member(err, field, "%s", why);
+	*out = in.p;
+	return PIN_JSON_OK;
+}
 
-		for (int m = 0; m < M_N; m++)
-			if (seen[m] && strcmp(field, member_names[m]) == 0)
-				pos = at[m];
-		return jp_fail(&j, pos, "%s: %s", field, why);
+static size_t
+skip_ws(const char *s, size_t n, size_t i)
+{
+	while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' ||
+	    s[i] == '\r'))
+		i++;
+	return i;
+}
+
+/*
+ * The pin object at text[at] (a '{'); *used: the bytes jansson took for
+ * it. Errors about its meaning point at its '{'.
+ */
+static enum pin_json_result
+parse_at(const char *text, size_t len, size_t at, struct pin *out,
+    size_t *used, struct pin_json_err *err)
+{
+	enum pin_json_result r;
+	json_error_t je;
+	json_t *o;
+
+	o = json_loadb(text + at, len - at, PARSE_FLAGS, &je);
+	if (o == NULL)
+		return syntax_error(err, text, len, at, &je);
+	*used = (size_t)je.position;
+	r = pin_from_json(o, out, err);
+	json_decref(o);
+	if (r != PIN_JSON_OK)
+		err_at(err, text, len, at);
+	return r;
+}
+
+static void
+err_init(struct pin_json_err *err)
+{
+	memset(err, 0, sizeof(*err));
+	err->line = err->column = 1;
+}
+
+enum pin_json_result
+pin_json_parse(const char *text, size_t len, struct pin *out,
+    struct pin_json_err *err)
+{
+	struct pin p;
+	size_t i, used = 0;
+	enum pin_json_result r;
+
+	err_init(err);
+	if (text == NULL)
+		return err_text(err, NULL, "no input");
+	i = skip_ws(text, len, 0);
+	if (i >= len || text[i] != '{') {
+		err_at(err, text, len, i);
+		return err_text(err, NULL, "expected a pin object ('{')%s",
+		    i >= len ? ", found the end" : "");
+	}
+	if ((r = parse_at(text, len, i, &p, &used, err)) != PIN_JSON_OK)
+		return r;
+	i = skip_ws(text, len, i + used);
+	if (i != len) {
+		err_at(err, text, len, i);
+		return err_text(err, NULL, "unexpected data after the object");
 	}
 	*out = p;
-	return 0;
+	return PIN_JSON_OK;
+}
+
+/* ---- reading an array of pins -------------------------------------------------- */
+
+static int
+cmp_pin_ptr(const void *a, const void *b)
+{
+	const struct pin *x = *(const struct pin *const *)a;
+	const struct pin *y = *(const struct pin *const *)b;
+	int d = strcmp(x->key, y->key);
+
+	/* Equal keys in input order, so the second one is named. */
+	return d != 0 ? d : (x > y) - (x < y);
+}
+
+/* The same key twice: err names the later pin (and the first one's place). */
+static enum pin_json_result
+check_duplicates(const char *text, size_t len, const struct pin *pins,
+    const size_t *at, size_t n, struct pin_json_err *err)
+{
+	const struct pin **byk;
+	enum pin_json_result r = PIN_JSON_OK;
+
+	if (n < 2)
+		return PIN_JSON_OK;
+	if ((byk = calloc(n, sizeof(*byk))) == NULL) {
+		err_text(err, NULL, "out of memory");
+		return PIN_JSON_NOMEM;
+	}
+	for (size_t k = 0; k < n; k++)
+		byk[k] = &pins[k];
+	qsort(byk, n, sizeof(*byk), cmp_pin_ptr);
+	for (size_t k = 1; k < n; k++) {
+		size_t first = (size_t)(byk[k - 1] - pins);
+		size_t second = (size_t)(byk[k] - pins);
+
+		if (strcmp(byk[k]->key, byk[k - 1]->key) != 0)
+			continue;
+		err_at(err, text, len, at[first]);
+		err->pin = second + 1;
+		err_text(err, "key", "duplicate key %s (pin #%zu, line %zu, has "
+		    "it too)", byk[k]->key, first + 1, err->line);
+		err_at(err, text, len, at[second]);
+		r = PIN_JSON_INVALID;
+		break;
+	}
+	free(byk);
+	return r;
+}
+
+enum pin_json_result
+pin_json_parse_array(const char *text, size_t len, struct pin **out,
+    size_t *nout, struct pin_json_err *err)
+{
+	struct pin *pins = NULL, *np;
+	size_t *at = NULL, *nat, cap = 0, n = 0, i = 0, used;
+	enum pin_json_result r;
+
+	err_init(err);
+	*out = NULL;
+	*nout = 0;
+	if (text == NULL)
+		return err_text(err, NULL, "no input");
+	if (len >= 3 && memcmp(text, utf8_bom, 3) == 0)
+		i = 3;
+	/*
+	 * jansson reads each pin (so each error has a place in the whole
+	 * text and names its pin); between pins there is only white space
+	 * and one ',' or the closing ']'.
+	 */
+	i = skip_ws(text, len, i);
+	if (i >= len || text[i] != '[') {
+		err_at(err, text, len, i);
+		r = err_text(err, NULL, "expected a JSON array ('[') of pins");
+		goto fail;
+	}
+	i = skip_ws(text, len, i + 1);
+	if (i < len && text[i] == ']')
+		i++;
+	else
+		for (;;) {
+			i = skip_ws(text, len, i);
+			if (i >= len || text[i] != '{') {
+				err_at(err, text, len, i);
+				err->pin = n + 1;
+				r = err_text(err, NULL, "expected a pin object "
+				    "('{')%s", i >= len ? ", found the end" : "");
+				goto fail;
+			}
+			if (n == cap) {
+				cap = cap ? 2 * cap : 64;
+				if (cap > SIZE_MAX / 2 / sizeof(*pins) ||
+				    (np = realloc(pins, cap * sizeof(*pins))) == NULL)
+					goto nomem;
+				pins = np;
+				if ((nat = realloc(at, cap * sizeof(*at))) == NULL)
+					goto nomem;
+				at = nat;
+			}
+			at[n] = i;
+			if ((r = parse_at(text, len, i, &pins[n], &used, err)) !=
+			    PIN_JSON_OK) {
+				err->pin = n + 1;
+				goto fail;
+			}
+			n++;
+			i = skip_ws(text, len, i + used);
+			if (i < len && text[i] == ',') {
+				i++;
+				continue;
+			}
+			if (i < len && text[i] == ']') {
+				i++;
+				break;
+			}
+			err_at(err, text, len, i);
+			r = err_text(err, NULL, i < len ? "expected ',' or ']' "
+			    "after a pin" : "unterminated array: expected ',' or "
+			    "']'");
+			goto fail;
+		}
+	i = skip_ws(text, len, i);
+	if (i != len) {
+		err_at(err, text, len, i);
+		r = err_text(err, NULL, "unexpected data after the array");
+		goto fail;
+	}
+	if ((r = check_duplicates(text, len, pins, at, n, err)) != PIN_JSON_OK)
+		goto fail;
+	free(at);
+	*out = pins;
+	*nout = n;
+	return PIN_JSON_OK;
+nomem:
+	err_text(err, NULL, "out of memory");
+	r = PIN_JSON_NOMEM;
+fail:
+	free(pins);
+	free(at);
+	return r;
 }

@@ -13,6 +13,7 @@
  * the LAN leg, which concerns only that leg.
  */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -24,17 +25,21 @@
 
 #include <openssl/rand.h>
 
+#include "starttlsd/addr.h"
 #include "starttlsd/hash.h"
 #include "starttlsd/log.h"
+#include "starttlsd/metrics.h"
 #include "starttlsd/tls.h"
 #include "starttlsd/session.h"
 #include "starttlsd/smtp.h"
+#include "starttlsd/txn.h"
 
 #define SESS_MAX_INFLIGHT 128
 #define SESS_BODY_MIN 1024 /* message bytes per client_timeout, at least */
 #define SESS_LINGER 5 /* seconds a finished session waits for the client to close */
 
 enum sess_phase {
+	SP_START,      /* accepted, nothing decided yet */
 	SP_UPSTREAM,   /* negotiating the server leg; the client waits */
 	SP_RELAY,
 	SP_CLIENT_TLS, /* handshake on the LAN leg */
@@ -45,6 +50,7 @@ enum cmode {
 	CM_COMMAND,
 	CM_DATA,      /* DATA body until CRLF.CRLF */
 	CM_BDAT,      /* bdat_left raw bytes */
+	CM_BDAT_SKIP, /* bdat_left raw bytes of a BDAT refused here: dropped */
 	CM_DISCARD,   /* rest of an overlong line */
 	CM_AUTH,      /* the next line answers a 334 */
 };
@@ -61,6 +67,9 @@ enum local_reply {
 	LR_DATA_NO_RCPT,
 	LR_TOO_MANY_RCPT,
 	LR_BARE_NEWLINE,
+	LR_NUL_IN_LINE,
+	LR_BDAT_NOT_OFFERED,
+	LR_BDAT_NO_RCPT,
 };
 
 static const char *const local_text[] = {
@@ -74,6 +83,9 @@ static const char *const local_text[] = {
 	[LR_DATA_NO_RCPT] = "451 4.7.0 starttlsd: no recipient may be sent without TLS, try again later\r\n",
 	[LR_TOO_MANY_RCPT] = "452 4.5.3 Error: too many recipients\r\n",
 	[LR_BARE_NEWLINE] = "500 5.5.2 Error: bare <CR> or <LF> in a command line\r\n",
+	[LR_NUL_IN_LINE] = "500 5.5.2 Error: NUL character in a command line\r\n",
+	[LR_BDAT_NOT_OFFERED] = "502 5.5.1 starttlsd: BDAT refused: the server did not offer CHUNKING, its chunk is discarded\r\n",
+	[LR_BDAT_NO_RCPT] = "451 4.7.0 starttlsd: no recipient may be sent without TLS, try again later (chunk discarded)\r\n",
 };
 
 #define P_SYNC      0x01 /* the client parser waits for this reply */
@@ -90,15 +102,22 @@ struct pend {
 	uint8_t gen;   /* end of a message: its transaction */
 };
 
-#define SESS_TXN_SLOTS 32 /* recipient domains remembered, for two messages */
 #define SESS_ALERTED 8      /* domains alerted once per session */
+#define SESS_RDOM_CHARS 400 /* rcpt_domains on the session line, at most */
+#define SESS_RDOM_SEEN 32   /* distinct recipient domains told apart */
 
-/* A recipient domain of the current transaction, for learning pins. */
-struct txn_dom {
-	char name[256];
-	bool used;
-	bool accepted;
-	uint8_t gen;   /* the transaction it belongs to */
+/*
+ * The distinct recipient domains the server accepted a RCPT of, for the
+ * session line (rcpt_domains, rcpt_domains_omitted). Allocated at the
+ * first accepted RCPT.
+ */
+struct sess_rdoms {
+	char list[SESS_RDOM_CHARS]; /* "a.example,b.example" */
+	size_t len;
+	uint32_t seen[SESS_RDOM_SEEN];
+	unsigned nseen;
+	unsigned omitted;           /* did not fit the list, or past SEEN */
+	unsigned beyond;            /* past SEEN (repeats not told apart) */
 };
 
 /*
@@ -118,12 +137,16 @@ enum timer_kind {
 	TK_CLOSING,
 };
 
+#define SESS_MAGIC 0x73657373u /* "sess": reached through conn's void *arg */
+
 struct session {
+	uint32_t magic;
 	char id[17];
 	struct ev_loop *loop;
 	struct sess_env *env;
 	enum sess_phase phase;
 	struct conn client;
+	struct conn server;        /* lent to up while it negotiates */
 	struct upstream up;
 	char client_str[64];
 	char dst_str[64];
@@ -135,6 +158,14 @@ struct session {
 	bool sync_wait;
 	struct smtp_data data;
 	uint64_t bdat_left;
+	/*
+	 * The server's last EHLO reply to the client listed CHUNKING: only
+	 * then may BDAT and its chunk reach it. A server without CHUNKING
+	 * would read the chunk as commands, which we relayed as data: our
+	 * view of the session and the server's would diverge (smuggling).
+	 */
+	bool chunking;
+	bool bdat_alerted;
 
 	bool client_tls;
 	struct tls_info client_tls_info;
@@ -146,16 +177,8 @@ struct session {
 	struct sockaddr_storage dst;
 	struct sockaddr_storage client_addr;
 	unsigned errors;           /* 4xx/5xx replies the client got */
-	unsigned rcpts;            /* RCPTs in this transaction */
-	/*
-	 * Recipient domains by transaction: the current one, and the message
-	 * whose final reply is still to come (clients pipeline MAIL after ".").
-	 */
-	struct txn_dom *txn;       /* SESS_TXN_SLOTS, allocated on first RCPT */
-	uint8_t txn_gen;
-	bool msg_pending;
-	uint8_t msg_gen;
-	unsigned rcpt_forwarded, rcpt_blocked;
+	struct txn txn;            /* the mail transaction, as we see it */
+	struct sess_rdoms *rdoms;  /* NULL until a RCPT is accepted */
 	uint32_t alerted[SESS_ALERTED];
 	size_t nalerted;
 	unsigned alerts;
@@ -176,212 +199,52 @@ static bool sess_draining;
 
 static int sess_pump(struct session *s);
 
+static const char *
+sess_phase_str(enum sess_phase p)
+{
+	switch (p) {
+	case SP_START: return "start";
+	case SP_UPSTREAM: return "upstream";
+	case SP_RELAY: return "relay";
+	case SP_CLIENT_TLS: return "client-tls";
+	case SP_CLOSING: return "closing";
+	}
+	return "unknown";
+}
+
+/* May a session go from one phase to the other? */
+static bool
+sess_step_ok(enum sess_phase from, enum sess_phase to)
+{
+	switch (to) {
+	case SP_START: return false;
+	case SP_UPSTREAM: return from == SP_START;
+	case SP_RELAY: return from == SP_UPSTREAM || from == SP_CLIENT_TLS;
+	case SP_CLIENT_TLS: return from == SP_RELAY;
+	case SP_CLOSING: return from != SP_CLOSING;
+	}
+	return false;
+}
+
+/* The one place the phase changes. */
+static void
+sess_enter(struct session *s, enum sess_phase next)
+{
+	if (!sess_step_ok(s->phase, next)) {
+		log_msg(LOG_CRIT, "error", "session %s: phase %s -> %s",
+		    s->id, sess_phase_str(s->phase), sess_phase_str(next));
+		assert(!"session phase transition");
+	}
+	s->phase = next;
+}
+
 static const char drain_reply[] =
     "421 4.3.2 starttlsd: shutting down, try again later\r\n";
-
-/* ---- env ------------------------------------------------------------------ */
-
-/* Turn a validated config into what sessions share. Takes cfg over. */
-struct sess_env *
-sess_env_new(struct config *cfg, struct pin_store *pins, char *err,
-    size_t errlen)
-{
-	struct sess_env *e = calloc(1, sizeof(*e));
-
-	if (e == NULL) {
-		snprintf(err, errlen, "out of memory");
-		config_free(cfg);
-		return NULL;
-	}
-	e->refs = 1;
-	e->cfg = *cfg;
-	memset(cfg, 0, sizeof(*cfg));
-	if ((e->up_ctx = tls_upstream_ctx_new(&e->cfg, err, errlen)) == NULL)
-		goto fail;
-	if (e->cfg.client_cert != NULL &&
-	    (e->client_ctx = tls_client_ctx_new(&e->cfg, err, errlen)) == NULL)
-		goto fail;
-	if (e->cfg.upstream != NULL) {
-		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res;
-		char port[8];
-		unsigned p;
-		int r;
-
-		config_split_hostport(e->cfg.upstream, e->upstream_host,
-		    sizeof(e->upstream_host), &p);
-		snprintf(port, sizeof(port), "%u", p);
-		if ((r = getaddrinfo(e->upstream_host, port, &hints, &res)) != 0) {
-			snprintf(err, errlen, "upstream: %s: %s", e->cfg.upstream,
-			    gai_strerror(r));
-			goto fail;
-		}
-		memcpy(&e->upstream_addr, res->ai_addr, res->ai_addrlen);
-		e->upstream_len = res->ai_addrlen;
-		freeaddrinfo(res);
-	}
-	e->mode = strcmp(e->cfg.mode, "enforce") == 0 ? POLICY_ENFORCE :
-	    POLICY_MONITOR;
-	if (e->cfg.policy_file != NULL &&
-	    policy_load(e->cfg.policy_file, &e->policy, err, errlen) < 0) {
-		char tmp[512];
-		snprintf(tmp, sizeof(tmp), "policy_file: %s", err);
-		snprintf(err, errlen, "%s", tmp);
-		goto fail;
-	}
-	e->pins = pins;
-	e->up = (struct up_params){
-		.helo_name = e->cfg.helo_name,
-		.ctx = e->up_ctx,
-		.sni = NULL,
-		.mark = e->cfg.upstream_mark,
-		.transparent_source = e->cfg.transparent_source,
-		.connect_timeout = e->cfg.connect_timeout,
-		.greeting_timeout = e->cfg.greeting_timeout,
-		.reply_timeout = e->cfg.reply_timeout,
-		.tls_timeout = e->cfg.tls_timeout,
-		.max_line = e->cfg.max_line_length,
-		.max_lines = e->cfg.max_reply_lines,
-		.bufmax = e->cfg.buffer_size,
-	};
-	/* A smarthost given by name gets SNI and a name check (recorded). */
-	if (e->upstream_len > 0) {
-		struct sockaddr_storage tmp;
-		socklen_t tl;
-		char probe[300];
-		snprintf(probe, sizeof(probe), "%s", e->cfg.upstream);
-		if (config_parse_addr(probe, &tmp, &tl) < 0)
-			e->up.sni = e->upstream_host;
-	}
-	return e;
-fail:
-	sess_env_unref(e);
-	return NULL;
-}
-
-struct sess_env *
-sess_env_ref(struct sess_env *e)
-{
-	e->refs++;
-	return e;
-}
-
-void
-sess_env_unref(struct sess_env *e)
-{
-	if (e == NULL || --e->refs > 0)
-		return;
-	SSL_CTX_free(e->up_ctx);
-	SSL_CTX_free(e->client_ctx);
-	policy_free(&e->policy);
-	config_free(&e->cfg);
-	free(e);
-}
-
-/*
- * Session counts all workers share (max_sessions, max_sessions_per_client):
- * a total and a count per client-address bucket. Two clients that share a
- * bucket share its count, which can only make the limit stricter.
- */
-struct sess_shared {
-	uint32_t total;
-	uint16_t per_client[65536];
-};
-/*
- * One slot per worker, so that the counts of a worker that died (even by
- * SIGKILL) can be dropped whole by the master. Readers add the slots up.
- */
-static struct sess_shared sess_shared_local[1];
-static struct sess_shared *sess_shared = sess_shared_local;
-static size_t sess_nslots = 1, sess_slot;
-
-int
-sess_shared_init(size_t nslots)
-{
-	void *p = mmap(NULL, nslots * sizeof(struct sess_shared),
-	    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED)
-		return -1;
-	sess_shared = p;
-	sess_nslots = nslots;
-	return 0;
-}
-
-void
-sess_shared_use(size_t slot)
-{
-	sess_slot = slot < sess_nslots ? slot : 0;
-}
-
-void
-sess_shared_reset(size_t slot)
-{
-	if (slot < sess_nslots && sess_shared != sess_shared_local)
-		memset(&sess_shared[slot], 0, sizeof(sess_shared[slot]));
-}
-
-static size_t
-client_bucket(const struct sockaddr_storage *peer)
-{
-	uint32_t h = fnv1a_addr(FNV1A_INIT, peer, 0);
-
-	return (h ^ (h >> 16)) & 0xffff;
-}
-
-static void
-sess_counted(struct session *s, int delta)
-{
-	struct sess_shared *sh = &sess_shared[sess_slot];
-
-	__atomic_add_fetch(&sh->total, (uint32_t)delta, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&sh->per_client[client_bucket(&s->client_addr)],
-	    (uint16_t)delta, __ATOMIC_RELAXED);
-}
-
-unsigned
-sess_count_client(const struct sockaddr_storage *peer)
-{
-	size_t b = client_bucket(peer);
-	unsigned n = 0;
-
-	for (size_t i = 0; i < sess_nslots; i++)
-		n += __atomic_load_n(&sess_shared[i].per_client[b],
-		    __ATOMIC_RELAXED);
-	return n;
-}
-
-unsigned
-sess_count_all(void)
-{
-	unsigned n = 0;
-
-	for (size_t i = 0; i < sess_nslots; i++)
-		n += __atomic_load_n(&sess_shared[i].total, __ATOMIC_RELAXED);
-	return n;
-}
 
 unsigned
 sess_count(void)
 {
 	return sess_live;
-}
-
-void
-sess_addr_str(const struct sockaddr *sa, char *out, size_t cap)
-{
-	char a[INET6_ADDRSTRLEN];
-
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const void *)sa;
-		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
-		snprintf(out, cap, "[%s]:%u", a, ntohs(s6->sin6_port));
-	} else if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const void *)sa;
-		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
-		snprintf(out, cap, "%s:%u", a, ntohs(s4->sin_port));
-	} else {
-		snprintf(out, cap, "unknown");
-	}
 }
 
 /* ---- teardown --------------------------------------------------------------- */
@@ -394,6 +257,74 @@ sess_action(const struct session *s)
 	if (!s->relayed)
 		return "refused";
 	return up_action_str(s->up.action);
+}
+
+/* A recipient domain the server accepted: on the session line, once. */
+static void
+sess_rdom_note(struct session *s, const char *domain)
+{
+	struct sess_rdoms *r;
+	uint32_t h;
+	size_t n;
+
+	if (domain == NULL)
+		return;
+	if (s->rdoms == NULL && (s->rdoms = calloc(1, sizeof(*s->rdoms))) == NULL)
+		return;
+	r = s->rdoms;
+	h = fnv1a_str(FNV1A_INIT, domain);
+	for (unsigned i = 0; i < r->nseen; i++)
+		if (r->seen[i] == h)
+			return;
+	if (r->nseen == SESS_RDOM_SEEN) {
+		r->omitted++; /* at least: past SEEN, repeats are not told apart */
+		r->beyond++;
+		return;
+	}
+	r->seen[r->nseen++] = h;
+	n = strlen(domain);
+	if (r->len + n + 1 >= sizeof(r->list)) {
+		r->omitted++;
+		return;
+	}
+	if (r->len > 0)
+		r->list[r->len++] = ',';
+	memcpy(r->list + r->len, domain, n + 1);
+	r->len += n;
+}
+
+static enum m_action
+sess_m_action(const struct session *s)
+{
+	if (s->blocked)
+		return M_BLOCKED;
+	if (!s->relayed)
+		return M_REFUSED;
+	switch (s->up.action) {
+	case UP_ACT_UPGRADED: return M_UPGRADED;
+	case UP_ACT_PLAINTEXT: return M_PLAINTEXT;
+	case UP_ACT_FALLBACK: return M_FALLBACK;
+	case UP_ACT_NONE: break;
+	}
+	return M_REFUSED;
+}
+
+/* The session's counters, once, at its end. */
+static void
+sess_metrics(const struct session *s)
+{
+	struct m_session m = {
+		.action = sess_m_action(s),
+		.tls = s->up.tls ? m_tlsv_of(s->up.tls_info.version) : M_TLS_NONE,
+		.msgs = s->msgs,
+		.bytes_up = s->client.bytes_read,
+		.bytes_down = s->client.bytes_written,
+		.duration = ev_now(s->loop) - s->start,
+		.tls_error = s->up.tls_sig,
+		.rcpt_domains = s->rdoms ? s->rdoms->nseen + s->rdoms->beyond : 0,
+	};
+
+	metrics_session(&m);
 }
 
 static void
@@ -434,7 +365,13 @@ sess_log(struct session *s)
 	log_int(&l, "duration_ms",
 	    (long long)((ev_now(s->loop) - s->start) * 1000.0));
 	log_str(&l, "reason", s->reason[0] ? s->reason : "unknown");
+	/* Client-chosen values last (regex readers anchor on the keys above). */
+	if (s->rdoms != NULL && s->rdoms->len > 0)
+		log_str(&l, "rcpt_domains", s->rdoms->list);
+	if (s->rdoms != NULL && s->rdoms->omitted > 0)
+		log_u64(&l, "rcpt_domains_omitted", s->rdoms->omitted);
 	log_emit(&l, s->prio);
+	sess_metrics(s);
 }
 
 /* The one teardown path. Always returns -1: s is gone. */
@@ -442,11 +379,16 @@ static int
 sess_close(struct session *s)
 {
 	sess_log(s);
-	if (s->counted)
-		sess_counted(s, -1);
-	free(s->txn);
+	if (s->counted) {
+		sess_shared_add(&s->client_addr, -1);
+		metrics_session_open(-1);
+	}
+	txn_free(&s->txn);
+	free(s->rdoms);
 	conn_cleanup(&s->client);
 	up_cleanup(&s->up);
+	conn_cleanup(&s->server);
+	s->magic = 0;
 	if (s->prev)
 		s->prev->next = s->next;
 	else
@@ -487,9 +429,10 @@ sess_finish(struct session *s, const char *reason, const char *last_reply)
 	sess_reason(s, reason);
 	if (s->phase == SP_CLOSING)
 		return 0;
-	s->phase = SP_CLOSING;
+	sess_enter(s, SP_CLOSING);
 	conn_cork(&s->client, false);
-	conn_cleanup(&s->up.conn);
+	up_cleanup(&s->up);
+	conn_cleanup(&s->server);
 	if (s->client.state != CONN_S_OPEN)
 		return sess_close(s);
 	if (last_reply != NULL)
@@ -565,13 +508,13 @@ sess_alert(struct session *s, const struct policy_out *o, const char *domain,
 	log_str(&l, "action", o->block ? "blocked" : "allowed");
 	log_str(&l, "tlsrpt", rpt ? rpt : "none");
 	log_emit(&l, o->prio);
+	metrics_downgrade(o->sig, o->block);
 	sess_raise(s, o->prio);
 }
 
 /* event=attack: an attempt on the protocol itself, defeated. */
 static void
-sess_attack(struct session *s, const char *signal, const char *action,
-    const char *detail)
+sess_attack(struct session *s, enum m_attack atk, const char *detail)
 {
 	struct logline l;
 
@@ -580,9 +523,10 @@ sess_attack(struct session *s, const char *signal, const char *action,
 	log_str(&l, "id", s->id);
 	log_str(&l, "client", s->client_str);
 	log_str(&l, "dst", s->dst_str);
-	log_str(&l, "signal", signal);
+	log_str(&l, "signal", m_attack_str(atk));
 	log_str(&l, "detail", detail);
-	log_str(&l, "action", action);
+	log_str(&l, "action", m_attack_action_str(atk));
+	metrics_attack(atk);
 	log_emit(&l, LOG_WARNING);
 	sess_raise(s, LOG_WARNING);
 }
@@ -613,97 +557,9 @@ sess_policy_ctx(struct session *s, const struct policy_rule *rule,
 	default:
 		/* The store is broken: relay on, opportunistically, and say so. */
 		log_msg(LOG_ERR, "pinstore", "read %s: %s", key, err);
+		metrics_pinstore_error(M_PIN_READ);
 		break;
 	}
-}
-
-/* Free the slots of transaction gen. */
-static void
-sess_txn_free(struct session *s, uint8_t gen)
-{
-	for (size_t i = 0; s->txn != NULL && i < SESS_TXN_SLOTS; i++)
-		if (s->txn[i].used && s->txn[i].gen == gen)
-			s->txn[i].used = false;
-}
-
-/* MAIL or RSET: a new transaction. */
-static void
-sess_txn_new(struct session *s)
-{
-	s->rcpts = 0;
-	if (!s->msg_pending || s->msg_gen != s->txn_gen)
-		sess_txn_free(s, s->txn_gen);
-	s->txn_gen++;
-	s->rcpt_forwarded = s->rcpt_blocked = 0;
-}
-
-/* The end of a message was sent: its reply will settle its domains. */
-static uint8_t
-sess_txn_sent(struct session *s)
-{
-	s->msg_pending = true;
-	s->msg_gen = s->txn_gen;
-	s->rcpts = 0;
-	s->rcpt_forwarded = s->rcpt_blocked = 0;
-	return s->txn_gen;
-}
-
-/* The slot for a recipient domain of the current transaction (1-based). */
-static uint8_t
-sess_txn_slot(struct session *s, const char *domain)
-{
-	size_t free_slot = SESS_TXN_SLOTS;
-
-	if (s->txn == NULL &&
-	    (s->txn = calloc(SESS_TXN_SLOTS, sizeof(*s->txn))) == NULL)
-		return 0;
-	for (size_t i = 0; i < SESS_TXN_SLOTS; i++) {
-		if (!s->txn[i].used) {
-			if (free_slot == SESS_TXN_SLOTS)
-				free_slot = i;
-			continue;
-		}
-		if (s->txn[i].gen == s->txn_gen &&
-		    strcmp(s->txn[i].name, domain) == 0)
-			return (uint8_t)(i + 1);
-	}
-	if (free_slot == SESS_TXN_SLOTS)
-		return 0; /* more domains than we remember: not pinned, fine */
-	s->txn[free_slot] = (struct txn_dom){ .used = true, .gen = s->txn_gen };
-	snprintf(s->txn[free_slot].name, sizeof(s->txn[0].name), "%s", domain);
-	return (uint8_t)(free_slot + 1);
-}
-
-/* The domain of "TO:<local@Domain.Example> params", lower-cased. */
-static bool
-rcpt_domain(const char *arg, size_t len, char *out, size_t cap)
-{
-	const char *lt = memchr(arg, '<', len), *gt, *at = NULL;
-	size_t n;
-
-	if (lt == NULL)
-		return false;
-	gt = memchr(lt, '>', len - (size_t)(lt - arg));
-	if (gt == NULL)
-		return false;
-	for (const char *p = lt + 1; p < gt; p++)
-		if (*p == '@')
-			at = p;
-	if (at == NULL)
-		return false;
-	n = (size_t)(gt - at - 1);
-	if (n == 0 || n >= cap)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)at[1 + i];
-		if (c <= ' ' || c == '"' || c == '\\')
-			return false;
-		out[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-	}
-	if (out[n - 1] == '.')
-		n--;
-	out[n] = '\0';
-	return n > 0;
 }
 
 static bool
@@ -753,24 +609,15 @@ sess_rcpt_policy(struct session *s, const char *domain)
 	return o.block;
 }
 
-/*
- * The final reply to message gen: if accepted over TLS, its recipients'
- * domains are pinned. Either way its slots are done.
- */
+/* A domain of an accepted message: over TLS, it is pinned to this address. */
 static void
-sess_message_done(struct session *s, uint8_t gen, bool accepted)
+sess_learn_domain(const char *domain, void *arg)
 {
-	for (size_t i = 0; s->txn != NULL && i < SESS_TXN_SLOTS; i++) {
-		struct txn_dom *t = &s->txn[i];
-		if (!t->used || t->gen != gen)
-			continue;
-		if (accepted && t->accepted && s->up.tls && s->env->pins != NULL)
-			pin_note_domain(s->env->pins, t->name, strlen(t->name),
-			    (struct sockaddr *)&s->dst, sess_now(s));
-		t->used = false;
-	}
-	if (s->msg_pending && s->msg_gen == gen)
-		s->msg_pending = false;
+	struct session *s = arg;
+
+	if (s->up.tls && s->env->pins != NULL)
+		pin_note_domain(s->env->pins, domain, strlen(domain),
+		    (struct sockaddr *)&s->dst, sess_now(s));
 }
 
 /* ---- the reply queue ---------------------------------------------------------- */
@@ -814,7 +661,7 @@ q_push(struct session *s, enum smtp_verb verb, enum local_reply local,
 static void
 q_push_end(struct session *s, enum smtp_verb verb, uint8_t flags)
 {
-	uint8_t gen = sess_txn_sent(s);
+	uint8_t gen = txn_sent(&s->txn);
 
 	q_push(s, verb, LR_NONE, flags);
 	s->q[(s->qhead + s->qlen - 1) % SESS_MAX_INFLIGHT].gen = gen;
@@ -855,10 +702,10 @@ sess_client_starttls(struct session *s)
 	if (buf_len(&s->client.in) > 0) {
 		/* Command injection after STARTTLS (CVE-2011-0411 class). */
 		s->client_injection = true;
-		sess_attack(s, "command-injection", "discarded",
+		sess_attack(s, M_ATK_COMMAND_INJECTION,
 		    "bytes pipelined after the client's STARTTLS");
 	}
-	s->phase = SP_CLIENT_TLS;
+	sess_enter(s, SP_CLIENT_TLS);
 	conn_start_tls(&s->client, ssl, true);
 	return 0;
 }
@@ -896,6 +743,14 @@ static int
 sess_deliver(struct session *s, const struct pend *p, const char *r,
     size_t rlen, int code)
 {
+	if (p->verb == SMTP_V_EHLO || p->verb == SMTP_V_HELO) {
+		/* What the server now offers this client (HELO: nothing). */
+		struct smtp_caps caps = { 0 };
+
+		if (p->verb == SMTP_V_EHLO && code == 250)
+			smtp_caps_parse(r, rlen, &caps);
+		s->chunking = caps.chunking;
+	}
 	if (p->verb == SMTP_V_EHLO && code == 250) {
 		bool add = s->env->client_ctx != NULL && !s->client_tls;
 		size_t cap = rlen + 32;
@@ -920,7 +775,7 @@ sess_deliver(struct session *s, const struct pend *p, const char *r,
 static int
 sess_relay_replies(struct session *s)
 {
-	struct buf *in = &s->up.conn.in;
+	struct buf *in = &s->server.in;
 	struct smtp_reply rep;
 	bool consumed = false;
 
@@ -970,14 +825,15 @@ sess_relay_replies(struct session *s)
 		}
 		if (cur.verb == SMTP_V_AUTH && rep.code == 334)
 			s->mode = CM_AUTH;
-		if (cur.rcpt != 0 && s->txn != NULL &&
-		    smtp_code_class(rep.code) == 2)
-			s->txn[cur.rcpt - 1].accepted = true;
+		if (smtp_code_class(rep.code) == 2 && cur.rcpt != 0) {
+			txn_accepted(&s->txn, cur.rcpt);
+			sess_rdom_note(s, txn_domain(&s->txn, cur.rcpt));
+		}
 		if (cur.flags & (P_DATA_END | P_BDAT_LAST)) {
 			bool ok = smtp_code_class(rep.code) == 2;
 			if (ok)
 				s->msgs++;
-			sess_message_done(s, cur.gen, ok);
+			txn_done(&s->txn, cur.gen, ok, sess_learn_domain, s);
 		}
 		if (cur.verb == SMTP_V_QUIT)
 			return sess_finish(s, "quit", NULL);
@@ -992,7 +848,7 @@ sess_relay_replies(struct session *s)
 	}
 out:
 	if (consumed)
-		conn_read(&s->up.conn, true);
+		conn_read(&s->server, true);
 	return 0;
 }
 
@@ -1001,7 +857,7 @@ out:
 static bool
 sess_forward(struct session *s, const char *p, size_t n)
 {
-	return conn_write(&s->up.conn, p, n) == 0;
+	return conn_write(&s->server, p, n) == 0;
 }
 
 /*
@@ -1015,7 +871,7 @@ sess_forward(struct session *s, const char *p, size_t n)
 static int
 sess_smuggling(struct session *s)
 {
-	sess_attack(s, "smtp-smuggling", "blocked",
+	sess_attack(s, M_ATK_SMTP_SMUGGLING,
 	    "ambiguous end of data (bare CR or LF around a '.' line, or NUL)");
 	return sess_finish(s, "smtp-smuggling",
 	    "554 5.5.2 starttlsd: message refused: bare CR or LF around a "
@@ -1027,22 +883,22 @@ static int
 sess_rcpt(struct session *s, const struct smtp_cmd *cmd, const char *line,
     size_t n)
 {
-	char domain[256];
+	char domain[TXN_DOMAIN_MAX];
 	uint8_t idx = 0;
 
-	if (++s->rcpts > s->env->cfg.max_recipients) {
+	if (++s->txn.rcpts > s->env->cfg.max_recipients) {
 		q_push(s, SMTP_V_RCPT, LR_TOO_MANY_RCPT, 0);
 		return 0;
 	}
-	if (rcpt_domain(cmd->arg, cmd->arg_len, domain, sizeof(domain))) {
+	if (smtp_rcpt_domain(cmd->arg, cmd->arg_len, domain, sizeof(domain))) {
 		if (sess_rcpt_policy(s, domain)) {
-			s->rcpt_blocked++;
+			s->txn.rcpt_blocked++;
 			q_push(s, SMTP_V_RCPT, LR_RCPT_TLS, 0);
 			return 0;
 		}
-		idx = sess_txn_slot(s, domain);
+		idx = txn_slot(&s->txn, domain);
 	}
-	s->rcpt_forwarded++;
+	s->txn.rcpt_forwarded++;
 	sess_forward(s, line, n);
 	q_push_rcpt(s, SMTP_V_RCPT, LR_NONE, 0, idx);
 	return 0;
@@ -1075,6 +931,26 @@ sess_command(struct session *s, const char *line, size_t n)
 			q_push(s, cmd.verb, LR_BDAT_SYNTAX, P_SYNC | P_CLOSE);
 			return 0;
 		}
+		if (!s->chunking ||
+		    txn_all_refused(&s->txn)) {
+			/*
+			 * Refused here, and its chunk dropped here: neither
+			 * reaches the server (RFC 3030 4.2: a refused BDAT's
+			 * chunk is still read and discarded).
+			 */
+			if (!s->chunking && !s->bdat_alerted) {
+				s->bdat_alerted = true;
+				sess_attack(s, M_ATK_BDAT_NOT_OFFERED,
+				    "BDAT to a server that did not offer CHUNKING");
+			}
+			q_push(s, cmd.verb, s->chunking ? LR_BDAT_NO_RCPT :
+			    LR_BDAT_NOT_OFFERED, 0);
+			if (cmd.bdat_size > 0) {
+				s->mode = CM_BDAT_SKIP;
+				s->bdat_left = cmd.bdat_size;
+			}
+			return 0;
+		}
 		sess_forward(s, line, n);
 		if (cmd.bdat_last)
 			q_push_end(s, SMTP_V_BDAT, P_BDAT_LAST);
@@ -1089,17 +965,26 @@ sess_command(struct session *s, const char *line, size_t n)
 		return sess_rcpt(s, &cmd, line, n);
 	case SMTP_V_MAIL:
 	case SMTP_V_RSET:
-		sess_txn_new(s);
+		txn_new(&s->txn);
 		sess_forward(s, line, n);
 		q_push(s, cmd.verb, LR_NONE, 0);
 		return 0;
 	case SMTP_V_DATA:
-		if (s->rcpt_forwarded == 0 && s->rcpt_blocked > 0) {
+		if (txn_all_refused(&s->txn)) {
 			/* Every recipient was refused by policy: no DATA. */
 			q_push(s, cmd.verb, LR_DATA_NO_RCPT, 0);
 			return 0;
 		}
 		/* FALLTHROUGH */
+	case SMTP_V_EHLO:
+	case SMTP_V_HELO:
+		/*
+		 * What follows depends on the reply (RFC 2920: EHLO ends a
+		 * pipelined group): CHUNKING is known only from it.
+		 */
+		sess_forward(s, line, n);
+		q_push(s, cmd.verb, LR_NONE, P_SYNC);
+		return 0;
 	case SMTP_V_AUTH:
 	case SMTP_V_QUIT:
 		/* What follows depends on the reply: wait for it. */
@@ -1113,13 +998,6 @@ sess_command(struct session *s, const char *line, size_t n)
 	}
 }
 
-/* A command line (LF included) must end in CRLF and hold no other CR. */
-static bool
-bare_newline(const char *line, size_t n)
-{
-	return n < 2 || line[n - 2] != '\r' || memchr(line, '\r', n - 2) != NULL;
-}
-
 static int
 sess_relay_client(struct session *s)
 {
@@ -1129,9 +1007,10 @@ sess_relay_client(struct session *s)
 
 	while (s->phase == SP_RELAY && !s->sync_wait && buf_len(in) > 0) {
 		const char *h = buf_head(in);
-		size_t len = buf_len(in), room = conn_out_room(&s->up.conn);
+		size_t len = buf_len(in), room = conn_out_room(&s->server);
 		size_t n;
 		bool done;
+		enum smtp_line_fault fault;
 
 		switch (s->mode) {
 		case CM_DATA: {
@@ -1158,12 +1037,14 @@ sess_relay_client(struct session *s)
 			continue;
 		}
 		case CM_BDAT:
-			if (room == 0)
+		case CM_BDAT_SKIP: /* a chunk refused here is only dropped */
+			if (s->mode == CM_BDAT && room == 0)
 				goto out;
-			n = len < room ? len : room;
+			n = s->mode == CM_BDAT && room < len ? room : len;
 			if (n > s->bdat_left)
 				n = (size_t)s->bdat_left;
-			sess_forward(s, h, n);
+			if (s->mode == CM_BDAT)
+				sess_forward(s, h, n);
 			s->body_progress += n;
 			buf_consume(in, n);
 			consumed = true;
@@ -1197,12 +1078,14 @@ sess_relay_client(struct session *s)
 		if (room < n)
 			goto out;
 		s->cmd_done = true;
-		if (bare_newline(h, n)) {
+		if ((fault = smtp_line_check(h, n)) != SMTP_LINE_OK) {
 			/*
-			 * A line end the server may not see where we do: never
-			 * relay it, or commands could hide inside (smuggling).
+			 * A line end the server may not see where we do, or a
+			 * NUL it may drop: never relay it, or commands could
+			 * hide inside (smuggling).
 			 */
-			q_push(s, SMTP_V_UNKNOWN, LR_BARE_NEWLINE, 0);
+			q_push(s, SMTP_V_UNKNOWN, fault == SMTP_LINE_NUL ?
+			    LR_NUL_IN_LINE : LR_BARE_NEWLINE, 0);
 			if (s->mode == CM_AUTH)
 				s->mode = CM_COMMAND;
 			buf_consume(in, n);
@@ -1238,14 +1121,15 @@ sess_timers(struct session *s)
 	if (s->phase == SP_CLIENT_TLS) {
 		ck = TK_TLS;
 	} else if (s->phase == SP_RELAY) {
-		if (s->mode == CM_DATA || s->mode == CM_BDAT)
+		if (s->mode == CM_DATA || s->mode == CM_BDAT ||
+		    s->mode == CM_BDAT_SKIP)
 			ck = TK_CLIENT_BODY;
 		else if (s->qlen == 0 || conn_unsent(&s->client) > 0)
 			ck = TK_CLIENT;
 		if (p != NULL && p->local == LR_NONE)
 			uk = (p->flags & (P_DATA_END | P_BDAT_LAST)) ? TK_DATA :
 			    TK_REPLY;
-		else if (conn_unsent(&s->up.conn) > 0)
+		else if (conn_unsent(&s->server) > 0)
 			uk = TK_UP_WRITE;
 	}
 	/*
@@ -1262,7 +1146,7 @@ sess_timers(struct session *s)
 	}
 	if (uk != s->utk || (uk == TK_REPLY && s->reply_done)) {
 		s->utk = uk;
-		conn_timeout(&s->up.conn, uk == TK_DATA ? cfg->data_timeout :
+		conn_timeout(&s->server, uk == TK_DATA ? cfg->data_timeout :
 		    uk == TK_REPLY || uk == TK_UP_WRITE ? cfg->reply_timeout : 0,
 		    uk == TK_UP_WRITE);
 	}
@@ -1274,7 +1158,7 @@ sess_timers(struct session *s)
 	 */
 	if (s->mode == CM_COMMAND && s->qlen == 0) {
 		conn_trim(&s->client);
-		conn_trim(&s->up.conn);
+		conn_trim(&s->server);
 	}
 }
 
@@ -1293,8 +1177,8 @@ sess_partial_reply(struct session *s)
 {
 	struct smtp_reply rep;
 
-	return smtp_reply_parse(buf_head(&s->up.conn.in),
-	    buf_len(&s->up.conn.in), s->env->up.max_line, s->env->up.max_lines,
+	return smtp_reply_parse(buf_head(&s->server.in),
+	    buf_len(&s->server.in), s->env->up.max_line, s->env->up.max_lines,
 	    &rep) != SMTP_PARSE_OK;
 }
 
@@ -1323,30 +1207,31 @@ sess_pump(struct session *s)
 	 * commands of one in one TLS record (conn_cork).
 	 */
 	conn_cork(&s->client, true);
-	conn_cork(&s->up.conn, true);
+	conn_cork(&s->server, true);
 	if (sess_relay(s) < 0)
 		return -1;
-	unsent = conn_unsent(&s->client) + conn_unsent(&s->up.conn);
+	unsent = conn_unsent(&s->client) + conn_unsent(&s->server);
 	conn_cork(&s->client, false);
-	conn_cork(&s->up.conn, false);
+	conn_cork(&s->server, false);
 	if (s->phase != SP_RELAY)
 		return 0;
 	/*
 	 * What the cork held back may have filled a buffer and stopped the
 	 * relay; once sent, nothing else (no DRAINED) would restart it.
 	 */
-	if (conn_unsent(&s->client) + conn_unsent(&s->up.conn) < unsent &&
-	    (buf_len(&s->client.in) > 0 || buf_len(&s->up.conn.in) > 0 ||
+	if (conn_unsent(&s->client) + conn_unsent(&s->server) < unsent &&
+	    (buf_len(&s->client.in) > 0 || buf_len(&s->server.in) > 0 ||
 	    s->qlen > 0) && sess_relay(s) < 0)
 		return -1;
 	if (s->phase != SP_RELAY)
 		return 0;
 
-	if (s->up_eof && (buf_len(&s->up.conn.in) == 0 ||
+	if (s->up_eof && (buf_len(&s->server.in) == 0 ||
 	    sess_partial_reply(s)))
 		return sess_up_failed(s, "connection closed by server");
 	if (s->client_eof) {
-		if (s->mode == CM_DATA || s->mode == CM_BDAT) {
+		if (s->mode == CM_DATA || s->mode == CM_BDAT ||
+		    s->mode == CM_BDAT_SKIP) {
 			/* Never let a cut-off message be completed. */
 			sess_raise(s, LOG_WARNING);
 			return sess_finish(s, "client closed during message", NULL);
@@ -1366,7 +1251,7 @@ sess_client_cb(struct conn *c, enum conn_event ev, void *arg)
 	struct session *s = arg;
 	char why[200];
 
-	(void)c;
+	assert(s->magic == SESS_MAGIC && c == &s->client);
 	switch (ev) {
 	case CONN_EV_READ:
 	case CONN_EV_DRAINED:
@@ -1394,7 +1279,7 @@ sess_client_cb(struct conn *c, enum conn_event ev, void *arg)
 	case CONN_EV_TLS_DONE:
 		s->client_tls = true;
 		tls_info_get(s->client.ssl, &s->client_tls_info);
-		s->phase = SP_RELAY;
+		sess_enter(s, SP_RELAY);
 		conn_read(&s->client, true);
 		return sess_pump(s);
 	case CONN_EV_CONNECTED:
@@ -1408,7 +1293,7 @@ sess_up_cb(struct conn *c, enum conn_event ev, void *arg)
 {
 	struct session *s = arg;
 
-	(void)c;
+	assert(s->magic == SESS_MAGIC && c == &s->server);
 	switch (ev) {
 	case CONN_EV_READ:
 	case CONN_EV_DRAINED:
@@ -1417,7 +1302,7 @@ sess_up_cb(struct conn *c, enum conn_event ev, void *arg)
 		s->up_eof = true;
 		return sess_pump(s);
 	case CONN_EV_ERROR:
-		return sess_up_failed(s, s->up.conn.errstr);
+		return sess_up_failed(s, s->server.errstr);
 	case CONN_EV_TIMEOUT:
 		return sess_up_failed(s, s->utk == TK_DATA ?
 		    "timeout waiting for the end-of-data reply" :
@@ -1435,7 +1320,10 @@ sess_up_done(struct upstream *up, enum up_result res, void *arg)
 {
 	struct session *s = arg;
 	char r[512];
+	char *greeting;
+	size_t glen;
 
+	assert(s->magic == SESS_MAGIC && up == &s->up);
 	for (size_t i = 0; i < up->nalerts; i++)
 		sess_alert(s, &up->alerts[i].out, NULL, up->alerts[i].detail,
 		    &up->pol);
@@ -1450,15 +1338,14 @@ sess_up_done(struct upstream *up, enum up_result res, void *arg)
 		if (sess_draining)
 			return sess_finish(s, "shutdown", drain_reply);
 		s->relayed = true;
-		s->phase = SP_RELAY;
-		up->conn.cb = sess_up_cb;
-		up->conn.arg = s;
-		conn_write(&s->client, up->greeting, up->greeting_len);
-		free(up->greeting);
-		up->greeting = NULL;
+		sess_enter(s, SP_RELAY);
+		conn_set_cb(&s->server, sess_up_cb, s);
+		greeting = up_take_greeting(up, &glen);
+		conn_write(&s->client, greeting, glen);
+		free(greeting);
 		if (up->action != UP_ACT_UPGRADED)
 			sess_raise(s, LOG_NOTICE);
-		conn_read(&s->up.conn, true);
+		conn_read(&s->server, true);
 		conn_read(&s->client, true);
 		return sess_pump(s);
 	case UP_RES_REFUSED:
@@ -1473,21 +1360,34 @@ sess_up_done(struct upstream *up, enum up_result res, void *arg)
 		    s->dst_str, up->reason);
 		sess_raise(s, LOG_WARNING);
 		return sess_finish(s, up->reason, r);
+	case UP_RES_INJECTION:
+		sess_raise(s, LOG_WARNING);
+		sess_attack(s, M_ATK_RESPONSE_INJECTION,
+		    "bytes after the server's 220 to STARTTLS");
+		snprintf(r, sizeof(r), "421 4.7.0 starttlsd: %s: "
+		    "STARTTLS response injection, session aborted\r\n",
+		    s->dst_str);
+		return sess_finish(s, up->reason, r);
 	case UP_RES_FAILED:
 		sess_raise(s, LOG_WARNING);
-		if (strcmp(up->reason, "response-injection") == 0) {
-			sess_attack(s, "response-injection", "blocked",
-			    "bytes after the server's 220 to STARTTLS");
-			snprintf(r, sizeof(r), "421 4.7.0 starttlsd: %s: "
-			    "STARTTLS response injection, session aborted\r\n",
-			    s->dst_str);
-		} else {
-			snprintf(r, sizeof(r), "421 4.4.2 starttlsd: %s: %s\r\n",
-			    s->dst_str, up->reason);
-		}
+		snprintf(r, sizeof(r), "421 4.4.2 starttlsd: %s: %s\r\n",
+		    s->dst_str, up->reason);
 		return sess_finish(s, up->reason, r);
 	}
 	return 0;
+}
+
+const char *
+sess_refuse_str(enum sess_refuse r)
+{
+	switch (r) {
+	case SESS_ACCEPT: return "accepted";
+	case SESS_REFUSE_LOOP: return "loop";
+	case SESS_REFUSE_NO_DST: return "no original destination";
+	case SESS_REFUSE_SESSIONS: return "too many sessions";
+	case SESS_REFUSE_CLIENT: return "too many sessions from this client";
+	}
+	return "unknown";
 }
 
 /* ---- start, drain ------------------------------------------------------------------------- */
@@ -1495,7 +1395,7 @@ sess_up_done(struct upstream *up, enum up_result res, void *arg)
 void
 sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
     const struct sockaddr *client, const struct sockaddr *dst,
-    socklen_t dstlen, const char *refuse)
+    socklen_t dstlen, enum sess_refuse refuse)
 {
 	struct session *s = calloc(1, sizeof(*s));
 	uint8_t rnd[8];
@@ -1512,37 +1412,38 @@ sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
 	RAND_bytes(rnd, sizeof(rnd));
 	for (size_t i = 0; i < sizeof(rnd); i++)
 		snprintf(s->id + 2 * i, 3, "%02x", rnd[i]);
-	sess_addr_str(client, s->client_str, sizeof(s->client_str));
-	memcpy(&s->client_addr, client, client->sa_family == AF_INET ?
-	    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+	addr_str(client, s->client_str, sizeof(s->client_str));
+	memcpy(&s->client_addr, client, addr_len(client));
 	if (env->upstream_len > 0) {
 		dst = (const struct sockaddr *)&env->upstream_addr;
 		dstlen = env->upstream_len;
 	}
-	sess_addr_str(dst, s->dst_str, sizeof(s->dst_str));
+	addr_str(dst, s->dst_str, sizeof(s->dst_str));
 	memcpy(&s->dst, dst, dstlen < sizeof(s->dst) ? dstlen : sizeof(s->dst));
+	s->magic = SESS_MAGIC;
 	conn_init(&s->client, loop, fd, env->cfg.buffer_size, sess_client_cb, s);
-	s->up.state = UP_DONE;
-	s->up.conn.fd = -1;
-	s->up.conn.loop = loop;
+	conn_init(&s->server, loop, -1, env->cfg.buffer_size, sess_up_cb, s);
+	up_init(&s->up);
 	s->next = sess_list;
 	if (sess_list)
 		sess_list->prev = s;
 	sess_list = s;
 	sess_live++;
 
-	if (refuse != NULL) {
+	if (refuse != SESS_ACCEPT) {
 		char r[200];
 		sess_raise(s, LOG_WARNING);
 		snprintf(r, sizeof(r), "421 %s starttlsd: %s, try again later\r\n",
-		    strcmp(refuse, "loop") == 0 ? "4.4.6" :
-		    strstr(refuse, "client") != NULL ? "4.7.0" : "4.3.2", refuse);
-		sess_finish(s, refuse, r);
+		    refuse == SESS_REFUSE_LOOP ? "4.4.6" :
+		    refuse == SESS_REFUSE_CLIENT ? "4.7.0" : "4.3.2",
+		    sess_refuse_str(refuse));
+		sess_finish(s, sess_refuse_str(refuse), r);
 		return;
 	}
-	s->phase = SP_UPSTREAM;
+	sess_enter(s, SP_UPSTREAM);
 	s->counted = true;
-	sess_counted(s, +1);
+	sess_shared_add(&s->client_addr, +1);
+	metrics_session_open(+1);
 	/* Watch the client for an early close; its bytes wait in the buffer. */
 	conn_read(&s->client, true);
 	{
@@ -1551,7 +1452,7 @@ sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
 
 		sess_policy_ctx(s, policy_for_addr(&env->policy, dst),
 		    pin_key_addr(dst, key, sizeof(key)) == 0 ? key : NULL, &pol);
-		if (up_start(&s->up, loop, &env->up, &pol, client, dst, dstlen,
+		if (up_start(&s->up, &s->server, loop, &env->up, &pol, client, dst, dstlen,
 		    sess_up_done, s) < 0)
 			return; /* done() ran and closed the session */
 	}

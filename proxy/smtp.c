@@ -573,3 +573,48 @@ size_t smtp_data_scan(struct smtp_data *d, const char *data, size_t len,
 	}
 	return len;
 }
+
+/* ---- command line checks ------------------------------------------------------ */
+
+enum smtp_line_fault
+smtp_line_check(const char *line, size_t len)
+{
+	if (len < 2 || line[len - 2] != '\r' || line[len - 1] != '\n' ||
+	    memchr(line, '\r', len - 2) != NULL ||
+	    memchr(line, '\n', len - 1) != NULL)
+		return SMTP_LINE_BARE_NEWLINE;
+	if (memchr(line, '\0', len) != NULL)
+		return SMTP_LINE_NUL;
+	return SMTP_LINE_OK;
+}
+
+bool
+smtp_rcpt_domain(const char *arg, size_t len, char *out, size_t cap)
+{
+	const char *lt = memchr(arg, '<', len), *gt, *at = NULL;
+	size_t n;
+
+	if (lt == NULL)
+		return false;
+	gt = memchr(lt, '>', len - (size_t)(lt - arg));
+	if (gt == NULL)
+		return false;
+	for (const char *p = lt + 1; p < gt; p++)
+		if (*p == '@')
+			at = p;
+	if (at == NULL)
+		return false;
+	n = (size_t)(gt - at - 1);
+	if (n == 0 || n >= cap)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)at[1 + i];
+		if (c <= ' ' || c == '"' || c == '\\')
+			return false;
+		out[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+	}
+	if (out[n - 1] == '.')
+		n--;
+	out[n] = '\0';
+	return n > 0;
+}

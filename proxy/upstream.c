@@ -5,198 +5,36 @@
  * that each complete reply goes through. Every exit goes through
  * up_finish(), which calls the owner's done() exactly once.
  */
+#include <assert.h>
 #include <errno.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 
-#include "starttlsd/hash.h"
+#include "starttlsd/addr.h"
+#include "starttlsd/metrics.h"
+#include "starttlsd/ownport.h"
 #include "starttlsd/policy.h"
 #include "starttlsd/upstream.h"
 
 static int up_conn_cb(struct conn *c, enum conn_event ev, void *arg);
 
-/*
- * [family][port] → the owning worker's slot (high 32 bits) and a hash of
- * our address, the port and the destination (low 32 bits, never 0); 0:
- * free. Shared by workers; the master clears a dead worker's entries.
- */
-static uint64_t (*ownports)[65536];
-/*
- * Per worker slot: hash of the destination its connect() in flight goes
- * to, 0: none. A worker has at most one: connect() and the publication of
- * the port it bound happen in one pass of its loop. Shared by workers.
- */
-static uint32_t *connecting;
-static size_t connecting_n, connecting_me;
-
-int
-up_ownports_init(size_t nslots)
-{
-	size_t len = 2 * 65536 * sizeof(uint64_t) + nslots * sizeof(uint32_t);
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED)
-		return -1;
-	ownports = p;
-	connecting = (uint32_t *)(void *)(ownports + 2);
-	connecting_n = nslots;
-	return 0;
-}
-
-void
-up_ownports_use(size_t slot)
-{
-	connecting_me = slot < connecting_n ? slot : 0;
-}
-
-void
-up_ownports_reset(size_t slot)
-{
-	if (slot >= connecting_n)
-		return;
-	__atomic_store_n(&connecting[slot], 0, __ATOMIC_RELEASE);
-	/* A worker killed mid-session leaves its ports behind. */
-	for (size_t f = 0; f < 2; f++)
-		for (size_t port = 0; port < 65536; port++) {
-			uint64_t v = __atomic_load_n(&ownports[f][port],
-			    __ATOMIC_RELAXED);
-			if (v != 0 && (v >> 32) == slot)
-				__atomic_compare_exchange_n(&ownports[f][port], &v,
-				    0, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
-		}
-}
-
-static uint16_t
-port_of(const struct sockaddr_storage *a)
-{
-	return ntohs(a->ss_family == AF_INET ?
-	    ((const struct sockaddr_in *)(const void *)a)->sin_port :
-	    ((const struct sockaddr_in6 *)(const void *)a)->sin6_port);
-}
-
-/*
- * Our end (address and port) and the destination: a LAN client never has
- * our address, so only our own connection, come back, can match. Never 0.
- */
-static uint32_t
-pair_hash(const struct sockaddr_storage *local, const struct sockaddr_storage *dst)
-{
-	uint32_t h = fnv1a_addr(fnv1a_addr(FNV1A_INIT, local, 1), dst, 1);
-	return h ? h : 1;
-}
-
-static uint32_t
-dst_hash(const struct sockaddr_storage *dst)
-{
-	uint32_t h = fnv1a_addr(FNV1A_INIT, dst, 1);
-	return h ? h : 1;
-}
-
-static uint64_t *
-ownport_slot(const struct sockaddr_storage *local)
-{
-	if (ownports == NULL ||
-	    (local->ss_family != AF_INET && local->ss_family != AF_INET6))
-		return NULL;
-	return &ownports[local->ss_family == AF_INET6][port_of(local)];
-}
-
-void
-up_ownport_publish(const struct sockaddr_storage *local,
-    const struct sockaddr_storage *dst, bool on)
-{
-	uint64_t *slot = ownport_slot(local), mine;
-
-	if (slot == NULL)
-		return;
-	mine = (uint64_t)connecting_me << 32 | pair_hash(local, dst);
-	if (on)
-		__atomic_store_n(slot, mine, __ATOMIC_RELEASE);
-	else	/* unless the port was since taken towards elsewhere */
-		__atomic_compare_exchange_n(slot, &mine, 0, false,
-		    __ATOMIC_RELEASE, __ATOMIC_RELAXED);
-}
-
 static void
 ownport_set(struct upstream *up, bool on)
 {
 	if (up->locallen != 0)
-		up_ownport_publish(&up->local, &up->dst, on);
-}
-
-void
-up_connecting(const struct sockaddr_storage *dst)
-{
-	if (connecting != NULL)
-		__atomic_store_n(&connecting[connecting_me],
-		    dst != NULL ? dst_hash(dst) : 0, __ATOMIC_RELEASE);
-}
-
-/* Is another worker between connect() and publishing its port, towards dst? */
-static bool
-connecting_to(uint32_t h)
-{
-	for (size_t i = 0; i < connecting_n; i++)
-		if (i != connecting_me &&
-		    __atomic_load_n(&connecting[i], __ATOMIC_ACQUIRE) == h)
-			return true;
-	return false;
-}
-
-static double
-mono_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-bool
-up_is_own(const struct sockaddr_storage *peer, const struct sockaddr_storage *dst)
-{
-	uint64_t *slot = ownport_slot(peer);
-	uint32_t want, h;
-	double until = 0;
-
-	if (slot == NULL || dst->ss_family != peer->ss_family)
-		return false;
-	want = pair_hash(peer, dst);
-	if ((uint32_t)__atomic_load_n(slot, __ATOMIC_ACQUIRE) == want)
-		return true;
-	/*
-	 * Over loopback the looped connection can be established, and taken
-	 * by another worker, before the connecting worker has returned from
-	 * connect() and published its port. It published the destination
-	 * before connect(): while one is in flight towards this one, wait
-	 * (a few microseconds, bounded: UP_OWNPORT_WAIT) for the port.
-	 */
-	h = dst_hash(dst);
-	while (connecting_to(h)) {
-		if ((uint32_t)__atomic_load_n(slot, __ATOMIC_ACQUIRE) == want)
-			return true;
-		if (until == 0)
-			until = mono_now() + UP_OWNPORT_WAIT;
-		else if (mono_now() > until)
-			break;
-		sched_yield();
-	}
-	return (uint32_t)__atomic_load_n(slot, __ATOMIC_ACQUIRE) == want;
+		ownport_publish(&up->local, &up->dst, on);
 }
 
 const char *
 up_state_str(enum up_state s)
 {
 	switch (s) {
+	case UP_IDLE: return "idle";
 	case UP_CONNECT: return "connect";
 	case UP_GREETING: return "greeting";
 	case UP_EHLO: return "ehlo";
@@ -222,6 +60,36 @@ up_action_str(enum up_action a)
 	return "unknown";
 }
 
+/* May the negotiation go from one state to the other? */
+static bool
+up_step_ok(enum up_state from, enum up_state to)
+{
+	switch (to) {
+	case UP_IDLE: return false;
+	case UP_CONNECT: /* first, or again without STARTTLS (fallback) */
+		return from == UP_IDLE || from == UP_STARTTLS ||
+		    from == UP_HANDSHAKE;
+	case UP_GREETING: return from == UP_CONNECT;
+	case UP_EHLO: return from == UP_GREETING;
+	case UP_HELO: return from == UP_EHLO;
+	case UP_STARTTLS: return from == UP_EHLO;
+	case UP_HANDSHAKE: return from == UP_STARTTLS;
+	case UP_EHLO_TLS: return from == UP_HANDSHAKE;
+	case UP_READY:
+		return from == UP_EHLO || from == UP_HELO || from == UP_EHLO_TLS;
+	case UP_DONE: return true; /* failure, refusal or cleanup, from anywhere */
+	}
+	return false;
+}
+
+/* The one place the state changes. */
+static void
+up_enter(struct upstream *up, enum up_state next)
+{
+	assert(up_step_ok(up->state, next));
+	up->state = next;
+}
+
 static int
 up_finish(struct upstream *up, enum up_result res, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -236,12 +104,18 @@ up_finish(struct upstream *up, enum up_result res, const char *fmt, ...)
 		vsnprintf(up->reason, sizeof(up->reason), fmt, ap);
 		va_end(ap);
 	}
+	/* The header's promise: done() exactly once (conn.c's frames keep
+	 * a cleaned-up conn from calling back into a finished upstream). */
+	assert(up->magic == UP_MAGIC);
+	assert(up->state != UP_READY && up->state != UP_DONE);
 	if (res == UP_RES_READY) {
-		up->state = UP_READY;
-		conn_timeout(&up->conn, 0, false);
+		up_enter(up, UP_READY);
+		conn_timeout(up->conn, 0, false);
 	} else {
-		up->state = UP_DONE;
-		conn_cleanup(&up->conn);
+		up_enter(up, UP_DONE);
+		ownport_set(up, false);
+		up->locallen = 0;
+		conn_cleanup(up->conn);
 	}
 	return up->done(up, res, up->arg);
 }
@@ -255,10 +129,10 @@ up_send(struct upstream *up, const char *verb, const char *arg,
 	    arg ? " " : "", arg ? arg : "");
 
 	if (n < 0 || (size_t)n >= sizeof(line) ||
-	    conn_write(&up->conn, line, (size_t)n) < 0)
+	    conn_write(up->conn, line, (size_t)n) < 0)
 		return up_finish(up, UP_RES_FAILED, "cannot send %s", verb);
-	up->state = next;
-	conn_timeout(&up->conn, timeout, false);
+	up_enter(up, next);
+	conn_timeout(up->conn, timeout, false);
 	return 0;
 }
 
@@ -267,23 +141,23 @@ up_connect(struct upstream *up)
 {
 	int r;
 
-	up_connecting(&up->dst);
-	r = conn_connect(&up->conn, (struct sockaddr *)&up->dst, up->dstlen,
+	ownport_connecting(&up->dst);
+	r = conn_connect(up->conn, (struct sockaddr *)&up->dst, up->dstlen,
 	    up->p->mark, up->p->transparent_source ?
 	    (struct sockaddr *)&up->src : NULL, &up->mark_failed);
 	if (r == 0) {
 		/* The port is bound by connect(): remember it (loops). */
 		up->locallen = sizeof(up->local);
-		if (getsockname(up->conn.fd, (struct sockaddr *)&up->local,
+		if (getsockname(up->conn->fd, (struct sockaddr *)&up->local,
 		    &up->locallen) < 0)
 			up->locallen = 0;
 		ownport_set(up, true);
 	}
-	up_connecting(NULL);
+	ownport_connecting(NULL);
 	if (r < 0)
-		return up_finish(up, UP_RES_FAILED, "%s", up->conn.errstr);
-	up->state = UP_CONNECT;
-	conn_timeout(&up->conn, up->p->connect_timeout, false);
+		return up_finish(up, UP_RES_FAILED, "%s", up->conn->errstr);
+	up_enter(up, UP_CONNECT);
+	conn_timeout(up->conn, up->p->connect_timeout, false);
 	return 0;
 }
 
@@ -308,11 +182,12 @@ static int
 up_tls_unavailable(struct upstream *up, enum policy_signal sig,
     const char *detail, bool reconnect)
 {
-	struct ev_loop *loop = up->conn.loop;
+	struct ev_loop *loop = up->conn->loop;
 	struct policy_out o;
 
 	snprintf(up->tls_error, sizeof(up->tls_error), "%s%s%s",
 	    policy_signal_str(sig), detail ? ": " : "", detail ? detail : "");
+	up->tls_sig = sig;
 	policy_tls_unavailable(&up->pol, sig, &o);
 	up_alert(up, &o, detail);
 	if (o.block)
@@ -326,8 +201,8 @@ up_tls_unavailable(struct upstream *up, enum policy_signal sig,
 	 */
 	ownport_set(up, false);
 	up->locallen = 0;
-	conn_cleanup(&up->conn);
-	conn_init(&up->conn, loop, -1, up->p->bufmax, up_conn_cb, up);
+	conn_cleanup(up->conn);
+	conn_init(up->conn, loop, -1, up->p->bufmax, up_conn_cb, up);
 	free(up->greeting);
 	up->greeting = NULL;
 	up->greeting_len = 0;
@@ -360,10 +235,10 @@ up_injected(struct upstream *up)
 {
 	char b;
 
-	if (buf_len(&up->conn.in) > 0)
+	if (buf_len(&up->conn->in) > 0)
 		return true;
 	/* The server cannot speak TLS before our ClientHello. */
-	return recv(up->conn.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+	return recv(up->conn->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
 /* The server is ready for the client; record what we got. */
@@ -404,7 +279,9 @@ up_after_handshake(struct upstream *up)
 	size_t n;
 
 	up->tls = true;
-	tls_info_get(up->conn.ssl, &up->tls_info);
+	tls_info_get(up->conn->ssl, &up->tls_info);
+	metrics_handshake(m_tlsv_of(up->tls_info.version),
+	    ev_time() - up->hs_start);
 	t = (struct policy_tls){
 		.tls = true,
 		.version = up->tls_info.vnum,
@@ -434,7 +311,18 @@ up_on_reply(struct upstream *up, const char *r, size_t rlen, int code)
 	int cls = smtp_code_class(code);
 	SSL *ssl;
 
-	/* A 421 at any step reaches the client as the server said it. */
+	/*
+	 * A 421 at any step reaches the client as the server said it. To
+	 * STARTTLS it is a refusal of TLS as well (policy.md: alerted always;
+	 * blocked where TLS is required), though never a reason to reconnect
+	 * in plaintext: the server said it is closing.
+	 */
+	if (code == 421 && up->state == UP_STARTTLS) {
+		int rc = up_tls_unavailable(up, POLICY_SIG_STARTTLS_REFUSED,
+		    "421", false);
+		if (rc <= 0)
+			return rc;
+	}
 	if (code == 421 || (up->state == UP_GREETING && code != 220)) {
 		if (cls != 4 && cls != 5)
 			return up_finish(up, UP_RES_FAILED,
@@ -482,13 +370,15 @@ up_on_reply(struct upstream *up, const char *r, size_t rlen, int code)
 			    detail);
 		}
 		if (up_injected(up))
-			return up_finish(up, UP_RES_FAILED, "response-injection");
+			return up_finish(up, UP_RES_INJECTION,
+			    "response-injection");
 		if ((ssl = tls_upstream_new(up->p->ctx, up->p->sni,
 		    up->dst_key)) == NULL)
 			return up_finish(up, UP_RES_FAILED, "cannot create TLS state");
-		up->state = UP_HANDSHAKE;
-		conn_start_tls(&up->conn, ssl, false);
-		conn_timeout(&up->conn, up->p->tls_timeout, false);
+		up_enter(up, UP_HANDSHAKE);
+		up->hs_start = ev_time();
+		conn_start_tls(up->conn, ssl, false);
+		conn_timeout(up->conn, up->p->tls_timeout, false);
 		return 0;
 	case UP_EHLO_TLS:
 		if (code == 250) {
@@ -497,6 +387,7 @@ up_on_reply(struct upstream *up, const char *r, size_t rlen, int code)
 		}
 		return up_finish(up, UP_RES_FAILED,
 		    "server rejected EHLO after STARTTLS (%d)", code);
+	case UP_IDLE:
 	case UP_CONNECT:
 	case UP_HANDSHAKE:
 	case UP_READY:
@@ -511,7 +402,7 @@ static int
 up_on_read(struct upstream *up)
 {
 	struct smtp_reply rep;
-	struct buf *in = &up->conn.in;
+	struct buf *in = &up->conn->in;
 
 	switch (smtp_reply_parse(buf_head(in), buf_len(in), up->p->max_line,
 	    up->p->max_lines, &rep)) {
@@ -553,12 +444,12 @@ up_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 {
 	struct upstream *up = arg;
 
-	(void)c;
+	assert(up->magic == UP_MAGIC && c == up->conn);
 	switch (ev) {
 	case CONN_EV_CONNECTED:
-		up->state = UP_GREETING;
-		conn_read(&up->conn, true);
-		conn_timeout(&up->conn, up->p->greeting_timeout, false);
+		up_enter(up, UP_GREETING);
+		conn_read(up->conn, true);
+		conn_timeout(up->conn, up->p->greeting_timeout, false);
 		return 0;
 	case CONN_EV_READ:
 		return up_on_read(up);
@@ -576,9 +467,9 @@ up_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 	case CONN_EV_ERROR:
 		if (up->state == UP_HANDSHAKE)
 			return up_reconnect_plain(up, POLICY_SIG_HANDSHAKE_FAILED,
-			    up->conn.errstr);
+			    up->conn->errstr);
 		return up_finish(up, UP_RES_FAILED, "%s in state %s",
-		    up->conn.errstr, up_state_str(up->state));
+		    up->conn->errstr, up_state_str(up->state));
 	case CONN_EV_TIMEOUT:
 		if (up->state == UP_HANDSHAKE)
 			return up_reconnect_plain(up, POLICY_SIG_HANDSHAKE_FAILED,
@@ -589,12 +480,22 @@ up_conn_cb(struct conn *c, enum conn_event ev, void *arg)
 	return 0;
 }
 
-int
-up_start(struct upstream *up, struct ev_loop *loop, const struct up_params *p,
-    const struct policy_ctx *pol, const struct sockaddr *client,
-    const struct sockaddr *dst, socklen_t dstlen, up_done_cb done, void *arg)
+void
+up_init(struct upstream *up)
 {
 	memset(up, 0, sizeof(*up));
+	up->magic = UP_MAGIC;
+	up->state = UP_IDLE;
+}
+
+int
+up_start(struct upstream *up, struct conn *conn, struct ev_loop *loop,
+    const struct up_params *p, const struct policy_ctx *pol,
+    const struct sockaddr *client, const struct sockaddr *dst,
+    socklen_t dstlen, up_done_cb done, void *arg)
+{
+	up_init(up);
+	up->conn = conn;
 	up->p = p;
 	up->pol = *pol;
 	memcpy(&up->src, client, client->sa_family == AF_INET ?
@@ -611,18 +512,33 @@ up_start(struct upstream *up, struct ev_loop *loop, const struct up_params *p,
 		    (const void *)&((const struct sockaddr_in6 *)(const void *)dst)->sin6_addr;
 		inet_ntop(dst->sa_family, ap, a, sizeof(a));
 		snprintf(up->dst_key, sizeof(up->dst_key), "%s:%u", a,
-		    port_of(&up->dst));
+		    addr_port(&up->dst));
 	}
-	conn_init(&up->conn, loop, -1, p->bufmax, up_conn_cb, up);
+	conn_init(up->conn, loop, -1, p->bufmax, up_conn_cb, up);
 	return up_connect(up);
+}
+
+char *
+up_take_greeting(struct upstream *up, size_t *len)
+{
+	char *g = up->greeting;
+
+	assert(up->state == UP_READY);
+	*len = up->greeting_len;
+	up->greeting = NULL;
+	up->greeting_len = 0;
+	return g;
 }
 
 void
 up_cleanup(struct upstream *up)
 {
+	assert(up->magic == UP_MAGIC);
 	ownport_set(up, false);
 	up->locallen = 0;
-	conn_cleanup(&up->conn); /* idempotent */
+	if (up->state != UP_READY && up->state != UP_IDLE &&
+	    up->state != UP_DONE && up->conn != NULL)
+		conn_set_cb(up->conn, NULL, NULL); /* the loan ends here */
 	up->state = UP_DONE;
 	free(up->greeting);
 	free(up->reply);

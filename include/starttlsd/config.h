@@ -51,6 +51,7 @@ struct config {
 	/* downgrade detection and policy */
 	char *mode;               /* "monitor" or "enforce" */
 	char *state_dir;          /* pin store; NULL: no pins */
+	char *metrics_listen;     /* ADDR:PORT, NULL: no metrics endpoint */
 	unsigned pin_expire;      /* seconds without a TLS sighting */
 	char *pin_store;          /* "lmdb", or a Redis URL (pinsync.h) */
 	char *pin_store_password_file;

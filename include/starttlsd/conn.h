@@ -5,7 +5,10 @@
  * changes. Protocol code sees events, never the socket.
  *
  * Callbacks return 0, or -1 when they freed the conn (or its owner): the
- * conn code then touches nothing more.
+ * conn code then touches nothing more. A callback that cleans the conn up
+ * (conn_cleanup) may return either: once a conn is cleaned up, no further
+ * callback of the event being handled reaches its owner, even when the
+ * owner re-initialised the same struct for a new connection meanwhile.
  */
 #ifndef STARTTLSD_CONN_H
 #define STARTTLSD_CONN_H
@@ -41,7 +44,10 @@ enum conn_state {
 struct conn;
 typedef int (*conn_cb)(struct conn *c, enum conn_event ev, void *arg);
 
+#define CONN_MAGIC 0x636f6e6eu /* "conn": reached through libev's void *data */
+
 struct conn {
+	uint32_t magic;         /* CONN_MAGIC from conn_init on */
 	struct ev_loop *loop;
 	int fd;
 	SSL *ssl;               /* owned; NULL in plaintext */
@@ -85,6 +91,8 @@ void conn_init(struct conn *c, struct ev_loop *loop, int fd, size_t bufmax,
     conn_cb cb, void *arg);
 /* Stops everything, frees the SSL object and buffers, closes the fd. */
 void conn_cleanup(struct conn *c);
+/* A new owner for the callbacks (a lent conn handed back, see upstream.h). */
+void conn_set_cb(struct conn *c, conn_cb cb, void *arg);
 
 /*
  * Start a non-blocking connect; CONN_EV_CONNECTED or CONN_EV_ERROR follow.

@@ -134,11 +134,7 @@ struct pin_stats {
 };
 void pin_get_stats(const struct pin_store *ps, struct pin_stats *out);
 
-/* JSON: one object per pin, as starttlsctl export writes and import reads. */
-void pin_json_write(FILE *fp, const struct pin *p);
-/* Parse one JSON object as written above; 0 or -1 (err says where/why). */
-int pin_json_parse(const char *text, size_t len, struct pin *out, char *err,
-    size_t errlen);
+/* Pins as JSON (starttlsctl only): starttlsd/pinjson.h. */
 
 /*
  * Fleet hooks (pin_store = a Redis URL, see pinsync.h). Four more LMDB

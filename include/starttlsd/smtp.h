@@ -96,6 +96,25 @@ int smtp_cmd_parse(const char *line, size_t len, struct smtp_cmd *out);
 /* "EHLO", "MAIL", ...; "UNKNOWN" for SMTP_V_UNKNOWN. */
 const char *smtp_verb_str(enum smtp_verb verb);
 
+/*
+ * What makes a complete command line (LF included) unfit to relay: a line
+ * end the server may see where we do not (a bare CR or LF: RFC 5321 2.3.8),
+ * or a NUL (a server that drops it would join what we saw as two words).
+ */
+enum smtp_line_fault {
+	SMTP_LINE_OK,
+	SMTP_LINE_BARE_NEWLINE, /* not ending in CRLF, or a CR inside */
+	SMTP_LINE_NUL,
+};
+enum smtp_line_fault smtp_line_check(const char *line, size_t len);
+
+/*
+ * The domain of a RCPT argument "TO:<local@Domain.Example.> params",
+ * lower-cased, without a final dot. False when there is none (no '@', a
+ * quoted or odd domain, too long for cap).
+ */
+bool smtp_rcpt_domain(const char *arg, size_t len, char *out, size_t cap);
+
 /* ---- EHLO capabilities ---------------------------------------------------- */
 
 struct smtp_caps {

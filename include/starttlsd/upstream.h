@@ -4,6 +4,13 @@
  * opportunistic fallback of RFC 7435 (reconnect without STARTTLS when it is
  * refused or the handshake fails). It never talks to the client: it hands
  * the session a result and, on success, a connected struct conn.
+ *
+ * Ownership: the caller owns the struct conn and lends it to up_start().
+ * While lent, upstream alone uses it (connects, closes, reconnects it, sets
+ * its callbacks). The loan ends when done() is called: on UP_RES_READY the
+ * conn is open and idle (no timer), and the caller must install its own
+ * callbacks (conn_set_cb) before returning from done(); on any other
+ * result it has been closed. up_take_greeting() hands over the greeting.
  */
 #ifndef STARTTLSD_UPSTREAM_H
 #define STARTTLSD_UPSTREAM_H
@@ -17,6 +24,7 @@
 #include "starttlsd/tls.h"
 
 enum up_state {
+	UP_IDLE,      /* not started */
 	UP_CONNECT,
 	UP_GREETING,
 	UP_EHLO,
@@ -33,6 +41,8 @@ enum up_result {
 	UP_RES_REFUSED, /* the server said no (421/554...): reply holds it */
 	UP_RES_FAILED,  /* no usable answer: reason says why */
 	UP_RES_BLOCKED, /* policy: TLS required and not to be had (enforce) */
+	UP_RES_INJECTION, /* bytes came behind the server's 220 to STARTTLS
+	                     (CVE-2011-0411 class): an attack, aborted */
 };
 
 #define UP_MAX_ALERTS 4
@@ -66,9 +76,12 @@ struct upstream;
 /* Returns -1 when the owner freed itself (nothing may be touched). */
 typedef int (*up_done_cb)(struct upstream *up, enum up_result res, void *arg);
 
+#define UP_MAGIC 0x75707374u /* "upst": reached through conn's void *arg */
+
 struct upstream {
-	struct conn conn;           /* valid from up_start to up_cleanup */
-	enum up_state state;
+	uint32_t magic;
+	struct conn *conn;          /* lent by the caller, up_start to done() */
+	enum up_state state;        /* changed only by up_enter() */
 	const struct up_params *p;
 	struct sockaddr_storage dst;
 	socklen_t dstlen;
@@ -85,6 +98,8 @@ struct upstream {
 	bool tls;
 	struct tls_info tls_info;
 	char tls_error[160];        /* why TLS was not used */
+	enum policy_signal tls_sig; /* ... as a signal (NONE: TLS, or no try) */
+	double hs_start;            /* when the handshake began (ev_time) */
 	char *greeting;             /* the server's 220, for the client */
 	size_t greeting_len;
 	char *reply;                /* a refusal to relay to the client */
@@ -97,41 +112,27 @@ struct upstream {
 	void *arg;
 };
 
-/* Begin. done() is called exactly once unless up_cleanup comes first. */
-int up_start(struct upstream *up, struct ev_loop *loop,
+/* A struct upstream that was never started (up_cleanup is a no-op on it). */
+void up_init(struct upstream *up);
+/*
+ * Begin on conn (lent, see above; conn_init'ed with fd -1). done() is
+ * called exactly once (asserted) unless up_cleanup comes first; from
+ * within up_start too, which then returns what done() returned.
+ */
+int up_start(struct upstream *up, struct conn *conn, struct ev_loop *loop,
     const struct up_params *p, const struct policy_ctx *pol,
     const struct sockaddr *client, const struct sockaddr *dst, socklen_t dstlen,
     up_done_cb done, void *arg);
-/* Frees the greeting/reply and closes the conn if still owned. */
+/*
+ * After UP_RES_READY: the server's greeting (for the client), handed over
+ * (the caller frees it); NULL when taken already.
+ */
+char *up_take_greeting(struct upstream *up, size_t *len);
+/*
+ * Ends the loan if still running (the caller then closes the conn), stops
+ * announcing the connection's port (loops), frees what upstream holds.
+ */
 void up_cleanup(struct upstream *up);
-
-/*
- * Loop detection across worker processes: a table in shared memory (set
- * up once, before the workers are forked) of the local ports of our
- * upstream connections, each with a hash of where it goes. A connection
- * accepted from a local port in the table, going to that destination, is
- * our own upstream connection redirected back to us.
- */
-int up_ownports_init(size_t nslots);
-/* In a worker: its slot (see sess_shared_use). In the master: reap/spawn. */
-void up_ownports_use(size_t slot);
-void up_ownports_reset(size_t slot);
-/*
- * Waits only while another worker is inside connect() towards dst (the
- * looped connection can be accepted before that worker has published its
- * port): a few system calls' time, unless that worker is descheduled, as
- * happens under load or valgrind. The bound is for a worker stuck there;
- * a dead one's slot is reset by the master.
- */
-#define UP_OWNPORT_WAIT 0.5
-bool up_is_own(const struct sockaddr_storage *peer,
-    const struct sockaddr_storage *dst);
-/* What up_start does with them (public for the tests): */
-/* publish (on) or withdraw our connection local → dst, for this slot; */
-void up_ownport_publish(const struct sockaddr_storage *local,
-    const struct sockaddr_storage *dst, bool on);
-/* "a connect() towards dst is in flight in this slot" (NULL: over). */
-void up_connecting(const struct sockaddr_storage *dst);
 
 const char *up_state_str(enum up_state s);
 const char *up_action_str(enum up_action a);

@@ -789,7 +789,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	client.sin_addr.s_addr = htonl(0xc0000201); /* 192.0.2.1 */
 	sess_start(loop, envs[data[0] & 1], sv[1], (struct sockaddr *)&client,
 	    (struct sockaddr *)&envs[0]->upstream_addr,
-	    envs[0]->upstream_len, NULL);
+	    envs[0]->upstream_len, SESS_ACCEPT);
 	pump(&r, ROUNDS);
 
 	for (unsigned step = 0; step < STEPS_MAX && p < size; step++) {

@@ -233,6 +233,14 @@ seed("fuzz_pinjson", "upper-hex", '{"key":"ip:192.0.2.1","first_seen":1,"last_se
      '"tls_version":"TLSv1.3","spki_sha256":"9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08"}')
 seed("fuzz_pinjson", "v6-mapped", '{"key":"ip:::ffff:192.0.2.1","first_seen":1,"last_seen":2,'
      '"count":3,"tls_version":771}')
+# jansson refuses bytes that are not UTF-8; import refuses the same key twice; a BOM is skipped.
+seed("fuzz_pinjson", "bad-utf8", '{"key":"domain:example.net","first_seen":1,"last_seen":2,'
+     '"count":1,"note":"caf\xc3"}')
+PIN_A = '{"key":"ip:192.0.2.1","first_seen":1,"last_seen":2,"count":1,"tls_version":772}'
+PIN_B = '{"key":"domain:example.net","first_seen":1,"last_seen":2,"count":1,"via":"192.0.2.1"}'
+seed("fuzz_pinjson", "array-dup-key", "[\n  " + PIN_A + ",\n  " + PIN_B + ",\n  "
+     + PIN_A.replace("772", '"TLSv1.2"') + "\n]\n")
+seed("fuzz_pinjson", "array-bom", "\xef\xbb\xbf[\n  " + PIN_A + ",\n  " + PIN_B + "\n]\n")
 seed("fuzz_pinjson", "bad-negative", '{"key":"ip:192.0.2.1","first_seen":-1,"last_seen":2,'
      '"count":3,"tls_version":771}')
 seed("fuzz_pinjson", "bad-fraction", '{"key":"ip:192.0.2.1","first_seen":1.5,"last_seen":2,'

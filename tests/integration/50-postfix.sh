@@ -6,91 +6,15 @@
 # log shows the TLS 1.3 connection coming from the gateway.
 . "$(dirname "$0")/../lib/common.sh"
 
-export PATH=$PATH:/usr/sbin:/sbin
-command -v postfix >/dev/null 2>&1 || skip "postfix is not installed"
-if ! getent passwd postfix >/dev/null || ! getent group postdrop >/dev/null; then
-	skip "the postfix user or the postdrop group is missing"
-fi
-
-# Postfix daemons drop to the postfix user (and the virtual agent to nobody): they
-# must be able to reach their directories under T_TMP.
-chmod 755 "$T_TMP"
+. "$(dirname "$0")/../lib/postfix.sh"
+pf_need
 
 PF_DST=$T_TMP/pf-dst   # destination instance (srv namespace)
 PF_CLI=$T_TMP/pf-cli   # sending instance (cli namespace)
 MAILDIR=$T_TMP/mail/rcpt
 
-# Stop the Postfix instances (gracefully) before the harness kills what is left.
-pf_stop() { # pf_stop NS-RUNNER DIR: postfix stop, if that instance runs
-	[ -f "$2/queue/pid/master.pid" ] || return 0
-	"$1" postfix -c "$2/etc" status >/dev/null 2>&1 || return 0
-	"$1" postfix -c "$2/etc" stop >/dev/null 2>&1
-}
 pf_stop_all() { pf_stop in_cli "$PF_CLI"; pf_stop in_srv "$PF_DST"; return 0; }
 trap 'pf_stop_all; cleanup' EXIT
-
-# pf_instance DIR NAME: config, queue and data directories of one private
-# instance; main.cf settings follow on stdin, master.cf is written here (no chroot,
-# so no copies of /etc files are needed; postlogd for maillog_file).
-pf_instance() {
-	local dir=$1 name=$2
-	mkdir -p "$dir/etc" "$dir/queue" "$dir/data"
-	chown postfix "$dir/data"
-	{
-		cat <<-EOF
-		compatibility_level = 3.6
-		config_directory = $dir/etc
-		queue_directory = $dir/queue
-		data_directory = $dir/data
-		syslog_name = postfix-$name
-		maillog_file = $dir/maillog
-		maillog_file_prefixes = $T_TMP
-		inet_protocols = ipv4
-		alias_maps =
-		alias_database =
-		biff = no
-		EOF
-		cat
-	} >"$dir/etc/main.cf"
-	cat >"$dir/etc/master.cf" <<-'EOF'
-	smtp       inet  n       -       n       -       -       smtpd
-	pickup     unix  n       -       n       60      1       pickup
-	cleanup    unix  n       -       n       -       0       cleanup
-	qmgr       unix  n       -       n       300     1       qmgr
-	tlsmgr     unix  -       -       n       1000?   1       tlsmgr
-	rewrite    unix  -       -       n       -       -       trivial-rewrite
-	bounce     unix  -       -       n       -       0       bounce
-	defer      unix  -       -       n       -       0       bounce
-	trace      unix  -       -       n       -       0       bounce
-	verify     unix  -       -       n       -       1       verify
-	flush      unix  n       -       n       1000?   0       flush
-	proxymap   unix  -       -       n       -       -       proxymap
-	proxywrite unix  -       -       n       -       1       proxymap
-	smtp       unix  -       -       n       -       -       smtp
-	relay      unix  -       -       n       -       -       smtp
-	showq      unix  n       -       n       -       -       showq
-	error      unix  -       -       n       -       -       error
-	retry      unix  -       -       n       -       -       error
-	discard    unix  -       -       n       -       -       discard
-	local      unix  -       n       n       -       -       local
-	virtual    unix  -       n       n       -       -       virtual
-	anvil      unix  -       -       n       -       1       anvil
-	scache     unix  -       -       n       -       1       scache
-	postlog    unix-dgram n  -       n       -       1       postlogd
-	EOF
-}
-
-# pf_start NS-RUNNER DIR: check, start, and wait until the master runs.
-pf_start() {
-	local run=$1 dir=$2
-	"$run" postfix -c "$dir/etc" set-permissions >>"$dir/start.log" 2>&1
-	"$run" postfix -c "$dir/etc" check >>"$dir/start.log" 2>&1 || { cat "$dir/start.log" >&2; return 1; }
-	"$run" postfix -c "$dir/etc" start >>"$dir/start.log" 2>&1 || { cat "$dir/start.log" >&2; return 1; }
-	wait_for 10 "$run" postfix -c "$dir/etc" status >/dev/null 2>&1 ||
-		{ say "postfix in $dir did not start"; cat "$dir/start.log" "$dir/maillog" >&2; return 1; }
-	# (no T_PIDS entry: the EXIT trap stops it, the harness kills what is left
-	# in the namespace, and a stale pid must never be killed by number)
-}
 
 topo_up
 redirect_on
@@ -99,8 +23,6 @@ proxy
 
 # The destination: mx.example.net on 198.51.100.25:25, STARTTLS offered, mail
 # for example.net delivered by the virtual agent into one maildir.
-mkdir -p "$MAILDIR"
-chown -R nobody:nogroup "$T_TMP/mail" 2>/dev/null || chown -R 65534:65534 "$T_TMP/mail"
 pf_instance "$PF_DST" dst <<EOF
 myhostname = mx.example.net
 mydomain = example.net
@@ -115,12 +37,7 @@ smtpd_tls_cert_file = $CERTS/server.crt
 smtpd_tls_key_file = $CERTS/server.key
 smtpd_tls_loglevel = 1
 smtpd_tls_received_header = yes
-virtual_mailbox_domains = example.net
-virtual_mailbox_base = $T_TMP/mail
-virtual_mailbox_maps = static:rcpt/
-virtual_uid_maps = static:65534
-virtual_gid_maps = static:65534
-virtual_minimum_uid = 100
+$(pf_virtual_conf "$T_TMP/mail")
 EOF
 
 # The sender: client.example.org in the client namespace, relaying everything

@@ -16,6 +16,12 @@ Run with --help for the flags. Summary:
   --hostname NAME        default mx.example.net
   --mode MODE            starttls plain badtls refuse reply354 inject masked noehlo
                          greet421 greet554 ehlo421 dropdata
+                         tls421 (EHLO over TLS gets 421 and close_notify in one flight)
+                         starttls421 (STARTTLS gets 421, the server closes)
+  --no-chunking          no CHUNKING: BDAT is an unknown command (502) and what
+                         follows it is read as commands, as such servers do
+  --lenient-eod          also end DATA at a "." line ended by a bare LF (the
+                         servers SMTP smuggling exploits)
   --multiline-greeting   multi-line greeting (CODE-... / CODE ...)
   --reject-rcpt SUBSTR   repeatable; RCPT argument containing SUBSTR -> 550 5.1.1
   --size N               SIZE limit (default 52428800)
@@ -44,11 +50,13 @@ import threading
 import time
 
 MODES = ("starttls", "plain", "badtls", "refuse", "reply354", "inject", "masked",
-         "noehlo", "greet421", "greet554", "ehlo421", "dropdata")
+         "noehlo", "greet421", "greet554", "ehlo421", "dropdata", "tls421",
+         "starttls421")
 # Modes that advertise STARTTLS (masked advertises it masked as XXXXXXXA).
-STARTTLS_MODES = ("starttls", "badtls", "refuse", "reply354", "inject", "dropdata")
+STARTTLS_MODES = ("starttls", "badtls", "refuse", "reply354", "inject", "dropdata",
+                  "tls421", "starttls421")
 # Modes that actually perform a TLS handshake and therefore need --cert/--key.
-HANDSHAKE_MODES = ("starttls", "inject", "dropdata")
+HANDSHAKE_MODES = ("starttls", "inject", "dropdata", "tls421")
 LINE_MAX = 65536          # command line limit, CRLF included
 LOG_TRUNC = 4096          # bytes of a received line/blob copied into a log line
 DROP_AFTER = 10           # dropdata: bytes of message content before the RST
@@ -387,6 +395,10 @@ class Session:
             self.reply(421, "4.7.0 Too busy")
             self.closing = True
             return
+        if self.mode == "tls421" and self.tls_version is not None:
+            self.reply(421, "4.3.2 Shutting down")
+            self.close_notify_behind()
+            return
         if not arg:
             self.reply(501, "5.5.4 Syntax: EHLO hostname")
             return
@@ -399,7 +411,10 @@ class Session:
                 lines.append("STARTTLS")
             elif self.mode == "masked":
                 lines.append("XXXXXXXA")
-        lines += ["ENHANCEDSTATUSCODES", "8BITMIME", "CHUNKING", "SMTPUTF8"]
+        lines += ["ENHANCEDSTATUSCODES", "8BITMIME"]
+        if not self.srv.args.no_chunking:
+            lines.append("CHUNKING")
+        lines.append("SMTPUTF8")
         self.reply(250, *lines)
 
     def do_HELO(self, arg):
@@ -428,6 +443,10 @@ class Session:
             return
         if self.mode == "refuse":
             self.reply(454, "4.7.0 TLS not available due to temporary reason")
+            return
+        if self.mode == "starttls421":
+            self.reply(421, "4.3.2 Service shutting down")
+            self.closing = True
             return
         if self.mode == "reply354":
             self.reply(354, "go ahead")
@@ -608,8 +627,29 @@ class Session:
         self.reply(354, "End data with <CR><LF>.<CR><LF>")
         self.log("data-begin")
 
+    def process_data_lenient(self):
+        """--lenient-eod: lines end at LF, CR or not; "." alone ends the data."""
+        buf = self.buf
+        while True:
+            i = buf.find(b"\n")
+            if i < 0:
+                return False
+            line = bytes(buf[:i + 1])
+            del buf[:i + 1]
+            if line.rstrip(b"\r\n") == b".":
+                self.log("data-end size=%d" % self.data_size)
+                self.state = "cmd"
+                self.finish_message()
+                return True
+            if line.startswith(b"."):
+                line = line[1:]
+            self.data_size += len(line)
+            self.content += line
+
     def process_data(self):
         """Consume complete content lines; True once the final dot was seen."""
+        if self.srv.args.lenient_eod:
+            return self.process_data_lenient()
         buf = self.buf
         if self.mode == "dropdata":
             if len(buf) >= DROP_AFTER or buf.startswith(b".\r\n") or b"\r\n.\r\n" in buf:
@@ -644,7 +684,29 @@ class Session:
         self.data_hint = max(0, len(buf) - 1)
         return False
 
+    def close_notify_behind(self):
+        """Send the queued reply and a TLS close_notify in one TCP segment
+        (corked), so the peer reads both at once."""
+        try:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+            self.flush()
+            self.sock.settimeout(3.0)
+            self.log("close-notify")
+            self.sock.unwrap()
+        except (OSError, ValueError, ssl.SSLError):
+            pass
+        try:
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+        except OSError:
+            pass
+        self.closing = True
+        self.dead = True
+
     def do_BDAT(self, arg):
+        if self.srv.args.no_chunking:
+            # Not offered: an unknown command; the chunk is read as commands.
+            self.reply(502, "5.5.2 Error: command not recognized")
+            return
         m = re.fullmatch(r"(?i)(\d+)(?:\s+(LAST))?", arg)
         if not m:
             self.reply(501, "5.5.4 Syntax: BDAT chunk-size [LAST]")
@@ -767,6 +829,9 @@ def main(argv=None):
                     help="RCPT TO argument containing SUBSTR gets 550 5.1.1 (repeatable)")
     ap.add_argument("--size", type=int, default=52428800, help="SIZE limit in bytes")
     ap.add_argument("--timeout", type=float, default=300.0, help="idle timeout per connection")
+    ap.add_argument("--no-chunking", action="store_true", help="do not offer CHUNKING")
+    ap.add_argument("--lenient-eod", action="store_true",
+                    help="end DATA at a '.' line ended by a bare LF too")
     ap.add_argument("--verbose", action="store_true", help="copy log lines to stderr")
     args = ap.parse_args(argv)
 

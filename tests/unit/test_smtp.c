@@ -966,7 +966,63 @@ static void test_data_scan_after_done(void **state)
 	assert_true(done);
 }
 
-int main(void)
+/* ---- command line checks, RCPT domains ---------------------------------- */
+
+static void
+test_line_check_table(void **state)
+{
+	static const struct {
+		const char *name, *line;
+		size_t len;
+		enum smtp_line_fault want;
+	} t[] = {
+		{ "CRLF", S("NOOP\r\n"), SMTP_LINE_OK },
+		{ "bare LF", S("NOOP\n"), SMTP_LINE_BARE_NEWLINE },
+		{ "CR inside", S("NO\rOP\r\n"), SMTP_LINE_BARE_NEWLINE },
+		{ "only LF", S("\n"), SMTP_LINE_BARE_NEWLINE },
+		{ "empty CRLF", S("\r\n"), SMTP_LINE_OK },
+		{ "NUL inside", S("NOOP\0RSET\r\n"), SMTP_LINE_NUL },
+		{ "NUL first", S("\0NOOP\r\n"), SMTP_LINE_NUL },
+		{ "NUL and bare LF: the line end first", S("NO\0OP\n"),
+		  SMTP_LINE_BARE_NEWLINE },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(t); i++)
+		EQ(t[i].name, smtp_line_check(t[i].line, t[i].len), t[i].want);
+}
+
+static void
+test_rcpt_domain_table(void **state)
+{
+	static const struct {
+		const char *name, *arg, *want; /* want NULL: none */
+	} t[] = {
+		{ "plain", "TO:<a@Example.NET>", "example.net" },
+		{ "final dot", "TO:<a@example.net.> NOTIFY=NEVER", "example.net" },
+		{ "last @ counts", "TO:<\"a@b\"@example.org>", "example.org" },
+		{ "no @", "TO:<postmaster>", NULL },
+		{ "no brackets", "TO:a@example.net", NULL },
+		{ "empty domain", "TO:<a@>", NULL },
+		{ "space in domain", "TO:<a@exa mple.net>", NULL },
+		{ "quote in domain", "TO:<a@ex\"ample.net>", NULL },
+	};
+	char out[256];
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(t); i++) {
+		bool got = smtp_rcpt_domain(t[i].arg, strlen(t[i].arg), out,
+		    sizeof(out));
+		EQ(t[i].name, got, t[i].want != NULL);
+		if (got)
+			STREQ(t[i].name, out, t[i].want);
+	}
+	/* Too long for the buffer: none, never a truncated domain. */
+	EQ("too long", smtp_rcpt_domain(S("TO:<a@example.net>"), out, 5), false);
+}
+
+int
+main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reply_parse_table),
@@ -985,6 +1041,8 @@ int main(void)
 		cmocka_unit_test(test_data_scan_exhaustive),
 		cmocka_unit_test(test_data_scan_random),
 		cmocka_unit_test(test_data_scan_after_done),
+		cmocka_unit_test(test_line_check_table),
+		cmocka_unit_test(test_rcpt_domain_table),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

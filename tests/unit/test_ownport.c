@@ -1,5 +1,5 @@
 /*
- * Unit tests for the loop detection shared by the workers (proxy/upstream.c):
+ * Unit tests for the loop detection shared by the workers (proxy/ownport.c):
  * a published port is recognised for its destination only, from any slot;
  * withdrawing it does not clear a port since taken towards elsewhere; the
  * master's reset of a dead worker's slot clears that worker's entries and
@@ -15,7 +15,7 @@
 #include <arpa/inet.h>
 #include <sys/wait.h>
 
-#include "starttlsd/upstream.h"
+#include "starttlsd/ownport.h"
 
 #define SLOTS 8
 
@@ -54,11 +54,11 @@ setup(void **state)
 	static bool done;
 
 	(void)state;
-	if (!done && up_ownports_init(SLOTS) < 0)
+	if (!done && ownport_init(SLOTS) < 0)
 		return -1;
 	done = true;
 	for (size_t i = 0; i < SLOTS; i++)
-		up_ownports_reset(i);
+		ownport_reset(i);
 	return 0;
 }
 
@@ -70,23 +70,23 @@ static void test_published_port(void **state)
 	    us6 = addr("2001:db8::1", 40000), dst6 = addr("2001:db8:2::25", 25);
 
 	(void)state;
-	assert_false(up_is_own(&us, &dst));
-	up_ownports_use(1);
-	up_ownport_publish(&us, &dst, true);
-	up_ownport_publish(&us6, &dst6, true);
-	up_ownports_use(0);
-	assert_true(up_is_own(&us, &dst));
-	assert_true(up_is_own(&us6, &dst6));
+	assert_false(ownport_is_own(&us, &dst));
+	ownport_use(1);
+	ownport_publish(&us, &dst, true);
+	ownport_publish(&us6, &dst6, true);
+	ownport_use(0);
+	assert_true(ownport_is_own(&us, &dst));
+	assert_true(ownport_is_own(&us6, &dst6));
 	/* The same port towards elsewhere, or another host's same port: no. */
-	assert_false(up_is_own(&us, &dst2));
-	assert_false(up_is_own(&other, &dst));
+	assert_false(ownport_is_own(&us, &dst2));
+	assert_false(ownport_is_own(&other, &dst));
 	/* A family mismatch is never a loop. */
-	assert_false(up_is_own(&us, &dst6));
-	up_ownports_use(1);
-	up_ownport_publish(&us, &dst, false);
-	up_ownports_use(0);
-	assert_false(up_is_own(&us, &dst));
-	assert_true(up_is_own(&us6, &dst6));
+	assert_false(ownport_is_own(&us, &dst6));
+	ownport_use(1);
+	ownport_publish(&us, &dst, false);
+	ownport_use(0);
+	assert_false(ownport_is_own(&us, &dst));
+	assert_true(ownport_is_own(&us6, &dst6));
 }
 
 static void test_withdraw_keeps_newer(void **state)
@@ -96,14 +96,14 @@ static void test_withdraw_keeps_newer(void **state)
 
 	(void)state;
 	/* connect() may reuse a local port towards another destination. */
-	up_ownports_use(1);
-	up_ownport_publish(&us, &dst, true);
-	up_ownports_use(2);
-	up_ownport_publish(&us, &dst2, true);
-	up_ownports_use(1);
-	up_ownport_publish(&us, &dst, false);
-	up_ownports_use(0);
-	assert_true(up_is_own(&us, &dst2));
+	ownport_use(1);
+	ownport_publish(&us, &dst, true);
+	ownport_use(2);
+	ownport_publish(&us, &dst2, true);
+	ownport_use(1);
+	ownport_publish(&us, &dst, false);
+	ownport_use(0);
+	assert_true(ownport_is_own(&us, &dst2));
 }
 
 static void test_reset_dead_worker(void **state)
@@ -112,15 +112,15 @@ static void test_reset_dead_worker(void **state)
 	    b = addr("192.0.2.1", 40003), dst = addr("198.51.100.25", 25);
 
 	(void)state;
-	up_ownports_use(3);
-	up_ownport_publish(&a, &dst, true);
-	up_ownports_use(4);
-	up_ownport_publish(&b, &dst, true);
+	ownport_use(3);
+	ownport_publish(&a, &dst, true);
+	ownport_use(4);
+	ownport_publish(&b, &dst, true);
 	/* The master reaps worker 3 (SIGKILLed mid-session). */
-	up_ownports_reset(3);
-	up_ownports_use(0);
-	assert_false(up_is_own(&a, &dst));
-	assert_true(up_is_own(&b, &dst));
+	ownport_reset(3);
+	ownport_use(0);
+	assert_false(ownport_is_own(&a, &dst));
+	assert_true(ownport_is_own(&b, &dst));
 }
 
 static void test_waits_for_connect_in_flight(void **state)
@@ -132,20 +132,20 @@ static void test_waits_for_connect_in_flight(void **state)
 
 	(void)state;
 	/* Worker 5 is inside connect() towards dst... */
-	up_ownports_use(5);
-	up_connecting(&dst);
+	ownport_use(5);
+	ownport_connecting(&dst);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		/* ...and publishes its port a little later, from its process. */
 		usleep(1000);
-		up_ownport_publish(&us, &dst, true);
-		up_connecting(NULL);
+		ownport_publish(&us, &dst, true);
+		ownport_connecting(NULL);
 		_exit(0);
 	}
 	/* Worker 0 accepts the looped connection before that. */
-	up_ownports_use(0);
-	assert_true(up_is_own(&us, &dst));
+	ownport_use(0);
+	assert_true(ownport_is_own(&us, &dst));
 	assert_int_equal(waitpid(pid, &st, 0), pid);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
@@ -157,20 +157,20 @@ static void test_wait_is_bounded(void **state)
 	double t0, waited;
 
 	(void)state;
-	up_ownports_use(6);
-	up_connecting(&dst);
-	up_ownports_use(0);
+	ownport_use(6);
+	ownport_connecting(&dst);
+	ownport_use(0);
 	/* A connect() towards another destination is not waited for. */
-	assert_false(up_is_own(&us, &dst2));
+	assert_false(ownport_is_own(&us, &dst2));
 	/* One towards this destination that never publishes: bounded. */
 	t0 = now();
-	assert_false(up_is_own(&us, &dst));
+	assert_false(ownport_is_own(&us, &dst));
 	waited = now() - t0;
-	assert_true(waited >= UP_OWNPORT_WAIT * 0.9);
-	assert_true(waited < UP_OWNPORT_WAIT + 1.0);
+	assert_true(waited >= OWNPORT_WAIT * 0.9);
+	assert_true(waited < OWNPORT_WAIT + 1.0);
 	/* Its slot reset (the worker died inside connect()): no wait. */
-	up_ownports_reset(6);
-	assert_false(up_is_own(&us, &dst));
+	ownport_reset(6);
+	assert_false(ownport_is_own(&us, &dst));
 }
 
 int main(void)
