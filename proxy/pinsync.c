@@ -37,6 +37,7 @@
 #include <hiredis/adapters/libev.h>
 
 #include "starttlsd/log.h"
+#include "starttlsd/metrics.h"
 #include "starttlsd/pinsync.h"
 
 #define PS_BATCH 1000            /* own records published per round */
@@ -366,6 +367,7 @@ skip(struct sync *s, const char *rkey, size_t rlen, const char *why)
 	struct logline l;
 
 	s->skipped++;
+	metrics_pinsync(M_SYNC_SKIPPED, 1);
 	if (s->skips++ >= PS_SKIP_LOG_MAX)
 		return;
 	log_begin(&l, "pinstore");
@@ -456,6 +458,7 @@ apply_page(struct sync *s)
 		return;
 	}
 	s->pulled += applied;
+	metrics_pinsync(M_SYNC_MERGED, applied);
 }
 
 static int
@@ -700,6 +703,7 @@ push_cb(redisAsyncContext *ac, void *reply, void *priv)
 	    sizeof(err)) < 0)
 		log_msg(LOG_ERR, "pinstore", "fleet: %s", err);
 	s->pushed += done;
+	metrics_pinsync(M_SYNC_PUBLISHED, done);
 	for (size_t k = 0; k < s->nforgets; k++)
 		if (s->forget_ok[k] && pin_fleet_forget_told(s->ps,
 		    s->forgets[k].key, s->forgets[k].when, err, sizeof(err)) < 0)
@@ -860,7 +864,9 @@ sync_down(struct sync *s, const char *why)
 	s->busy = false;
 	s->failed = true;
 	ev_timer_stop(s->loop, &s->deadline);
+	metrics_pinsync_up(false);
 	if (!s->down_logged) {
+		metrics_pinsync(M_SYNC_OUTAGES, 1);
 		/* Once per outage: mail goes on, lookups read LMDB anyway. */
 		s->down_logged = true;
 		log_begin(&l, "pinstore");
@@ -924,6 +930,7 @@ ready(struct sync *s)
 	log_emit(&l, LOG_NOTICE);
 	s->down_logged = false;
 	s->ever_up = true;
+	metrics_pinsync_up(true);
 	round_start(s);
 }
 
@@ -1157,6 +1164,7 @@ child_main(const struct config *c, const struct priv_user *u, int ctl_fd)
 		log_msg(LOG_ERR, "pinstore", "fleet: %s; not syncing", err);
 		_exit(3);
 	}
+	metrics_pinsync_up(false);
 	if ((s->loop = ev_loop_new(EVFLAG_AUTO)) == NULL)
 		log_fatal("pinsync: no event loop");
 	ev_timer_init(&s->tick, tick_cb, 0., s->interval);

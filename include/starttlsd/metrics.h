@@ -78,6 +78,10 @@ void metrics_worker_exited(bool expected);
 void metrics_workers(unsigned n);
 void metrics_pinstore_error(enum m_pinop op);
 void metrics_reload(bool ok);
+/* The fleet's sync process (pinsync.h): Redis up or not, and its counts. */
+enum m_sync { M_SYNC_OUTAGES, M_SYNC_PUBLISHED, M_SYNC_MERGED, M_SYNC_SKIPPED, M_SYNC_N };
+void metrics_pinsync_up(bool up);
+void metrics_pinsync(enum m_sync what, uint64_t n);
 
 enum m_tlsv m_tlsv_of(const char *version);
 

@@ -124,6 +124,9 @@ cswaks2() {
 chat2() { ip netns exec "$NS_CLI2" "$PY" "$PEERS/chat.py" "$SRV4" 25 -; }
 crashed() { grep -hE "event=worker action=exited .*expected=no" "$PROXY_LOG" "$LOG_B"; }
 nlines() { grep -Ec "$2" "$1" 2>/dev/null; }
+# metric STATE NAME: its value in starttlsctl stats (the daemon's shared counters).
+metric() { "$CTL" --state-dir "$1" stats | sed -n "s/^$2 //p"; }
+export -f metric; export CTL
 
 redis_start || { say "redis-server did not start"; cat "$RDIR/redis.log" >&2; exit 1; }
 server starttls
@@ -185,12 +188,17 @@ ok "Redis down: 6 mails through A and B delivered" wait_for 10 eval '[ "$(nmsgs)
 ok "Redis down: no mail slowed (each pair under $((3 * SLOW)) s)" test "$slow" -eq 0
 ok "Redis down: A learns a new server locally" bash -c "ip netns exec '$NS_CLI' swaks --server 198.51.100.26 --port 25 --from a@example.org --to b@outage.example --timeout 20 >/dev/null && sleep 1.5 && '$CTL' --state-dir '$STATE_A' show 198.51.100.26 >/dev/null"
 sleep $((4 * SLOW))   # several reconnect attempts
+ok "A: metrics say Redis is down (starttlsd_pinsync_up 0, one outage)" \
+	bash -c '[ "$(metric "$1" starttlsd_pinsync_up)" = 0 ] && [ "$(metric "$1" starttlsd_pinsync_outages_total)" = 1 ]' _ "$STATE_A"
 ok "A: the outage is logged once (event=pinstore action=redis-down)" test "$(nlines "$PROXY_LOG" 'event=pinstore action=redis-down')" -eq 1
 ok "B: the outage is logged once" test "$(nlines "$LOG_B" 'event=pinstore action=redis-down')" -eq 1
 ok "A: no local pin lost" test "$(ctl_a list | grep -c '^[id]')" -ge $((pins_a_before + 1))
 redis_start
 ok "A: Redis back (action=redis-up)" wait_for $((15 * SLOW)) log_has "event=pinstore action=redis-up"
 ok "B: Redis back" wait_for $((15 * SLOW)) grep -q "event=pinstore action=redis-up" "$LOG_B"
+ok "A: metrics say Redis is up again" wait_for 5 bash -c '[ "$(metric "$1" starttlsd_pinsync_up)" = 1 ]' _ "$STATE_A"
+ok "A: metrics count published records; B: merged ones" \
+	bash -c '[ "$(metric "$1" starttlsd_pinsync_published_total)" -gt 0 ] && [ "$(metric "$2" starttlsd_pinsync_merged_total)" -gt 0 ]' _ "$STATE_A" "$STATE_B"
 ok "B: caught up with what A learned during the outage" wait_for $((10 * SLOW)) ctl_b show 198.51.100.26
 ok "the restarted (empty) Redis is refilled with A's own pins" wait_for $((10 * SLOW)) bash -c "rcli HEXISTS '${PREFIX}pin:ip:198.51.100.26' gw-a | grep -qx 1"
 ok "B still holds $SRV4 (learned from A before the outage)" ctl_b show "$SRV4"
@@ -230,6 +238,7 @@ done
 for k in 198.51.100.99 198.51.100.98 198.51.100.97 198.51.100.96; do
 	not_ok "garbage not trusted: no pin for $k on A or B" bash -c "'$CTL' --state-dir '$STATE_A' show $k || '$CTL' --state-dir '$STATE_B' show $k"
 done
+ok "B: metrics count the skipped items" bash -c '[ "$(metric "$1" starttlsd_pinsync_skipped_total)" -ge 7 ]' _ "$STATE_B"
 ok "another application's key is left alone" bash -c "[ \"\$(rcli GET '${PREFIX}foreign')\" = \"another application's key\" ]"
 not_ok "no process crashed" crashed
 ok "B still relays" cswaks2 --body "after garbage"
