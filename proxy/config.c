@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/ssl.h>
@@ -457,6 +458,23 @@ validate_pin_store(struct config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "pin_store: a password in the URL and "
 		    "pin_store_password_file: give one (the file is better)");
 		return -1;
+	}
+	if (c->pin_store_password_file != NULL) {
+		struct stat st;
+
+		/* Read by the sync process at start; checked here for --check-config. */
+		if (stat(c->pin_store_password_file, &st) < 0) {
+			snprintf(err, errlen, "pin_store_password_file: %s: %s",
+			    c->pin_store_password_file, strerror(errno));
+			return -1;
+		}
+		if (!S_ISREG(st.st_mode) || (st.st_mode & 077) != 0 ||
+		    (geteuid() == 0 && st.st_uid != 0)) {
+			snprintf(err, errlen, "pin_store_password_file: %s: must be "
+			    "a file of root's that no one else can read (chmod 600)",
+			    c->pin_store_password_file);
+			return -1;
+		}
 	}
 	if (c->state_dir == NULL) {
 		snprintf(err, errlen, "pin_store: Redis needs a state_dir (the "

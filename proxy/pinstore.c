@@ -1570,8 +1570,9 @@ fail:
 	return lmdb_err(ps, "fleet write", rc, err, errlen);
 }
 
-int
-pin_fleet_mark_all(struct pin_store *ps, int64_t now, size_t *marked,
+/* Every own record: expired ones dropped, the others marked if mark. */
+static int
+fleet_walk_own(struct pin_store *ps, int64_t now, bool mark, size_t *n,
     char *err, size_t errlen)
 {
 	MDB_txn *txn;
@@ -1580,7 +1581,7 @@ pin_fleet_mark_all(struct pin_store *ps, int64_t now, size_t *marked,
 	struct pin p;
 	int rc;
 
-	*marked = 0;
+	*n = 0;
 	if (fleet_ready(ps, err, errlen) < 0)
 		return -1;
 	if ((rc = txn_begin(ps, 0, &txn)) != 0)
@@ -1591,17 +1592,25 @@ pin_fleet_mark_all(struct pin_store *ps, int64_t now, size_t *marked,
 	    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
 		/* Expired (or unreadable) own records are purged here. */
 		if (rec_decode(&k, &v, &p) < 0 || expired(ps, &p, now)) {
-			MDB_val dk = k;
+			/* The key's bytes live in the page the delete changes. */
+			char kb[PIN_KEY_MAX];
+			MDB_val dk = { .mv_size = k.mv_size, .mv_data = kb };
 
+			if (k.mv_size > sizeof(kb))
+				continue;
+			memcpy(kb, k.mv_data, k.mv_size);
+			(*n) += !mark;
 			if ((rc = mdb_cursor_del(c, 0)) != 0 ||
 			    ((rc = mdb_del(txn, ps->dirty_dbi, &dk, NULL)) != 0 &&
 			    rc != MDB_NOTFOUND))
 				break;
 			continue;
 		}
+		if (!mark)
+			continue;
 		if ((rc = mdb_put(txn, ps->dirty_dbi, &k, &one, 0)) != 0)
 			break;
-		(*marked)++;
+		(*n)++;
 	}
 	mdb_cursor_close(c);
 	if (rc != MDB_NOTFOUND)
@@ -1613,6 +1622,20 @@ pin_fleet_mark_all(struct pin_store *ps, int64_t now, size_t *marked,
 fail:
 	mdb_txn_abort(txn);
 	return lmdb_err(ps, "fleet write", rc, err, errlen);
+}
+
+int
+pin_fleet_mark_all(struct pin_store *ps, int64_t now, size_t *marked,
+    char *err, size_t errlen)
+{
+	return fleet_walk_own(ps, now, true, marked, err, errlen);
+}
+
+int
+pin_fleet_purge(struct pin_store *ps, int64_t now, size_t *purged,
+    char *err, size_t errlen)
+{
+	return fleet_walk_own(ps, now, false, purged, err, errlen);
 }
 
 int

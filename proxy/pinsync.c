@@ -36,6 +36,7 @@
 #include <hiredis/async.h>
 #include <hiredis/adapters/libev.h>
 
+#include "starttlsd/hash.h"
 #include "starttlsd/log.h"
 #include "starttlsd/metrics.h"
 #include "starttlsd/pinsync.h"
@@ -47,8 +48,12 @@
 #define PS_CONNECT_TIMEOUT 3.0
 #define PS_BACKOFF_MAX 5.0
 #define PS_SLACK_MS 5000         /* pulls overlap: writes still in flight */
-#define PS_SKIP_LOG_MAX 10       /* skip lines per round, then a count */
+#define PS_SKIP_LOG_MAX 20       /* skip lines a minute, then a count */
+#define PS_SKIP_SEEN 64          /* recently logged items, not repeated... */
+#define PS_SKIP_AGAIN 600.0      /* ...for this long */
+#define PS_PURGE_EVERY 3600.0    /* expired own records dropped this often */
 #define PS_FORGET_FIELD "!forget"
+#define PS_EXIT_CONFIG 3         /* the sync process's "do not restart me" */
 
 /* ---- URL, names, values (pure) ---------------------------------------------------- */
 
@@ -349,8 +354,12 @@ struct sync {
 	struct pin_remote *rem;  /* PS_PAGE * PS_FIELDS_MAX, grown as needed */
 	size_t nrem, caprem;
 
-	unsigned skips;          /* skip lines logged this round */
-	uint64_t skipped;        /* this round, in all */
+	ev_tstamp skip_window;   /* start of this minute of skip lines */
+	unsigned skip_lines;     /* logged in it */
+	uint64_t skip_quiet;     /* not logged in it (over the cap) */
+	struct { uint32_t h; ev_tstamp at; } seen[PS_SKIP_SEEN];
+	size_t seen_next;
+	ev_tstamp purged;        /* last purge of expired own records */
 	uint64_t pushed, pulled, rounds;
 };
 
@@ -360,16 +369,44 @@ static void sync_down(struct sync *s, const char *why);
 static void round_start(struct sync *s);
 static void pull_page(struct sync *s);
 
-/* One garbage item: logged (a few per round), never trusted. */
+/*
+ * One garbage item: never trusted, logged once per PS_SKIP_AGAIN, at most
+ * PS_SKIP_LOG_MAX lines a minute (then one line with the count).
+ */
 static void
 skip(struct sync *s, const char *rkey, size_t rlen, const char *why)
 {
 	struct logline l;
+	ev_tstamp now = ev_now(s->loop);
+	uint32_t h = fnv1a(fnv1a(FNV1A_INIT, rkey, rlen), why, strlen(why));
 
-	s->skipped++;
 	metrics_pinsync(M_SYNC_SKIPPED, 1);
-	if (s->skips++ >= PS_SKIP_LOG_MAX)
+	/* The same garbage is met every round: said once per PS_SKIP_AGAIN. */
+	for (size_t i = 0; i < PS_SKIP_SEEN; i++)
+		if (s->seen[i].h == h && s->seen[i].at > 0 &&
+		    now - s->seen[i].at < PS_SKIP_AGAIN)
+			return;
+	if (now - s->skip_window >= 60.0) {
+		if (s->skip_quiet > 0) {
+			log_begin(&l, "pinstore");
+			log_str(&l, "action", "skipped");
+			log_u64(&l, "count", s->skip_quiet);
+			log_str(&l, "why", "more garbage under the prefix than "
+			    "logged in the last minute");
+			log_emit(&l, LOG_WARNING);
+		}
+		s->skip_window = now;
+		s->skip_lines = 0;
+		s->skip_quiet = 0;
+	}
+	if (s->skip_lines >= PS_SKIP_LOG_MAX) {
+		s->skip_quiet++;
 		return;
+	}
+	s->skip_lines++;
+	s->seen[s->seen_next].h = h;
+	s->seen[s->seen_next].at = now;
+	s->seen_next = (s->seen_next + 1) % PS_SKIP_SEEN;
 	log_begin(&l, "pinstore");
 	log_str(&l, "action", "skipped");
 	log_bytes(&l, "redis_key", rkey, rlen > 200 ? 200 : rlen);
@@ -394,18 +431,18 @@ deadline_start(struct sync *s, double secs)
 static void
 round_end(struct sync *s)
 {
-	struct logline l;
-
 	s->busy = false;
 	ev_timer_stop(s->loop, &s->deadline);
-	if (s->skipped > PS_SKIP_LOG_MAX) {
-		log_begin(&l, "pinstore");
-		log_str(&l, "action", "skipped");
-		log_u64(&l, "count", s->skipped);
-		log_str(&l, "why", "more garbage under the prefix than logged");
-		log_emit(&l, LOG_WARNING);
-	}
 	s->rounds++;
+	if (ev_now(s->loop) - s->purged >= PS_PURGE_EVERY) {
+		size_t n = 0;
+		char err[256];
+
+		s->purged = ev_now(s->loop);
+		if (pin_fleet_purge(s->ps, (int64_t)time(NULL), &n, err,
+		    sizeof(err)) < 0)
+			log_msg(LOG_ERR, "pinstore", "fleet: %s", err);
+	}
 	/* A backlog (catching up): the next round at once. */
 	if (s->more && s->state == PS_READY) {
 		ev_timer_stop(s->loop, &s->tick);
@@ -836,8 +873,6 @@ round_start(struct sync *s)
 		return;
 	s->busy = true;
 	s->failed = false;
-	s->skips = 0;
-	s->skipped = 0;
 	deadline_start(s, PS_ROUND_TIMEOUT);
 	redisAsyncCommand(s->ac, time_cb, NULL, "TIME");
 }
@@ -1134,7 +1169,7 @@ child_main(const struct config *c, const struct priv_user *u, int ctl_fd)
 	    read_password(c->pin_store_password_file, s->url.password,
 	    sizeof(s->url.password), err, sizeof(err)) < 0) {
 		log_msg(LOG_ERR, "pinstore", "fleet: %s; not syncing", err);
-		_exit(3);
+		_exit(PS_EXIT_CONFIG);
 	}
 	/* As root only for the file above. */
 	if (priv_drop(u, false, err, sizeof(err)) < 0)
@@ -1162,7 +1197,7 @@ child_main(const struct config *c, const struct priv_user *u, int ctl_fd)
 	if (s->ps == NULL || pin_fleet_enable(s->ps, s->gw, err,
 	    sizeof(err)) < 0) {
 		log_msg(LOG_ERR, "pinstore", "fleet: %s; not syncing", err);
-		_exit(3);
+		_exit(PS_EXIT_CONFIG);
 	}
 	metrics_pinsync_up(false);
 	if ((s->loop = ev_loop_new(EVFLAG_AUTO)) == NULL)
@@ -1225,6 +1260,12 @@ child_cb(struct ev_loop *loop, ev_child *w, int revents)
 	log_emit(&l, M.stopping ? LOG_INFO : LOG_ERR);
 	if (M.stopping)
 		return;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == PS_EXIT_CONFIG) {
+		log_msg(LOG_ERR, "pinstore", "fleet: the sync process is not "
+		    "restarted (its error above needs a fix and a restart); "
+		    "pins stay on this gateway");
+		return;
+	}
 	/* Mail does not depend on it: restart, slowly if it keeps dying. */
 	ev_timer_stop(loop, &M.respawn);
 	ev_timer_set(&M.respawn, ev_now(loop) - M.started < 5.0 ? 5.0 : 1.0, 0.);

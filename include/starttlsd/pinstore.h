@@ -165,6 +165,9 @@ int pin_fleet_published(struct pin_store *ps, const struct pin *own, size_t n,
 /* Mark every unexpired own record dirty (Redis came back, maybe empty). */
 int pin_fleet_mark_all(struct pin_store *ps, int64_t now, size_t *marked,
     char *err, size_t errlen);
+/* Drop own records past pin_expire (mark_all does too); *purged: how many. */
+int pin_fleet_purge(struct pin_store *ps, int64_t now, size_t *purged,
+    char *err, size_t errlen);
 
 /* Up to max local forgets to tell the fleet about. */
 int pin_fleet_forgets(struct pin_store *ps, size_t max,

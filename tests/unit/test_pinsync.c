@@ -289,6 +289,16 @@ test_fleet_own_and_publish(void **state)
 	    sizeof(err)), 0);
 	EQ("marked", marked, 1);
 	assert_int_equal(pending(f->ps, &c), 1);
+	/* Own records past pin_expire are dropped, with their dirty marks. */
+	before = dst("ip:198.51.100.9", now - 50 * 86400, now - 40 * 86400, 1,
+	    0x0304);
+	assert_int_equal(pin_put(f->ps, &before, err, sizeof(err)), 0);
+	assert_int_equal(pending(f->ps, &c), 2);
+	assert_int_equal(pin_fleet_purge(f->ps, now, &marked, err,
+	    sizeof(err)), 0);
+	EQ("purged", marked, 1);
+	assert_int_equal(pending(f->ps, &c), 1);
+	STREQ("left", c.p[0].key, "ip:198.51.100.1");
 }
 
 static void
