@@ -128,10 +128,18 @@ metrics_init(const char *path, long uid, char *err, size_t errlen)
 		unlink(path);
 		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
 		    0644);
-		if (fd < 0 || ftruncate(fd, sizeof(struct m_shared)) < 0) {
+		/*
+		 * The blocks are taken now (posix_fallocate, not ftruncate): a
+		 * sparse file on a full file system would SIGBUS the first
+		 * write through the mapping.
+		 */
+		if (fd < 0 || (errno = posix_fallocate(fd, 0,
+		    sizeof(struct m_shared))) != 0) {
 			snprintf(err, errlen, "%s: %s", path, strerror(errno));
-			if (fd >= 0)
+			if (fd >= 0) {
 				close(fd);
+				unlink(path);
+			}
 			return -1;
 		}
 		/* The workers add to it; readable by all (no secrets in it). */
