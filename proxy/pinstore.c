@@ -47,7 +47,7 @@
 #include "starttlsd/hash.h"
 #include "starttlsd/pinstore.h"
 
-#define PIN_MAP_SIZE (64u << 20)   /* ~300,000 pins; virtual until used */
+#define PIN_MAP_SIZE (256u << 20)  /* ~1,000,000 pins, 300,000 in a fleet; virtual until used */
 #define PIN_SYNC_INTERVAL 5        /* seconds between fsyncs */
 #define PIN_SWEEP_MAX 1024         /* records a commit checks for expiry */
 #define PIN_HASH_SLOTS (2 * PIN_QUEUE_MAX)
@@ -1570,58 +1570,82 @@ fail:
 	return lmdb_err(ps, "fleet write", rc, err, errlen);
 }
 
-/* Every own record: expired ones dropped, the others marked if mark. */
+/*
+ * Every own record: expired ones dropped, the others marked if mark. In
+ * transactions of FLEET_WALK_CHUNK records, so the write lock (which the
+ * workers' commits wait for) is never held long, and the copy-on-write
+ * pages of one transaction stay few.
+ */
+#define FLEET_WALK_CHUNK 4096
+
 static int
 fleet_walk_own(struct pin_store *ps, int64_t now, bool mark, size_t *n,
     char *err, size_t errlen)
 {
-	MDB_txn *txn;
-	MDB_cursor *c;
 	MDB_val k, v, one = { .mv_size = 1, .mv_data = (void *)(uintptr_t)"1" };
+	char at[PIN_KEY_MAX];     /* where the next chunk starts */
+	size_t atlen = 0;
+	bool done = false;
 	struct pin p;
 	int rc;
 
 	*n = 0;
 	if (fleet_ready(ps, err, errlen) < 0)
 		return -1;
-	if ((rc = txn_begin(ps, 0, &txn)) != 0)
-		return lmdb_err(ps, "fleet write", rc, err, errlen);
-	if ((rc = mdb_cursor_open(txn, ps->own_dbi, &c)) != 0)
-		goto fail;
-	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
-	    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		/* Expired (or unreadable) own records are purged here. */
-		if (rec_decode(&k, &v, &p) < 0 || expired(ps, &p, now)) {
-			/* The key's bytes live in the page the delete changes. */
-			char kb[PIN_KEY_MAX];
-			MDB_val dk = { .mv_size = k.mv_size, .mv_data = kb };
+	while (!done) {
+		MDB_txn *txn;
+		MDB_cursor *c;
+		size_t seen = 0;
 
-			if (k.mv_size > sizeof(kb))
-				continue;
-			memcpy(kb, k.mv_data, k.mv_size);
-			(*n) += !mark;
-			if ((rc = mdb_cursor_del(c, 0)) != 0 ||
-			    ((rc = mdb_del(txn, ps->dirty_dbi, &dk, NULL)) != 0 &&
-			    rc != MDB_NOTFOUND))
+		if ((rc = txn_begin(ps, 0, &txn)) != 0)
+			return lmdb_err(ps, "fleet write", rc, err, errlen);
+		if ((rc = mdb_cursor_open(txn, ps->own_dbi, &c)) != 0)
+			goto fail;
+		k.mv_data = at;
+		k.mv_size = atlen;
+		for (rc = mdb_cursor_get(c, &k, &v, atlen > 0 ? MDB_SET_RANGE :
+		    MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+			if (seen++ == FLEET_WALK_CHUNK && k.mv_size <= sizeof(at)) {
+				memcpy(at, k.mv_data, k.mv_size);
+				atlen = k.mv_size;
 				break;
-			continue;
+			}
+			/* Expired (or unreadable) own records are purged here. */
+			if (rec_decode(&k, &v, &p) < 0 || expired(ps, &p, now)) {
+				/* The key's bytes live in the page the delete changes. */
+				char kb[PIN_KEY_MAX];
+				MDB_val dk = { .mv_size = k.mv_size, .mv_data = kb };
+
+				if (k.mv_size > sizeof(kb))
+					continue;
+				memcpy(kb, k.mv_data, k.mv_size);
+				(*n) += !mark;
+				if ((rc = mdb_cursor_del(c, 0)) != 0 ||
+				    ((rc = mdb_del(txn, ps->dirty_dbi, &dk, NULL)) != 0 &&
+				    rc != MDB_NOTFOUND))
+					break;
+				continue;
+			}
+			if (!mark)
+				continue;
+			if ((rc = mdb_put(txn, ps->dirty_dbi, &k, &one, 0)) != 0)
+				break;
+			(*n)++;
 		}
-		if (!mark)
-			continue;
-		if ((rc = mdb_put(txn, ps->dirty_dbi, &k, &one, 0)) != 0)
-			break;
-		(*n)++;
-	}
-	mdb_cursor_close(c);
-	if (rc != MDB_NOTFOUND)
-		goto fail;
-	if ((rc = mdb_txn_commit(txn)) != 0)
-		return lmdb_err(ps, "fleet write", rc, err, errlen);
-	atomic_store(&ps->dirty, true);
-	return 0;
+		mdb_cursor_close(c);
+		if (rc == MDB_NOTFOUND)
+			done = true;
+		else if (rc != 0)
+			goto fail;
+		if ((rc = mdb_txn_commit(txn)) != 0)
+			return lmdb_err(ps, "fleet write", rc, err, errlen);
+		atomic_store(&ps->dirty, true);
+		continue;
 fail:
-	mdb_txn_abort(txn);
-	return lmdb_err(ps, "fleet write", rc, err, errlen);
+		mdb_txn_abort(txn);
+		return lmdb_err(ps, "fleet write", rc, err, errlen);
+	}
+	return 0;
 }
 
 int

@@ -1210,8 +1210,12 @@ child_main(const struct config *c, const struct priv_user *u, int ctl_fd)
 	ev_timer_start(s->loop, &s->tick);
 	sync_connect(s);
 	ev_run(s->loop, 0);
-	if (s->ac != NULL)
-		drop(s, "stopping");
+	if (s->ac != NULL) {
+		/* Not an outage: nothing to say. What is pending stays in LMDB. */
+		s->dropping = true;
+		redisAsyncFree(s->ac);
+		s->ac = NULL;
+	}
 	log_msg(LOG_INFO, "stop", "pinsync exiting (published %" PRIu64
 	    ", merged %" PRIu64 ")", s->pushed, s->pulled);
 	pin_close(s->ps);
