@@ -155,6 +155,7 @@ t0=$(date +%s.%N)
 ok "B: A's pin arrives" wait_for $((10 * SLOW)) ctl_b show "$SRV4"
 say "        (A's pin reached B's LMDB in $(echo "$(date +%s.%N) - $t0" | bc | cut -c1-5) s after A had it)"
 ok "B: starttlsctl list says gw-a learned it" bash -c "'$CTL' --state-dir '$STATE_B' list | grep -E '^ip:$SRV4 ' | grep -q ' gw-a\$'"
+ok "B: the recipient domain's pin arrives too, with its via" wait_for $((10 * SLOW)) bash -c "'$CTL' --state-dir '$STATE_B' show example.net | grep -qx 'via          $SRV4'"
 ok "B: show says learned_by gw-a" bash -c "'$CTL' --state-dir '$STATE_B' show '$SRV4' | grep -qx 'learned_by   gw-a'"
 ok "Redis holds A's record under the prefix, with a TTL of pin_expire" \
 	bash -c "[ \"\$(rcli HGET '${PREFIX}pin:ip:$SRV4' gw-a | cut -d' ' -f1)\" = 1 ] && [ \"\$(rcli TTL '${PREFIX}pin:ip:$SRV4')\" -gt 2500000 ]"
@@ -176,6 +177,9 @@ ok "A: logged as plaintext" wait_for 5 bash -c "grep event=session '$PROXY_LOG' 
 not_ok "A: the forgotten pin did not come back from A's own record" ctl_a show "$SRV4"
 
 # 3. Redis killed mid-run: mail goes on, said once, nothing local lost, catch-up.
+#    (After a SIGHUP of A: its new workers record their sightings for the fleet too.)
+kill -HUP "$PROXY_PID"
+ok "A: reloaded" wait_for 10 log_has "event=reload version="
 server_stop; server starttls
 ok "A: TLS again (pins $SRV4 anew)" cswaks --body "before outage"
 ok "B: gets it" wait_for $((10 * SLOW)) ctl_b show "$SRV4"
