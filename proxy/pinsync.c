@@ -331,7 +331,10 @@ struct sync {
 	bool busy;               /* a round in flight */
 	bool more;               /* the last push was a full batch */
 	bool down_logged;        /* "unreachable" said, "back" not yet */
+	bool confirmed;          /* this connection completed a round */
 	bool ever_up;
+	size_t marked;           /* own records marked at connection */
+	char drop_why[200];      /* why we hung up, for the down line */
 	double backoff;
 	ev_timer tick, deadline, retry;
 	ev_io ctl;
@@ -366,6 +369,7 @@ struct sync {
 static struct sync S;
 
 static void sync_down(struct sync *s, const char *why);
+static void confirm(struct sync *s);
 static void round_start(struct sync *s);
 static void pull_page(struct sync *s);
 
@@ -431,6 +435,8 @@ deadline_start(struct sync *s, double secs)
 static void
 round_end(struct sync *s)
 {
+	if (!s->confirmed && s->state == PS_READY && !s->failed)
+		confirm(s);
 	s->busy = false;
 	ev_timer_stop(s->loop, &s->deadline);
 	s->rounds++;
@@ -461,6 +467,15 @@ reply_dead(struct sync *s, const redisAsyncContext *ac, const redisReply *r)
 		return true;
 	}
 	return false;
+}
+
+/* Hang up from inside a callback; the down line gives why. */
+static void
+give_up(struct sync *s, redisAsyncContext *ac, const char *why)
+{
+	snprintf(s->drop_why, sizeof(s->drop_why), "%s", why);
+	s->failed = true;
+	redisAsyncDisconnect(ac);  /* disconnect_cb follows */
 }
 
 static void
@@ -612,6 +627,12 @@ zrange_cb(redisAsyncContext *ac, void *reply, void *priv)
 	if (reply_dead(s, ac, r))
 		return;
 	snprintf(ck, sizeof(ck), "%schanges", s->prefix);
+	if (r->type == REDIS_REPLY_ERROR && (r->str == NULL ||
+	    strncmp(r->str, "WRONGTYPE", 9) != 0)) {
+		/* NOPERM and the like: the connection is of no use. */
+		give_up(s, ac, r->str != NULL ? r->str : "error reply");
+		return;
+	}
 	if (r->type != REDIS_REPLY_ARRAY) {
 		skip(s, ck, strlen(ck), r->type == REDIS_REPLY_ERROR ?
 		    "not a sorted set (wrong type)" : "unexpected reply");
@@ -858,8 +879,12 @@ time_cb(redisAsyncContext *ac, void *reply, void *priv)
 	    r->element[1]->type != REDIS_REPLY_STRING ||
 	    parse_i64(r->element[0]->str, &sec) < 0 ||
 	    parse_i64(r->element[1]->str, &usec) < 0) {
-		log_msg(LOG_ERR, "pinstore", "fleet: TIME: unexpected reply");
-		round_end(s);
+		char why[200];
+
+		snprintf(why, sizeof(why), "TIME: %s", r->type ==
+		    REDIS_REPLY_ERROR && r->str != NULL ? r->str :
+		    "unexpected reply");
+		give_up(s, ac, why);
 		return;
 	}
 	s->now_ms = sec * 1000 + usec / 1000;
@@ -898,6 +923,7 @@ sync_down(struct sync *s, const char *why)
 	s->state = PS_DOWN;
 	s->busy = false;
 	s->failed = true;
+	s->confirmed = false;
 	ev_timer_stop(s->loop, &s->deadline);
 	metrics_pinsync_up(false);
 	if (!s->down_logged) {
@@ -933,26 +959,40 @@ disconnect_cb(const redisAsyncContext *ac, int status)
 
 	if (s->dropping || ac != s->ac)
 		return;
-	sync_down(s, status == REDIS_OK ? "closed" :
+	sync_down(s, s->drop_why[0] != '\0' ? s->drop_why :
+	    status == REDIS_OK ? "closed" :
 	    ac->errstr[0] != '\0' ? ac->errstr : "connection lost");
 }
 
+/* Connected and handshaken: publish everything, pull everything. */
 static void
 ready(struct sync *s)
 {
-	struct logline l;
-	size_t marked = 0;
 	char err[256];
 
 	s->state = PS_READY;
-	s->backoff = 1.0;
 	ev_timer_stop(s->loop, &s->deadline);
 	/* Redis may have lost everything, or we missed changes: all again. */
-	if (pin_fleet_mark_all(s->ps, (int64_t)time(NULL), &marked, err,
+	s->marked = 0;
+	if (pin_fleet_mark_all(s->ps, (int64_t)time(NULL), &s->marked, err,
 	    sizeof(err)) < 0)
 		log_msg(LOG_ERR, "pinstore", "fleet: %s", err);
 	s->pull_from = INT64_MIN;
 	s->pull_off = 0;
+	round_start(s);
+}
+
+/*
+ * The first round of a connection went through: only now is Redis "up"
+ * (a server that accepts us and then refuses every command is not).
+ */
+static void
+confirm(struct sync *s)
+{
+	struct logline l;
+
+	s->confirmed = true;
+	s->backoff = 1.0;
 	log_begin(&l, "pinstore");
 	log_str(&l, "action", s->down_logged ? "redis-up" : "redis-connected");
 	if (s->url.unix_socket)
@@ -961,12 +1001,11 @@ ready(struct sync *s)
 		log_fmt(&l, "redis", "%s:%u", s->url.host, s->url.port);
 	log_u64(&l, "db", s->url.db);
 	log_str(&l, "gateway", s->gw);
-	log_u64(&l, "own_pins", marked);
+	log_u64(&l, "own_pins", s->marked);
 	log_emit(&l, LOG_NOTICE);
 	s->down_logged = false;
 	s->ever_up = true;
 	metrics_pinsync_up(true);
-	round_start(s);
 }
 
 static void
@@ -981,13 +1020,10 @@ handshake_cb(redisAsyncContext *ac, void *reply, void *priv)
 	if (r->type == REDIS_REPLY_ERROR) {
 		char why[200];
 
-		snprintf(why, sizeof(why), "%s", r->str != NULL ? r->str : "error");
+		snprintf(why, sizeof(why), "Redis refused us: %s",
+		    r->str != NULL ? r->str : "error");
 		s->state = PS_CONNECTING;  /* ignore the rest */
-		if (!s->down_logged) {
-			log_msg(LOG_ERR, "pinstore", "fleet: Redis refused us: %s",
-			    why);
-		}
-		redisAsyncDisconnect(ac);  /* disconnect_cb follows */
+		give_up(s, ac, why);
 		return;
 	}
 	if (last)
@@ -1043,6 +1079,8 @@ sync_connect(struct sync *s)
 	}
 	ac->data = s;
 	s->ac = ac;
+	s->drop_why[0] = '\0';
+	s->confirmed = false;
 	redisLibevAttach(s->loop, ac);
 	redisAsyncSetConnectCallback(ac, connect_cb);
 	redisAsyncSetDisconnectCallback(ac, disconnect_cb);

@@ -300,6 +300,27 @@ ok "soak: every mail delivered" wait_for 10 eval '[ "$(nmsgs)" -ge $((n0 + sent)
 ok "soak: the fleet is in sync again (B has A's $N pins after the last restart)" wait_for $((15 * SLOW)) eval '[ "$(manyb)" -eq '"$N"' ]'
 not_ok "soak: no process crashed" crashed
 
-ok "A exits cleanly" proxy_stop
 ok "B exits cleanly" stop_b
+
+# 7. Redis refusing B (wrong password; a prefix its ACL user may not touch):
+#    said once, never "up", and B relays on.
+umask 077; echo wrong >"$T_TMP/wrong.pass"; umask 022
+: >"$LOG_B"
+start_b --pin-store-password-file "$T_TMP/wrong.pass"
+ok "wrong password: said once, with Redis's reason" wait_for $((10 * SLOW)) grep -q 'event=pinstore action=redis-down why="Redis refused us: WRONGPASS' "$LOG_B"
+ok "wrong password: B relays on" cswaks2 --body "refused by Redis"
+sleep 3
+ok "wrong password: one down line in spite of the retries, never up" \
+	bash -c "[ \$(grep -c 'action=redis-down' '$LOG_B') -eq 1 ] && ! grep -Eq 'action=redis-(up|connected)' '$LOG_B'"
+ok "B exits cleanly (wrong password)" stop_b
+: >"$LOG_B"
+FLEET=(--mode enforce --pin-store-prefix "other$$:" --pin-store-password-file "$PASSF")
+start_b
+ok "a prefix the ACL user may not touch: said once (NOPERM)" wait_for $((10 * SLOW)) grep -q 'event=pinstore action=redis-down why=.*NOPERM' "$LOG_B"
+sleep 3
+ok "NOPERM: one down line, never up" \
+	bash -c "[ \$(grep -c 'action=redis-down' '$LOG_B') -eq 1 ] && ! grep -Eq 'action=redis-(up|connected)' '$LOG_B'"
+ok "NOPERM: B relays on" cswaks2 --body "prefix refused"
+ok "B exits cleanly (NOPERM)" stop_b
+ok "A exits cleanly" proxy_stop
 finish
