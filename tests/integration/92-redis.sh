@@ -17,7 +17,7 @@ command -v redis-server >/dev/null || skip "redis-server not installed (tests/de
 need_root
 CTL=${STARTTLSCTL:-$(dirname "$STARTTLSD")/starttlsctl}
 case $STARTTLSD in *valgrind*) SLOW=4 ;; */san/*) SLOW=2 ;; *) SLOW=1 ;; esac
-SOAK_ROUNDS=${SOAK_ROUNDS:-3}
+SOAK_ROUNDS=${SOAK_ROUNDS:-$([ "$SLOW" = 4 ] && echo 1 || echo 3)}
 
 NS_GW2="${NS_PREFIX}gw2"
 NS_CLI2="${NS_PREFIX}cli2"
