@@ -4,8 +4,10 @@
 # or frozen never stops or slows mail, is said once (event=pinstore), and a
 # restarted (empty) Redis is caught up; garbage under the prefix is skipped
 # with a log line; 10,000 pins sync in bounded time; a short soak of Redis
-# restarts keeps both gateways relaying (SOAK_ROUNDS, default 3; "make
-# soak-redis" runs 30).
+# restarts keeps both gateways relaying (SOAK_ROUNDS, default 3, 1 under
+# valgrind; "make soak-redis" runs 30); Redis refusing a gateway (wrong
+# password, a prefix outside its ACL) is said once and mail goes on. Also:
+# --check-config on the fleet keys, metrics through starttlsctl stats.
 #
 #   cli  -- gw  (A, redis+unix socket) -- srv 198.51.100.25 (wan0)
 #   cli2 -- gw2 (B, redis:// over TCP) -- srv 203.0.113.25  (wan1), Redis there
@@ -197,10 +199,10 @@ for i in 1 2 3; do
 	s0=$SECONDS
 	cswaks --body "outage A $i" >/dev/null 2>&1 || say "A: mail $i failed"
 	cswaks2 --body "outage B $i" >/dev/null 2>&1 || say "B: mail $i failed"
-	[ $((SECONDS - s0)) -le $((3 * SLOW)) ] || slow=$((slow + 1))
+	[ $((SECONDS - s0)) -le $((5 * SLOW)) ] || slow=$((slow + 1))
 done
 ok "Redis down: 6 mails through A and B delivered" wait_for 10 eval '[ "$(nmsgs)" -ge $((n0 + 6)) ]'
-ok "Redis down: no mail slowed (each pair under $((3 * SLOW)) s)" test "$slow" -eq 0
+ok "Redis down: no mail slowed (each pair under $((5 * SLOW)) s)" test "$slow" -eq 0
 ok "Redis down: A learns a new server locally" bash -c "ip netns exec '$NS_CLI' swaks --server 198.51.100.26 --port 25 --from a@example.org --to b@outage.example --timeout 20 >/dev/null && sleep 1.5 && '$CTL' --state-dir '$STATE_A' show 198.51.100.26 >/dev/null"
 sleep $((4 * SLOW))   # several reconnect attempts
 ok "A: metrics say Redis is down (starttlsd_pinsync_up 0, one outage)" \
