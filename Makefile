@@ -172,8 +172,10 @@ fuzz-smoke: deps fuzz-build
 -include $(wildcard $(FUZZ_DIR)/obj/*.d $(FUZZ_DIR)/*.d)
 
 # ---- benchmarks: tests/bench, docs/performance.md ------------------------------
-#   make bench         starttlsd beside stunnel and plaintext direct (root, ~10 min);
-#                      prints the tables and writes docs/performance.md
+#   make bench         starttlsd beside stunnel and plaintext direct (root, ~12 min);
+#                      prints the tables and writes docs/performance.md; its WAN section
+#                      (issue 10) alone: tests/bench/run.sh --sections wan
+#                      --wan-into docs/performance.md (~2.5 min)
 #   make bench-smoke   the same script on tiny loads, one run, no report (~30 s)
 BENCH_DIR   := build/bench
 BENCH_FLAGS := -O2 -g -std=c11 $(WARN) $(HARDEN)
@@ -186,8 +188,12 @@ $(BENCH_DIR)/bclient: tests/bench/bclient.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(BENCH_FLAGS) -o $@ $< -pie
 
+$(BENCH_DIR)/delay: tests/bench/delay.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(BENCH_FLAGS) -o $@ $< -pie
+
 .PHONY: bench bench-smoke bench-tools
-bench-tools: $(BENCH_DIR)/sink $(BENCH_DIR)/bclient
+bench-tools: $(BENCH_DIR)/sink $(BENCH_DIR)/bclient $(BENCH_DIR)/delay
 
 bench: deps
 	$(MAKE) SANITIZE= all bench-tools

@@ -497,6 +497,13 @@ conn_flush(struct conn *c)
 	conn_maybe_shutdown(c);
 }
 
+void
+conn_flush_now(struct conn *c)
+{
+	if (c->fd >= 0 && c->state == CONN_S_OPEN)
+		conn_flush(c);
+}
+
 /* Read what there is. Returns -1 when the owner went away. */
 static int
 conn_do_read(struct conn *c)

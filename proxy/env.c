@@ -73,6 +73,15 @@ sess_env_new(struct config *cfg, struct pin_store *pins, char *err,
 		.max_lines = e->cfg.max_reply_lines,
 		.bufmax = e->cfg.buffer_size,
 	};
+	e->upc = (struct upc_params){
+		.on = e->cfg.upstream_cache,
+		.idle = e->cfg.upstream_cache_idle,
+		.max_age = e->cfg.upstream_cache_max_age,
+		.max_uses = e->cfg.upstream_cache_max_uses,
+		.per_key = e->cfg.upstream_cache_per_dst,
+		.max = e->cfg.upstream_cache_max,
+		.reply_timeout = e->cfg.reply_timeout < 30 ? e->cfg.reply_timeout : 30,
+	};
 	/* A smarthost given by name gets SNI and a name check (recorded). */
 	if (e->upstream_len > 0) {
 		struct sockaddr_storage tmp;

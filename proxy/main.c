@@ -29,6 +29,7 @@
 #include "starttlsd/ownport.h"
 #include "starttlsd/session.h"
 #include "starttlsd/tls.h"
+#include "starttlsd/upcache.h"
 
 #define MAX_WORKERS 64
 #define SHARED_SLOTS (2 * MAX_WORKERS) /* old and new generation at once */
@@ -440,11 +441,12 @@ static void
 drain(struct ev_loop *loop, int signum)
 {
 	g.draining = true;
-	log_msg(LOG_INFO, "stop", "signal %d: no new sessions, %s %u",
-	    signum, signum == SIGUSR2 ? "retiring with" : "draining",
-	    sess_count());
+	log_msg(LOG_INFO, "stop", "signal %s: no new sessions, %s %u",
+	    log_signame(signum), signum == SIGUSR2 ? "retiring with" :
+	    "draining", sess_count());
 	listener_close(loop, g.listeners, g.nlisteners);
 	metrics_serve_stop(loop); /* the next generation serves it */
+	upc_drop(NULL);           /* parked connections: QUIT, close */
 	if (signum != SIGUSR2)
 		sess_drain();
 	ev_timer_init(&g.drain_timer, drain_timer_cb,
@@ -541,8 +543,8 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		return;
 	}
 	g.draining = true;
-	log_msg(LOG_INFO, "stop", "signal %d: stopping %u workers", w->signum,
-	    workers_alive());
+	log_msg(LOG_INFO, "stop", "signal %s: stopping %u workers",
+	    log_signame(w->signum), workers_alive());
 	listener_close(loop, g.listeners, g.nlisteners);
 	for (size_t i = 0; i < SHARED_SLOTS; i++)
 		if (g.workers[i].pid > 0) {
@@ -641,6 +643,7 @@ relay_setup(struct ev_loop *loop)
 	pins_open(&g.env->cfg);
 	g.env->pins = g.pins;
 	listener_set_env(g.env);
+	upc_init(loop);
 	listener_start(loop, g.listeners, g.nlisteners);
 	/* The workers serve the endpoint; the root master never does. */
 	metrics_serve(loop, g.metrics_fd, pins_count, NULL);
@@ -772,7 +775,7 @@ child_cb(struct ev_loop *loop, ev_child *cw, int revents)
 	log_str(&l, "action", "exited");
 	log_int(&l, "pid", cw->rpid);
 	if (WIFSIGNALED(st)) {
-		log_str(&l, "signal", strsignal(WTERMSIG(st)));
+		log_str(&l, "signal", log_signame(WTERMSIG(st)));
 	} else {
 		log_int(&l, "status", WEXITSTATUS(st));
 	}

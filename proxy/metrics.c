@@ -50,9 +50,11 @@ struct m_shared {
 	uint64_t pinstore_errors[M_PINOP_N];
 	uint64_t reloads[2];                     /* [ok] */
 	uint64_t rcpt_domains;
+	uint64_t reused, reuse_retries;
 	uint64_t open[M_SLOTS];                  /* sessions open, per worker */
 	uint64_t pinsync_up;                     /* 0/1; 2: no pin_store = Redis */
 	uint64_t pinsync[M_SYNC_N];
+	uint64_t parked[M_SLOTS];                /* parked connections, per worker */
 };
 
 static struct m_shared *M;
@@ -129,12 +131,11 @@ metrics_init(const char *path, long uid, char *err, size_t errlen)
 		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
 		    0644);
 		/*
-		 * The blocks are taken now (posix_fallocate, not ftruncate): a
-		 * sparse file on a full file system would SIGBUS the first
-		 * write through the mapping.
+		 * Allocated now, not on the first write through the mapping:
+		 * a full file system would kill the writer with SIGBUS there.
 		 */
-		if (fd < 0 || (errno = posix_fallocate(fd, 0,
-		    sizeof(struct m_shared))) != 0) {
+		if (fd < 0 || ftruncate(fd, sizeof(struct m_shared)) < 0 ||
+		    (errno = posix_fallocate(fd, 0, sizeof(struct m_shared))) != 0) {
 			snprintf(err, errlen, "%s: %s", path, strerror(errno));
 			if (fd >= 0) {
 				close(fd);
@@ -185,8 +186,10 @@ metrics_use(size_t slot)
 void
 metrics_reset_slot(size_t slot)
 {
-	if (M != NULL && slot < M_SLOTS)
+	if (M != NULL && slot < M_SLOTS) {
 		__atomic_store_n(&M->open[slot], 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&M->parked[slot], 0, __ATOMIC_RELAXED);
+	}
 }
 
 /* ---- writers ------------------------------------------------------------------ */
@@ -299,6 +302,28 @@ metrics_reload(bool ok)
 		add(&M->reloads[ok], 1);
 }
 
+void
+metrics_reused(void)
+{
+	if (M != NULL)
+		add(&M->reused, 1);
+}
+
+void
+metrics_reuse_retry(void)
+{
+	if (M != NULL)
+		add(&M->reuse_retries, 1);
+}
+
+void
+metrics_parked(int n)
+{
+	if (M != NULL)
+		__atomic_store_n(&M->parked[m_slot], (uint64_t)(n < 0 ? 0 : n),
+		    __ATOMIC_RELAXED);
+}
+
 /* ---- the text format ----------------------------------------------------------- */
 
 struct out {
@@ -359,7 +384,7 @@ static long
 render(const struct m_shared *m, char *buf, size_t cap, long long pins)
 {
 	struct out o = { .p = buf, .cap = cap };
-	uint64_t open = 0;
+	uint64_t open = 0, parked = 0;
 
 	head(&o, "starttlsd_sessions_total", "counter",
 	    "Sessions ended, by action and server-leg TLS version.");
@@ -466,8 +491,21 @@ render(const struct m_shared *m, char *buf, size_t cap, long long pins)
 	    "Distinct recipient domains accepted by servers, summed over sessions.");
 	put(&o, "starttlsd_recipient_domains_total %llu\n",
 	    (unsigned long long)get(&m->rcpt_domains));
-	for (size_t i = 0; i < M_SLOTS; i++)
+	head(&o, "starttlsd_upstream_reused_total", "counter",
+	    "Sessions that took a parked server connection (no new connection, no handshake).");
+	put(&o, "starttlsd_upstream_reused_total %llu\n",
+	    (unsigned long long)get(&m->reused));
+	head(&o, "starttlsd_upstream_reuse_retries_total", "counter",
+	    "Parked connections found dead at the first command: a fresh one was made, invisibly.");
+	put(&o, "starttlsd_upstream_reuse_retries_total %llu\n",
+	    (unsigned long long)get(&m->reuse_retries));
+	for (size_t i = 0; i < M_SLOTS; i++) {
 		open += get(&m->open[i]);
+		parked += get(&m->parked[i]);
+	}
+	head(&o, "starttlsd_upstream_parked", "gauge",
+	    "Parked server connections now (all workers).");
+	put(&o, "starttlsd_upstream_parked %llu\n", (unsigned long long)parked);
 	head(&o, "starttlsd_sessions_open", "gauge", "Sessions open now.");
 	put(&o, "starttlsd_sessions_open %llu\n", (unsigned long long)open);
 	head(&o, "starttlsd_workers", "gauge", "Workers running now.");

@@ -932,9 +932,8 @@ sync_down(struct sync *s, const char *why)
 		s->down_logged = true;
 		log_begin(&l, "pinstore");
 		log_str(&l, "action", "redis-down");
+		/* Relaying goes on with the local pins (docs/logging.md). */
 		log_str(&l, "why", why);
-		log_str(&l, "msg", "relaying goes on with the local pins; "
-		    "sightings are kept and published when Redis is back");
 		log_emit(&l, LOG_ERR);
 	}
 	retry_later(s);
@@ -1295,7 +1294,7 @@ child_cb(struct ev_loop *loop, ev_child *w, int revents)
 	log_str(&l, "process", "pinsync");
 	log_int(&l, "pid", w->rpid);
 	if (WIFSIGNALED(st))
-		log_str(&l, "signal", strsignal(WTERMSIG(st)));
+		log_str(&l, "signal", log_signame(WTERMSIG(st)));
 	else
 		log_int(&l, "status", WEXITSTATUS(st));
 	log_str(&l, "expected", M.stopping ? "yes" : "no");

@@ -33,6 +33,7 @@
 #include "starttlsd/session.h"
 #include "starttlsd/smtp.h"
 #include "starttlsd/txn.h"
+#include "starttlsd/upcache.h"
 
 #define SESS_MAX_INFLIGHT 128
 #define SESS_BODY_MIN 1024 /* message bytes per client_timeout, at least */
@@ -70,6 +71,7 @@ enum local_reply {
 	LR_NUL_IN_LINE,
 	LR_BDAT_NOT_OFFERED,
 	LR_BDAT_NO_RCPT,
+	LR_QUIT_221,
 };
 
 static const char *const local_text[] = {
@@ -85,6 +87,7 @@ static const char *const local_text[] = {
 	[LR_BARE_NEWLINE] = "500 5.5.2 Error: bare <CR> or <LF> in a command line\r\n",
 	[LR_NUL_IN_LINE] = "500 5.5.2 Error: NUL character in a command line\r\n",
 	[LR_BDAT_NOT_OFFERED] = "502 5.5.1 starttlsd: BDAT refused: the server did not offer CHUNKING, its chunk is discarded\r\n",
+	[LR_QUIT_221] = "221 2.0.0 Bye\r\n",
 	[LR_BDAT_NO_RCPT] = "451 4.7.0 starttlsd: no recipient may be sent without TLS, try again later (chunk discarded)\r\n",
 };
 
@@ -93,6 +96,7 @@ static const char *const local_text[] = {
 #define P_BDAT_LAST 0x04
 #define P_STARTTLS  0x08 /* LAN-leg TLS starts once this 220 is out */
 #define P_CLOSE     0x10 /* end the session after this reply */
+#define P_PARK      0x20 /* QUIT answered here: park the server connection */
 
 struct pend {
 	uint8_t verb;  /* enum smtp_verb */
@@ -146,7 +150,8 @@ struct session {
 	struct sess_env *env;
 	enum sess_phase phase;
 	struct conn client;
-	struct conn server;        /* lent to up while it negotiates */
+	struct conn *server;       /* owned (NULL once parked); lent to up
+	                              while it negotiates */
 	struct upstream up;
 	char client_str[64];
 	char dst_str[64];
@@ -179,6 +184,25 @@ struct session {
 	unsigned errors;           /* 4xx/5xx replies the client got */
 	struct txn txn;            /* the mail transaction, as we see it */
 	struct sess_rdoms *rdoms;  /* NULL until a RCPT is accepted */
+
+	/* The server connection, for reuse (upcache.h). */
+	char *greeting;            /* the server's 220, kept for the next client */
+	size_t greeting_len;
+	struct policy_ctx facts;   /* the policy facts of the destination */
+	ev_tstamp conn_born;       /* when the server connection was opened */
+	unsigned conn_sessions;    /* client sessions it carried, this one too */
+	bool reused;               /* taken from the cache */
+	bool unparkable;           /* server-side state we cannot vouch for */
+	bool mail_open;            /* a transaction is open on the server */
+	/*
+	 * A reused connection, until its first reply: the client's first
+	 * command, sent again over a fresh connection if the parked one turns
+	 * out dead (closed, 421, reset): the client never notices.
+	 */
+	char *first_cmd;
+	size_t first_len;
+	bool first_wait;
+	bool retrying;             /* that fresh connection is being made */
 	uint32_t alerted[SESS_ALERTED];
 	size_t nalerted;
 	unsigned alerts;
@@ -198,6 +222,9 @@ static unsigned sess_live;
 static bool sess_draining;
 
 static int sess_pump(struct session *s);
+static int sess_up_cb(struct conn *c, enum conn_event ev, void *arg);
+static int sess_up_done(struct upstream *up, enum up_result res, void *arg);
+static int sess_park(struct session *s);
 
 static const char *
 sess_phase_str(enum sess_phase p)
@@ -218,7 +245,8 @@ sess_step_ok(enum sess_phase from, enum sess_phase to)
 {
 	switch (to) {
 	case SP_START: return false;
-	case SP_UPSTREAM: return from == SP_START;
+	case SP_UPSTREAM: /* RELAY: a dead parked connection replaced */
+		return from == SP_START || from == SP_RELAY;
 	case SP_RELAY: return from == SP_UPSTREAM || from == SP_CLIENT_TLS;
 	case SP_CLIENT_TLS: return from == SP_RELAY;
 	case SP_CLOSING: return from != SP_CLOSING;
@@ -338,17 +366,23 @@ sess_log(struct session *s)
 	log_str(&l, "client", s->client_str);
 	log_str(&l, "dst", s->dst_str);
 	log_str(&l, "action", sess_action(s));
-	/* tls, cipher and verify are always there, for dashboards. */
+	/*
+	 * The order is docs/logging.md's. tls, cipher and verify are always
+	 * there, for dashboards; peer_subject and peer_issuer, which the
+	 * server chooses, come last, after every key of starttlsd's own.
+	 */
 	log_str(&l, "tls", s->up.tls ? ti->version : "none");
 	log_str(&l, "cipher", s->up.tls ? ti->cipher : "none");
 	log_str(&l, "verify", s->up.tls ? ti->verify : "none");
 	if (s->up.tls) {
-		log_str(&l, "peer_subject", ti->subject);
-		log_str(&l, "peer_issuer", ti->issuer);
 		log_str(&l, "spki_sha256", ti->spki_sha256);
 		if (ti->resumed)
 			log_str(&l, "resumed", "yes");
 	}
+	/* Whether the server connection was taken from the cache, and how
+	 * many client sessions it has carried (0: no server connection). */
+	log_str(&l, "reused", s->reused ? "yes" : "no");
+	log_u64(&l, "conn_sessions", s->relayed ? s->conn_sessions : 0);
 	if (s->up.tls_error[0] != '\0')
 		log_str(&l, "tls_error", s->up.tls_error);
 	if (s->client_tls)
@@ -365,11 +399,19 @@ sess_log(struct session *s)
 	log_int(&l, "duration_ms",
 	    (long long)((ev_now(s->loop) - s->start) * 1000.0));
 	log_str(&l, "reason", s->reason[0] ? s->reason : "unknown");
-	/* Client-chosen values last (regex readers anchor on the keys above). */
-	if (s->rdoms != NULL && s->rdoms->len > 0)
-		log_str(&l, "rcpt_domains", s->rdoms->list);
 	if (s->rdoms != NULL && s->rdoms->omitted > 0)
 		log_u64(&l, "rcpt_domains_omitted", s->rdoms->omitted);
+	/*
+	 * Peer-chosen values last, after every key of starttlsd's own (regex
+	 * readers anchor on those): the domains the client sent, then the
+	 * certificate names the server chose.
+	 */
+	if (s->rdoms != NULL && s->rdoms->len > 0)
+		log_str(&l, "rcpt_domains", s->rdoms->list);
+	if (s->up.tls) {
+		log_str(&l, "peer_subject", ti->subject);
+		log_str(&l, "peer_issuer", ti->issuer);
+	}
 	log_emit(&l, s->prio);
 	sess_metrics(s);
 }
@@ -387,7 +429,12 @@ sess_close(struct session *s)
 	free(s->rdoms);
 	conn_cleanup(&s->client);
 	up_cleanup(&s->up);
-	conn_cleanup(&s->server);
+	if (s->server != NULL) {
+		conn_cleanup(s->server);
+		free(s->server);
+	}
+	free(s->greeting);
+	free(s->first_cmd);
 	s->magic = 0;
 	if (s->prev)
 		s->prev->next = s->next;
@@ -432,7 +479,8 @@ sess_finish(struct session *s, const char *reason, const char *last_reply)
 	sess_enter(s, SP_CLOSING);
 	conn_cork(&s->client, false);
 	up_cleanup(&s->up);
-	conn_cleanup(&s->server);
+	if (s->server != NULL)
+		conn_cleanup(s->server);
 	if (s->client.state != CONN_S_OPEN)
 		return sess_close(s);
 	if (last_reply != NULL)
@@ -459,10 +507,16 @@ sess_linger(struct session *s)
 }
 
 /* The server leg broke: the client gets a temporary failure, never a 250. */
+static int sess_retry_fresh(struct session *s);
+
 static int
 sess_up_failed(struct session *s, const char *why)
 {
 	char r[256];
+
+	/* A parked connection that died before its first reply: never mind. */
+	if (s->first_wait && s->phase == SP_RELAY)
+		return sess_retry_fresh(s);
 
 	snprintf(s->reason, sizeof(s->reason), "server: %s", why);
 	snprintf(r, sizeof(r), "421 4.4.2 starttlsd: connection to %s lost (%s)\r\n",
@@ -492,14 +546,12 @@ sess_alert(struct session *s, const struct policy_out *o, const char *domain,
 	log_str(&l, "id", s->id);
 	log_str(&l, "client", s->client_str);
 	log_str(&l, "dst", s->dst_str);
-	log_str(&l, "domain", domain);
 	log_str(&l, "signal", policy_signal_str(o->sig));
 	if (detail != NULL && detail[0] != '\0')
 		log_str(&l, "detail", detail);
-	if (ctx->pinned)
-		log_int(&l, "pinned_since", (long long)ctx->pinned_since);
-	else
-		log_str(&l, "pinned_since", "never");
+	/* A number always: 0 when not pinned. */
+	log_int(&l, "pinned_since", ctx->pinned ? (long long)ctx->pinned_since :
+	    0);
 	log_str(&l, "policy", ctx->rule ? policy_level_str(ctx->rule->level) :
 	    ctx->pinned ? "pin" : "none");
 	if (ctx->rule != NULL)
@@ -507,6 +559,8 @@ sess_alert(struct session *s, const struct policy_out *o, const char *domain,
 	log_str(&l, "mode", policy_mode_str(o->mode));
 	log_str(&l, "action", o->block ? "blocked" : "allowed");
 	log_str(&l, "tlsrpt", rpt ? rpt : "none");
+	/* The client chose it (its RCPT): after the keys of our own. */
+	log_str(&l, "domain", domain);
 	log_emit(&l, o->prio);
 	metrics_downgrade(o->sig, o->block);
 	sess_raise(s, o->prio);
@@ -620,6 +674,183 @@ sess_learn_domain(const char *domain, void *arg)
 		    (struct sockaddr *)&s->dst, sess_now(s));
 }
 
+/* ---- the server connection's reuse (upcache.h) --------------------------------- */
+
+static void
+sess_cache_key(const struct session *s, char *key, size_t cap)
+{
+	upc_key(key, cap, &s->dst, s->env->up.transparent_source ?
+	    &s->client_addr : NULL);
+}
+
+/*
+ * May this session's server connection serve the next client? Only a TLS
+ * connection, between transactions, with nothing outstanding either way,
+ * never after AUTH or anything else that leaves state on the server side
+ * (unknown commands, replies we cannot vouch for), within its limits.
+ */
+static bool
+sess_parkable(const struct session *s)
+{
+	const struct upc_params *p = &s->env->upc;
+
+	return p->on && !sess_draining && s->server != NULL &&
+	    s->phase == SP_RELAY && s->up.action == UP_ACT_UPGRADED &&
+	    !s->unparkable && !s->mail_open && !s->first_wait &&
+	    s->qlen == 0 && s->mode == CM_COMMAND &&
+	    s->server->state == CONN_S_OPEN && !s->server->eof &&
+	    !s->up_eof && buf_len(&s->server->in) == 0 && s->greeting != NULL &&
+	    s->conn_sessions < p->max_uses &&
+	    ev_now(s->loop) - s->conn_born < p->max_age;
+}
+
+/* The client said QUIT and got our 221: the server connection is parked. */
+static int
+sess_park(struct session *s)
+{
+	struct upc_conn pc = {
+		.conn = s->server,
+		.up = s->up,
+		.greeting = s->greeting,
+		.greeting_len = s->greeting_len,
+		.uses = s->conn_sessions,
+		.born = s->conn_born,
+	};
+	char key[UPC_KEY_MAX];
+	char dkey[PIN_KEY_MAX];
+
+	/* The facts as they are now (the pin this connection taught us). */
+	sess_policy_ctx(s, policy_for_addr(&s->env->policy,
+	    (struct sockaddr *)&s->dst),
+	    pin_key_addr((struct sockaddr *)&s->dst, dkey, sizeof(dkey)) == 0 ?
+	    dkey : NULL, &pc.facts);
+	pc.up.conn = NULL;
+	pc.up.done = NULL;
+	pc.up.arg = NULL;
+	pc.up.greeting = pc.up.reply = NULL;
+	pc.up.nalerts = 0;
+	pc.up.locallen = 0; /* its port is withdrawn with this session */
+	s->server = NULL;
+	s->up.conn = NULL;
+	s->greeting = NULL;
+	sess_cache_key(s, key, sizeof(key));
+	upc_park(&s->env->upc, key, &pc);
+	return sess_finish(s, "quit", NULL);
+}
+
+/* Are the destination's policy facts still those the connection was made under? */
+static bool
+sess_facts_same(const struct policy_ctx *then, const struct policy_ctx *now)
+{
+	if (then->rule != now->rule)
+		return false;  /* a policy file change */
+	if (then->pinned && !now->pinned)
+		return false;  /* forgotten (starttlsctl forget) or expired */
+	if (then->pinned && now->pinned &&
+	    (then->pinned_since != now->pinned_since ||
+	    then->pin_version != now->pin_version ||
+	    then->pin_has_spki != now->pin_has_spki ||
+	    memcmp(then->pin_spki, now->pin_spki, sizeof(now->pin_spki)) != 0))
+		return false;
+	return true;
+}
+
+/*
+ * Would this connection pass today's policy exactly as a fresh one would,
+ * without a single alert? Otherwise a fresh negotiation decides (and logs).
+ */
+static bool
+sess_reusable(const struct upc_conn *pc, const struct policy_ctx *pol)
+{
+	const char *names[POLICY_MAX_NAMES];
+	struct policy_out outs[3];
+	struct policy_tls t = {
+		.tls = true,
+		.version = pc->up.tls_info.vnum,
+		.verified = pc->up.tls_info.verified,
+		.spki = pc->up.tls_info.has_spki ? pc->up.tls_info.spki_raw : NULL,
+		.names = names,
+		.nnames = tls_info_names(&pc->up.tls_info, names, POLICY_MAX_NAMES),
+	};
+
+	return pc->up.tls && sess_facts_same(&pc->facts, pol) &&
+	    policy_after_handshake(pol, &t, outs, 3) == 0;
+}
+
+/* Close a connection taken from the cache and not used. */
+static void
+sess_discard(struct upc_conn *pc)
+{
+	up_cleanup(&pc->up);
+	conn_cleanup(pc->conn);
+	free(pc->conn);
+	free(pc->greeting);
+}
+
+/*
+ * A parked connection for this session's destination, fit to use: the
+ * session starts relaying at once (the greeting replayed). True if so.
+ */
+static bool
+sess_take(struct session *s, const struct policy_ctx *pol)
+{
+	struct upc_conn pc;
+	char key[UPC_KEY_MAX];
+
+	if (!s->env->upc.on || sess_draining)
+		return false;
+	sess_cache_key(s, key, sizeof(key));
+	while (upc_take(&s->env->upc, key, &pc)) {
+		if (!sess_reusable(&pc, pol)) {
+			sess_discard(&pc);
+			continue;
+		}
+		conn_cleanup(s->server);
+		free(s->server);
+		s->server = pc.conn;
+		conn_set_cb(s->server, sess_up_cb, s);
+		s->up = pc.up;
+		s->up.conn = s->server;
+		s->up.pol = *pol;
+		s->up.tls_info.resumed = false;
+		s->greeting = pc.greeting;
+		s->greeting_len = pc.greeting_len;
+		s->facts = *pol;
+		s->conn_born = pc.born;
+		s->conn_sessions = pc.uses + 1;
+		s->reused = true;
+		s->first_wait = true;
+		metrics_reused();
+		return true;
+	}
+	return false;
+}
+
+/*
+ * The parked connection died under the client's first command (closed,
+ * reset, 421 at its idle limit): negotiate a fresh one, send that command
+ * again over it; the client sees only its reply.
+ */
+static int
+sess_retry_fresh(struct session *s)
+{
+	assert(s->reused && s->first_wait);
+	metrics_reuse_retry();
+	up_cleanup(&s->up);
+	conn_cleanup(s->server);
+	s->reused = false;
+	s->first_wait = false;
+	s->retrying = true;
+	s->up_eof = false;
+	s->unparkable = s->mail_open = false;
+	free(s->greeting);
+	s->greeting = NULL;
+	sess_enter(s, SP_UPSTREAM);
+	return up_start(&s->up, s->server, s->loop, &s->env->up, &s->facts,
+	    (struct sockaddr *)&s->client_addr, (struct sockaddr *)&s->dst,
+	    addr_len((struct sockaddr *)&s->dst), sess_up_done, s);
+}
+
 /* ---- the reply queue ---------------------------------------------------------- */
 
 static struct pend *
@@ -731,10 +962,33 @@ sess_flush_local(struct session *s)
 			return 0;
 		if (flags & P_CLOSE)
 			return sess_finish(s, "client protocol error", NULL);
+		if (flags & P_PARK)
+			return sess_park(s);
 		if (flags & P_STARTTLS)
 			return sess_client_starttls(s);
 	}
 	return 0;
+}
+
+/*
+ * What a reply leaves on the server side: an open transaction, or an
+ * error we cannot vouch for (the connection is then never reused).
+ */
+static void
+sess_track_server_state(struct session *s, const struct pend *p, int code)
+{
+	int cls = smtp_code_class(code);
+
+	if (cls >= 4 && p->verb != SMTP_V_RCPT && p->verb != SMTP_V_MAIL &&
+	    p->verb != SMTP_V_VRFY)
+		s->unparkable = true;
+	if (p->flags & (P_DATA_END | P_BDAT_LAST))
+		s->mail_open = false;
+	else if (p->verb == SMTP_V_MAIL && cls == 2)
+		s->mail_open = true;
+	else if ((p->verb == SMTP_V_RSET || p->verb == SMTP_V_EHLO ||
+	    p->verb == SMTP_V_HELO) && cls == 2)
+		s->mail_open = false;
 }
 
 /* ---- server -> client ------------------------------------------------------------ */
@@ -775,7 +1029,7 @@ sess_deliver(struct session *s, const struct pend *p, const char *r,
 static int
 sess_relay_replies(struct session *s)
 {
-	struct buf *in = &s->server.in;
+	struct buf *in = &s->server->in;
 	struct smtp_reply rep;
 	bool consumed = false;
 
@@ -811,6 +1065,15 @@ sess_relay_replies(struct session *s)
 			return sess_up_failed(s, "unexpected reply");
 		}
 		cur = *p;
+		if (s->first_wait) {
+			/* A parked connection's first reply: a 421 is its end. */
+			if (rep.code == 421)
+				return sess_retry_fresh(s);
+			s->first_wait = false;
+			free(s->first_cmd);
+			s->first_cmd = NULL;
+		}
+		sess_track_server_state(s, &cur, rep.code);
 		if (sess_deliver(s, &cur, buf_head(in), rep.len, rep.code) < 0)
 			return -1;
 		buf_consume(in, rep.len);
@@ -848,7 +1111,7 @@ sess_relay_replies(struct session *s)
 	}
 out:
 	if (consumed)
-		conn_read(&s->server, true);
+		conn_read(s->server, true);
 	return 0;
 }
 
@@ -857,7 +1120,7 @@ out:
 static bool
 sess_forward(struct session *s, const char *p, size_t n)
 {
-	return conn_write(&s->server, p, n) == 0;
+	return conn_write(s->server, p, n) == 0;
 }
 
 /*
@@ -985,17 +1248,50 @@ sess_command(struct session *s, const char *line, size_t n)
 		sess_forward(s, line, n);
 		q_push(s, cmd.verb, LR_NONE, P_SYNC);
 		return 0;
-	case SMTP_V_AUTH:
 	case SMTP_V_QUIT:
+		if (sess_parkable(s)) {
+			/* Our 221; the server connection waits for the next client. */
+			q_push(s, cmd.verb, LR_QUIT_221, P_SYNC | P_PARK);
+			return 0;
+		}
+		/* FALLTHROUGH */
+	case SMTP_V_AUTH:
 		/* What follows depends on the reply: wait for it. */
+		if (cmd.verb == SMTP_V_AUTH)
+			s->unparkable = true; /* authenticated: never reused */
 		sess_forward(s, line, n);
 		q_push(s, cmd.verb, LR_NONE, P_SYNC);
 		return 0;
 	default:
+		/* Unknown to us: who knows what it leaves on the server side. */
+		if (cmd.verb == SMTP_V_UNKNOWN)
+			s->unparkable = true;
 		sess_forward(s, line, n);
 		q_push(s, cmd.verb, LR_NONE, 0);
 		return 0;
 	}
+}
+
+/*
+ * The first command over a reused connection, if it went to the server:
+ * kept (to be sent again over a fresh connection should the parked one
+ * be dead), and nothing more is parsed until its reply.
+ */
+static void
+sess_first_command(struct session *s, const char *line, size_t n,
+    unsigned before)
+{
+	struct pend *last;
+
+	if (s->qlen != before + 1)
+		return;
+	last = &s->q[(s->qhead + s->qlen - 1) % SESS_MAX_INFLIGHT];
+	if (last->local != LR_NONE || (s->first_cmd = malloc(n)) == NULL)
+		return;
+	memcpy(s->first_cmd, line, n);
+	s->first_len = n;
+	last->flags |= P_SYNC;
+	s->sync_wait = true;
 }
 
 static int
@@ -1007,7 +1303,7 @@ sess_relay_client(struct session *s)
 
 	while (s->phase == SP_RELAY && !s->sync_wait && buf_len(in) > 0) {
 		const char *h = buf_head(in);
-		size_t len = buf_len(in), room = conn_out_room(&s->server);
+		size_t len = buf_len(in), room = conn_out_room(s->server);
 		size_t n;
 		bool done;
 		enum smtp_line_fault fault;
@@ -1097,6 +1393,13 @@ sess_relay_client(struct session *s)
 			s->mode = CM_COMMAND;
 			sess_forward(s, h, n);
 			q_push(s, SMTP_V_AUTH, LR_NONE, P_SYNC);
+		} else if (s->first_wait && s->first_cmd == NULL) {
+			unsigned before = s->qlen;
+			if (sess_command(s, h, n) < 0)
+				return -1;
+			if (s->phase != SP_RELAY)
+				return 0;
+			sess_first_command(s, h, n, before);
 		} else if (sess_command(s, h, n) < 0) {
 			return -1;
 		}
@@ -1129,7 +1432,7 @@ sess_timers(struct session *s)
 		if (p != NULL && p->local == LR_NONE)
 			uk = (p->flags & (P_DATA_END | P_BDAT_LAST)) ? TK_DATA :
 			    TK_REPLY;
-		else if (conn_unsent(&s->server) > 0)
+		else if (conn_unsent(s->server) > 0)
 			uk = TK_UP_WRITE;
 	}
 	/*
@@ -1146,7 +1449,7 @@ sess_timers(struct session *s)
 	}
 	if (uk != s->utk || (uk == TK_REPLY && s->reply_done)) {
 		s->utk = uk;
-		conn_timeout(&s->server, uk == TK_DATA ? cfg->data_timeout :
+		conn_timeout(s->server, uk == TK_DATA ? cfg->data_timeout :
 		    uk == TK_REPLY || uk == TK_UP_WRITE ? cfg->reply_timeout : 0,
 		    uk == TK_UP_WRITE);
 	}
@@ -1158,7 +1461,7 @@ sess_timers(struct session *s)
 	 */
 	if (s->mode == CM_COMMAND && s->qlen == 0) {
 		conn_trim(&s->client);
-		conn_trim(&s->server);
+		conn_trim(s->server);
 	}
 }
 
@@ -1177,8 +1480,8 @@ sess_partial_reply(struct session *s)
 {
 	struct smtp_reply rep;
 
-	return smtp_reply_parse(buf_head(&s->server.in),
-	    buf_len(&s->server.in), s->env->up.max_line, s->env->up.max_lines,
+	return smtp_reply_parse(buf_head(&s->server->in),
+	    buf_len(&s->server->in), s->env->up.max_line, s->env->up.max_lines,
 	    &rep) != SMTP_PARSE_OK;
 }
 
@@ -1207,26 +1510,29 @@ sess_pump(struct session *s)
 	 * commands of one in one TLS record (conn_cork).
 	 */
 	conn_cork(&s->client, true);
-	conn_cork(&s->server, true);
+	conn_cork(s->server, true);
 	if (sess_relay(s) < 0)
 		return -1;
-	unsent = conn_unsent(&s->client) + conn_unsent(&s->server);
-	conn_cork(&s->client, false);
-	conn_cork(&s->server, false);
-	if (s->phase != SP_RELAY)
+	if (s->phase != SP_RELAY) {
+		/* Parked or closed: the server connection may be gone. */
+		conn_cork(&s->client, false);
 		return 0;
+	}
+	unsent = conn_unsent(&s->client) + conn_unsent(s->server);
+	conn_cork(&s->client, false);
+	conn_cork(s->server, false);
 	/*
 	 * What the cork held back may have filled a buffer and stopped the
 	 * relay; once sent, nothing else (no DRAINED) would restart it.
 	 */
-	if (conn_unsent(&s->client) + conn_unsent(&s->server) < unsent &&
-	    (buf_len(&s->client.in) > 0 || buf_len(&s->server.in) > 0 ||
+	if (conn_unsent(&s->client) + conn_unsent(s->server) < unsent &&
+	    (buf_len(&s->client.in) > 0 || buf_len(&s->server->in) > 0 ||
 	    s->qlen > 0) && sess_relay(s) < 0)
 		return -1;
 	if (s->phase != SP_RELAY)
 		return 0;
 
-	if (s->up_eof && (buf_len(&s->server.in) == 0 ||
+	if (s->up_eof && (buf_len(&s->server->in) == 0 ||
 	    sess_partial_reply(s)))
 		return sess_up_failed(s, "connection closed by server");
 	if (s->client_eof) {
@@ -1293,7 +1599,7 @@ sess_up_cb(struct conn *c, enum conn_event ev, void *arg)
 {
 	struct session *s = arg;
 
-	assert(s->magic == SESS_MAGIC && c == &s->server);
+	assert(s->magic == SESS_MAGIC && c == s->server);
 	switch (ev) {
 	case CONN_EV_READ:
 	case CONN_EV_DRAINED:
@@ -1302,7 +1608,7 @@ sess_up_cb(struct conn *c, enum conn_event ev, void *arg)
 		s->up_eof = true;
 		return sess_pump(s);
 	case CONN_EV_ERROR:
-		return sess_up_failed(s, s->server.errstr);
+		return sess_up_failed(s, s->server->errstr);
 	case CONN_EV_TIMEOUT:
 		return sess_up_failed(s, s->utk == TK_DATA ?
 		    "timeout waiting for the end-of-data reply" :
@@ -1339,13 +1645,31 @@ sess_up_done(struct upstream *up, enum up_result res, void *arg)
 			return sess_finish(s, "shutdown", drain_reply);
 		s->relayed = true;
 		sess_enter(s, SP_RELAY);
-		conn_set_cb(&s->server, sess_up_cb, s);
+		conn_set_cb(s->server, sess_up_cb, s);
 		greeting = up_take_greeting(up, &glen);
-		conn_write(&s->client, greeting, glen);
-		free(greeting);
+		s->facts = up->pol;
+		s->conn_born = ev_now(s->loop);
+		s->conn_sessions = 1;
+		if (s->retrying) {
+			/*
+			 * The client has its greeting (the parked connection's):
+			 * its first command goes again, over this connection.
+			 */
+			s->retrying = false;
+			if (s->first_cmd != NULL)
+				conn_write(s->server, s->first_cmd, s->first_len);
+			free(s->first_cmd);
+			s->first_cmd = NULL;
+		} else {
+			conn_write(&s->client, greeting, glen);
+		}
+		/* Kept for the next client, should this connection be parked. */
+		free(s->greeting);
+		s->greeting = greeting;
+		s->greeting_len = glen;
 		if (up->action != UP_ACT_UPGRADED)
 			sess_raise(s, LOG_NOTICE);
-		conn_read(&s->server, true);
+		conn_read(s->server, true);
 		conn_read(&s->client, true);
 		return sess_pump(s);
 	case UP_RES_REFUSED:
@@ -1422,7 +1746,14 @@ sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
 	memcpy(&s->dst, dst, dstlen < sizeof(s->dst) ? dstlen : sizeof(s->dst));
 	s->magic = SESS_MAGIC;
 	conn_init(&s->client, loop, fd, env->cfg.buffer_size, sess_client_cb, s);
-	conn_init(&s->server, loop, -1, env->cfg.buffer_size, sess_up_cb, s);
+	if ((s->server = malloc(sizeof(*s->server))) == NULL) {
+		log_msg(LOG_ERR, "error", "session: out of memory");
+		conn_cleanup(&s->client);
+		sess_env_unref(s->env);
+		free(s);
+		return;
+	}
+	conn_init(s->server, loop, -1, env->cfg.buffer_size, sess_up_cb, s);
 	up_init(&s->up);
 	s->next = sess_list;
 	if (sess_list)
@@ -1452,7 +1783,21 @@ sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
 
 		sess_policy_ctx(s, policy_for_addr(&env->policy, dst),
 		    pin_key_addr(dst, key, sizeof(key)) == 0 ? key : NULL, &pol);
-		if (up_start(&s->up, &s->server, loop, &env->up, &pol, client, dst, dstlen,
+		s->facts = pol;
+		if (sess_take(s, &pol)) {
+			/* A parked connection: the greeting now, no round trip. */
+			if (s->env->pins != NULL)
+				pin_note_dst(s->env->pins, (struct sockaddr *)&s->dst,
+				    s->up.tls_info.vnum, s->up.tls_info.has_spki ?
+				    s->up.tls_info.spki_raw : NULL, sess_now(s));
+			s->relayed = true;
+			sess_enter(s, SP_RELAY);
+			conn_write(&s->client, s->greeting, s->greeting_len);
+			conn_read(s->server, true);
+			sess_pump(s);
+			return;
+		}
+		if (up_start(&s->up, s->server, loop, &env->up, &pol, client, dst, dstlen,
 		    sess_up_done, s) < 0)
 			return; /* done() ran and closed the session */
 	}

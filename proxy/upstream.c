@@ -41,7 +41,6 @@ up_state_str(enum up_state s)
 	case UP_HELO: return "helo";
 	case UP_STARTTLS: return "starttls";
 	case UP_HANDSHAKE: return "handshake";
-	case UP_EHLO_TLS: return "ehlo-tls";
 	case UP_READY: return "ready";
 	case UP_DONE: return "done";
 	}
@@ -74,9 +73,8 @@ up_step_ok(enum up_state from, enum up_state to)
 	case UP_HELO: return from == UP_EHLO;
 	case UP_STARTTLS: return from == UP_EHLO;
 	case UP_HANDSHAKE: return from == UP_STARTTLS;
-	case UP_EHLO_TLS: return from == UP_HANDSHAKE;
 	case UP_READY:
-		return from == UP_EHLO || from == UP_HELO || from == UP_EHLO_TLS;
+		return from == UP_EHLO || from == UP_HELO || from == UP_HANDSHAKE;
 	case UP_DONE: return true; /* failure, refusal or cleanup, from anywhere */
 	}
 	return false;
@@ -300,8 +298,15 @@ up_after_handshake(struct upstream *up)
 			    policy_signal_str(outs[i].sig), d ? ": " : "",
 			    d ? d : "");
 	}
-	return up_send(up, "EHLO", up->p->helo_name, UP_EHLO_TLS,
-	    up->p->reply_timeout);
+	/*
+	 * No EHLO of our own after the handshake: the client's EHLO, which
+	 * comes next over this connection, serves (RFC 3207 wants one after
+	 * TLS, and its reply is relayed, STARTTLS filtered). A round trip
+	 * less before every client's greeting. What the server offers after
+	 * TLS is learnt from that reply (the session reads CHUNKING there).
+	 */
+	memset(&up->caps, 0, sizeof(up->caps));
+	return up_ready(up, UP_ACT_UPGRADED);
 }
 
 /* One complete reply for the current state. */
@@ -380,13 +385,6 @@ up_on_reply(struct upstream *up, const char *r, size_t rlen, int code)
 		conn_start_tls(up->conn, ssl, false);
 		conn_timeout(up->conn, up->p->tls_timeout, false);
 		return 0;
-	case UP_EHLO_TLS:
-		if (code == 250) {
-			smtp_caps_parse(r, rlen, &up->caps);
-			return up_ready(up, UP_ACT_UPGRADED);
-		}
-		return up_finish(up, UP_RES_FAILED,
-		    "server rejected EHLO after STARTTLS (%d)", code);
 	case UP_IDLE:
 	case UP_CONNECT:
 	case UP_HANDSHAKE:

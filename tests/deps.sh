@@ -15,6 +15,7 @@ pkgs=(
   python3 procps psmisc valgrind fiu-utils libseccomp-dev
   devscripts
   qemu-system-x86 mmdebstrap e2fsprogs
+  golang-go golang-github-go-logfmt-logfmt-dev
   redis-server libhiredis-dev
 )
 

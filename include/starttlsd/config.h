@@ -52,6 +52,12 @@ struct config {
 	char *mode;               /* "monitor" or "enforce" */
 	char *state_dir;          /* pin store; NULL: no pins */
 	char *metrics_listen;     /* ADDR:PORT, NULL: no metrics endpoint */
+
+	/* the upstream connection cache (upcache.h) */
+	bool upstream_cache;
+	unsigned upstream_cache_idle, upstream_cache_max_age;
+	unsigned upstream_cache_max_uses, upstream_cache_per_dst;
+	unsigned upstream_cache_max;
 	unsigned pin_expire;      /* seconds without a TLS sighting */
 	char *pin_store;          /* "lmdb", or a Redis URL (pinsync.h) */
 	char *pin_store_password_file;

@@ -137,6 +137,9 @@ void conn_timeout(struct conn *c, unsigned seconds, bool on_io);
 /* Close the sending side once out is empty (TLS: close_notify, then FIN). */
 void conn_shutdown_write(struct conn *c);
 
+/* Send what is queued now, as far as the socket takes it; no callbacks. */
+void conn_flush_now(struct conn *c);
+
 /* Free buffer memory while idle (keeps a session's idle footprint small). */
 void conn_trim(struct conn *c);
 

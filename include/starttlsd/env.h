@@ -9,6 +9,7 @@
 #include "starttlsd/config.h"
 #include "starttlsd/pinstore.h"
 #include "starttlsd/policy.h"
+#include "starttlsd/upcache.h"
 #include "starttlsd/upstream.h"
 
 /*
@@ -21,6 +22,7 @@ struct sess_env {
 	SSL_CTX *up_ctx;          /* owned */
 	SSL_CTX *client_ctx;      /* owned; NULL: no STARTTLS on the LAN leg */
 	struct up_params up;
+	struct upc_params upc;    /* the upstream connection cache */
 	struct sockaddr_storage upstream_addr; /* smarthost mode */
 	socklen_t upstream_len;   /* 0: transparent */
 	char upstream_host[256];

@@ -41,7 +41,7 @@ enum m_attack {
 enum m_pinop { M_PIN_OPEN, M_PIN_COMMIT, M_PIN_READ, M_PIN_SYNC, M_PIN_OTHER, M_PINOP_N };
 
 #define M_SIG_N (POLICY_SIG_DOMAIN_DOWNGRADE + 1)
-#define M_SLOTS 64 /* per-worker gauges, as sesscount's slots */
+#define M_SLOTS 128 /* per-worker gauges, as sesscount's slots */
 
 const char *m_attack_str(enum m_attack a);
 const char *m_attack_action_str(enum m_attack a);
@@ -78,6 +78,9 @@ void metrics_worker_exited(bool expected);
 void metrics_workers(unsigned n);
 void metrics_pinstore_error(enum m_pinop op);
 void metrics_reload(bool ok);
+void metrics_reused(void);        /* a session took a parked connection */
+void metrics_reuse_retry(void);   /* ... which was dead: a fresh one made */
+void metrics_parked(int n);       /* this worker's parked connections now */
 /* The fleet's sync process (pinsync.h): Redis up or not, and its counts. */
 enum m_sync { M_SYNC_OUTAGES, M_SYNC_PUBLISHED, M_SYNC_MERGED, M_SYNC_SKIPPED, M_SYNC_N };
 void metrics_pinsync_up(bool up);

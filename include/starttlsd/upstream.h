@@ -1,6 +1,7 @@
 /*
  * upstream: the server leg, from connect to "ready to relay": greeting,
- * EHLO (or HELO), STARTTLS, the BoringSSL handshake and EHLO again, with the
+ * EHLO (or HELO), STARTTLS and the BoringSSL handshake (the EHLO after it is
+ * the client's own, relayed by the session), with the
  * opportunistic fallback of RFC 7435 (reconnect without STARTTLS when it is
  * refused or the handshake fails). It never talks to the client: it hands
  * the session a result and, on success, a connected struct conn.
@@ -31,7 +32,6 @@ enum up_state {
 	UP_HELO,
 	UP_STARTTLS,
 	UP_HANDSHAKE,
-	UP_EHLO_TLS,
 	UP_READY,
 	UP_DONE,      /* refused or failed: the conn is closed */
 };

@@ -4,9 +4,11 @@
 #   tests/bench/run.sh            the full bench; writes docs/performance.md (make bench)
 #   tests/bench/run.sh --smoke    tiny loads, one run, no report file (make bench-smoke)
 #   tests/bench/run.sh --help     the driver's options (--runs, --sections, --out, ...)
+#   tests/bench/run.sh --sections wan --wan-into docs/performance.md
+#                                 only the WAN section (~2.5 min), put into the report
 #
 # Needs root (namespace, addresses) and what `make bench-tools all` builds:
-# build/starttlsd, build/bench/sink, build/bench/bclient.
+# build/starttlsd, build/bench/sink, build/bench/bclient, build/bench/delay.
 #
 # Namespace: lo up, plus 127.0.1.1/32 on lo as the "Internet" side. The sinks and
 # Postfix listen there, and the proxies' upstream connections leave from it, while
@@ -20,7 +22,7 @@ if [ "$(id -u)" -ne 0 ]; then
 	echo "bench: needs root (a network namespace of its own)" >&2
 	exit 1
 fi
-for f in build/starttlsd build/bench/sink build/bench/bclient; do
+for f in build/starttlsd build/bench/sink build/bench/bclient build/bench/delay; do
 	[ -x "$top/$f" ] || { echo "bench: $f missing: make all bench-tools" >&2; exit 1; }
 done
 for c in stunnel swaks postfix openssl; do

@@ -4,7 +4,9 @@
 # default), in starttlsd.conf(5) and in starttlsd(8), and nothing is
 # documented that the code does not have; the example configuration is valid
 # as shipped and with every default uncommented; every event the code logs
-# has a section in docs/logging.md, and every signal a row in docs/policy.md.
+# has a section in docs/logging.md whose key table lists exactly the keys the
+# code writes for it, in the order it writes them, and every signal a row in
+# docs/policy.md.
 # No network, no root: only the binary and the files.
 . "$(dirname "$0")/../lib/common.sh"
 
@@ -118,6 +120,32 @@ ok "logging.md has no section for an event the code does not log${m:+ (unknown: 
 table_events=$(sed -nE 's/^\| `([a-z_]+)` \| [a-z].*/\1/p' "$LOGMD" | sort -u)
 m=$(missing "$code_events" "$table_events")
 ok "every event is in logging.md's table of events${m:+ (missing: $m)}" test -z "$m"
+
+# Keys: each event's table in logging.md against the log_str/log_u64/... calls
+# between its log_begin and log_emit in proxy/*.c (tests/logfmt/logfmt-check.go
+# -code): the same keys, in the same order; every key with one type.
+if out=$(logfmt_build 2>&1); then
+	ok "logging.md's key tables: the keys each event's code writes, in its order" \
+		"$LOGFMT_CHECK" -docs "$LOGMD" -code "$TOP/proxy"
+	# The check can fail: a table with two keys swapped, or one key missing.
+	sed '/^| `msgs` | always/{h;d}; /^| `bytes_up` | always/G' "$LOGMD" >"$T_TMP/swapped.md"
+	not_ok "...and it notices two keys swapped in the docs (msgs after bytes_up)" \
+		"$LOGFMT_CHECK" -docs "$T_TMP/swapped.md" -code "$TOP/proxy"
+	grep -v '^| `peer_issuer` |' "$LOGMD" >"$T_TMP/nokey.md"
+	not_ok "...and a key the docs lack (peer_issuer)" \
+		"$LOGFMT_CHECK" -docs "$T_TMP/nokey.md" -code "$TOP/proxy"
+	# The examples in logging.md are lines as the code writes them.
+	bad=
+	while IFS= read -r line; do
+		"$LOGFMT_CHECK" -docs "$LOGMD" -line "$line" >"$T_TMP/ex.out" 2>&1 ||
+			bad+="$(cat "$T_TMP/ex.out"): $line"$'\n'
+	done < <(grep -E '^event=[a-z]+( |$)' "$LOGMD")
+	ok "every example line in logging.md reads strictly, keys in the documented order${bad:+ ($bad)}" test -z "$bad"
+	ok "logging.md has example lines ($(grep -cE '^event=[a-z]+( |$)' "$LOGMD"))" \
+		test "$(grep -cE '^event=[a-z]+( |$)' "$LOGMD")" -ge 15
+else
+	ok "the logfmt reader builds (tests/logfmt/logfmt-check.go): $out" false
+fi
 
 # Signals: policy_signal_str() in proxy/policy.c.
 signals=$(sed -n '/^policy_signal_str/,/^}/p' "$TOP/proxy/policy.c" |

@@ -105,6 +105,33 @@ ok "session line: msgs=1" grep -Eq "(^| )msgs=1( |$)" <<<"$line"
 ok "session line: client and original destination" \
 	bash -c 'grep -q "client=$1:" <<<"$3" && grep -q "dst=$2:25" <<<"$3"' _ "$CLI4" "$SRV4" "$line"
 
+# The connection cache against a real Postfix: five sessions in a row (swaks,
+# one worker so that they share one cache), each after its own EHLO, over
+# fewer TLS connections than sessions; the server's smtpd sees RSET between
+# them and nothing of the clients' QUITs.
+ok "proxy stops" proxy_stop
+: >"$PROXY_LOG"
+proxy --workers 1
+tls_before=$(grep -c "TLS connection established from" "$dlog")
+n0=$(ls "$MAILDIR/new" | wc -l)
+for i in 1 2 3 4 5; do
+	in_cli swaks --server "$SRV4" --port 25 --helo "reuse-$i.example.org" --from sender@example.org \
+		--to rcpt@example.net --body "reuse $i $marker" --timeout 20 >"$T_TMP/reuse-$i.out" 2>&1 ||
+		say "swaks $i failed"
+done
+ok "five messages through parked connections reach the maildir" \
+	wait_for 40 eval '[ "$(ls "$MAILDIR/new" | wc -l)" -eq $((n0 + 5)) ]'
+tls_after=$(grep -c "TLS connection established from" "$dlog")
+ok "over fewer TLS connections than sessions ($((tls_after - tls_before)) for 5)" \
+	test $((tls_after - tls_before)) -lt 5
+ok "each message names its own session's EHLO" bash -c "
+	for i in 1 2 3 4 5; do
+		f=\$(grep -rlF 'reuse '\$i' $marker' '$MAILDIR/new' | head -n 1)
+		grep -q \"^Received: from reuse-\$i.example.org \" \"\$f\" || exit 1
+		grep -Eq '^[[:space:]]+\(using TLSv1\.3 with cipher' \"\$f\" || exit 1
+	done"
+ok "the session lines: reused=yes after the first" wait_for 5 eval '[ "$(grep -c "event=session .*reused=yes" "$PROXY_LOG")" -ge 1 ]'
+
 pf_stop_all
 ok "postfix instances stopped" bash -c '! ip netns exec "$1" postfix -c "$2" status && ! ip netns exec "$3" postfix -c "$4" status' \
 	_ "$NS_CLI" "$PF_CLI/etc" "$NS_SRV" "$PF_DST/etc"

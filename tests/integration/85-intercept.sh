@@ -98,13 +98,28 @@ ok "tproxy: the table is gone" test "$(tables)" -eq 0
 
 # transparent_source: the server sees the client's own address, over TLS.
 : >"$PROXY_LOG"
-proxy --intercept on --intercept-interfaces lan0 --intercept-method tproxy --transparent-source on
+proxy --intercept on --intercept-interfaces lan0 --intercept-method tproxy --transparent-source on --workers 1
 n=$(nmsgs)
 ok "transparent_source: mail from the LAN" cswaks --body "from the client's address"
 ok "transparent_source: stored" wait_msgs $((n + 1))
 ok "transparent_source: the server saw the client's address, over TLS" bash -c "test \"\$($PY -c 'import json;d=json.load(open(\"$(msg_json $((n + 1)))\"));print(d[\"peer\"],d[\"tls\"])')\" = '$CLI4 TLSv1.3'"
 ok "transparent_source: IPv6 too" in_cli swaks -6 --server "$SRV6" --port 25 --helo client.example.org --from a@example.org --to b@example.net --body v6 --timeout 20
 ok "transparent_source: the server saw the client's v6 address" bash -c "sleep 0.3; test \"\$($PY -c 'import json;d=json.load(open(\"$(msg_json $((n + 2)))\"));print(d[\"peer\"],d[\"tls\"])')\" = '$CLI6 TLSv1.3'"
+# The connection cache keys by client here: the same client's next session
+# may take its parked connection, another client's never.
+peer_of() { "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["peer"], d["conn"])' "$(msg_json "$1")"; }
+ok "transparent_source: the same client again" cswaks --body "same client"
+ok "transparent_source: ... stored" wait_msgs $((n + 3))
+ok "transparent_source: ... over its own parked connection" test "$(peer_of $((n + 3)))" = "$(peer_of $((n + 1)))"
+CLI4B=192.0.2.11
+ip -n "$NS_CLI" addr add $CLI4B/24 dev lan0
+ok "transparent_source: another client" in_cli swaks --server "$SRV4" --port 25 --local-interface $CLI4B \
+	--helo other.example.org --from a@example.org --to b@example.net --body "another client" --timeout 20
+ok "transparent_source: ... stored" wait_msgs $((n + 4))
+read -r pA cA <<<"$(peer_of $((n + 1)))"
+read -r pB cB <<<"$(peer_of $((n + 4)) 2>/dev/null)"
+ok "transparent_source: ... from its own address" test "$pB" = "$CLI4B"
+ok "transparent_source: ... on a connection of its own" test "$cB" != "$cA"
 ok "proxy exits cleanly" proxy_stop
 "$STARTTLSD" --check-config --transparent-source on >"$T_TMP/ts.out" 2>&1
 ok "transparent_source without tproxy is refused" grep -q "transparent_source: needs intercept = on and intercept_method = tproxy" "$T_TMP/ts.out"

@@ -104,7 +104,7 @@ CHAT_HOST=$SRV4B chat >"$T_TMP/domain.chat" <<S
 < 221
 S
 ok "domain-downgrade: only the pinned domain's recipient gets 450, in pipelined order" test $? -eq 0
-ok "domain-downgrade logged with the domain" wait_for 5 bash -c "grep -q 'event=downgrade .*dst=$SRV4B:25 domain=example.net signal=domain-downgrade .*action=blocked' '$PROXY_LOG'"
+ok "domain-downgrade logged with the domain" wait_for 5 bash -c "grep -q 'event=downgrade .*dst=$SRV4B:25 signal=domain-downgrade .*action=blocked .*domain=example.net$' '$PROXY_LOG'"
 ok "the server got the other recipients only" bash -c "grep -h rcpt_to -A3 $T_TMP/srvb/msg-*.json | grep -q other.example && ! grep -qi example.net $T_TMP/srvb/msg-*.json"
 CHAT_HOST=$SRV4B chat >"$T_TMP/domain2.chat" <<S
 < 220
@@ -129,7 +129,7 @@ CHAT_HOST=$SRV4B chat >"$T_TMP/static.chat" <<S
 eof
 S
 ok "policy 'encrypt' for a plaintext destination: 421 4.7.0" test $? -eq 0
-ok "logged with policy=encrypt and its line" wait_for 5 bash -c "grep -q 'event=downgrade .*signal=starttls-missing pinned_since=never policy=encrypt policy_line=2 mode=enforce action=blocked' '$PROXY_LOG'"
+ok "logged with policy=encrypt and its line" wait_for 5 bash -c "grep -q 'event=downgrade .*signal=starttls-missing pinned_since=0 policy=encrypt policy_line=2 mode=enforce action=blocked' '$PROXY_LOG'"
 printf '%s encrypt\n%s bogus\n' "$SRV4B" "$SRV4" >"$T_TMP/policy.bad"
 "$STARTTLSD" --check-config --policy-file "$T_TMP/policy.bad" >"$T_TMP/badpol.out" 2>&1
 ok "a bad policy file is refused with its line number" grep -q "policy.bad: line 2: $SRV4: level must be none, encrypt or verify" "$T_TMP/badpol.out"

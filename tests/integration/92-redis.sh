@@ -117,6 +117,10 @@ stop_b() {
 	local rc=0
 	wait "$PROXY_B_PID" || rc=$?
 	[ "$rc" -eq 0 ] || { say "proxy B exited $rc"; return 1; }
+	# B's lines read as strict logfmt with the keys of docs/logging.md, as A's do.
+	logfmt_build >/dev/null 2>&1 || { say "no logfmt-check"; return 1; }
+	"$LOGFMT_CHECK" -docs "$TOP/docs/logging.md" "$LOG_B" | tail -n 1 | grep -qE '^[0-9]+ lines ok$' ||
+		{ say "B: bad log lines: $("$LOGFMT_CHECK" -docs "$TOP/docs/logging.md" "$LOG_B" 2>&1 | head -n 2)"; return 1; }
 	! grep -qE "AddressSanitizer|LeakSanitizer|runtime error:|status=9[78] expected|^==[0-9]+== (Invalid|Conditional jump|Use of uninitialised|Syscall param|Mismatched|.*definitely lost)" "$LOG_B"
 }
 cswaks2() {

@@ -8,8 +8,10 @@
 #     without CHUNKING and against a real Postfix with CHUNKING discarded.
 #   - a NUL inside a command line is refused, as a bare CR or LF is;
 #   - STARTTLS answered with 421 is alerted (starttls-refused), once;
-#   - a TLS server answering our EHLO with 421 and close_notify in one flight
-#     gets the session's done() once: one downgrade line, alerts=1.
+#   - a TLS server answering the EHLO after the handshake with 421 and
+#     close_notify in one flight ends the session once: one downgrade line,
+#     alerts=1, one session line (conn.c's frames; tests/unit/test_conn.c
+#     checks the I/O layer's guarantee directly).
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/postfix.sh"
 
@@ -133,7 +135,10 @@ ok "STARTTLS 421: event=downgrade signal=starttls-refused" \
 ok "STARTTLS 421: no plaintext reconnect" test "$(grep -c ' conn peer=' "$T_TMP/s421.log")" -eq 1
 
 # ---- 421 and close_notify in one flight after the handshake ---------------------------
+# (The EHLO after the handshake is the client's own: its 421 is relayed.)
 CHAT_HOST=$S_TLS421 chat >"$T_TMP/tls421.chat" <<'S'
+< 220
+> EHLO client.example.org
 < 421
 eof
 S

@@ -333,9 +333,13 @@ wait_dst $S_DROP
 ok "server RST mid-DATA: logged as a server failure" grep -q 'reason="server: ' <<<"$(dst_line $S_DROP)"
 
 nlog=$(wc -l <"$PROXY_LOG")
+# (A MAIL left open: the QUIT goes to the server, as it would not if the
+# connection could be parked for the next client.)
 CHAT_HOST=$A_TLSNOCLOSE chat >"$T_TMP/tlsnoclose.chat" <<S
 < 220
 > EHLO client.example.org
+< 250
+> MAIL FROM:<a@example.org>
 < 250
 > QUIT
 < 221

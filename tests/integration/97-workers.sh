@@ -54,7 +54,7 @@ ok "found the worker holding the session ($holder) and another ($victim)" test -
 kill -9 "$victim"
 wait $held; rc=$?
 ok "the session in the other worker completed (250, 221)" test $rc -eq 0
-ok "the master logged the crash" wait_for 5 log_has "event=worker action=exited pid=$victim signal=Killed expected=no"
+ok "the master logged the crash" wait_for 5 log_has "event=worker action=exited pid=$victim signal=SIGKILL expected=no"
 ok "and started a replacement" wait_for 5 bash -c "test \$(pgrep -P $PROXY_PID | wc -l) -eq 2 && ! pgrep -P $PROXY_PID | grep -qx $victim"
 ok "mail still flows" cswaks --body "after the crash"
 

@@ -41,9 +41,48 @@ CERTS=${CERTS:-/tmp/starttlsd-test-certs}
 
 say() { printf '%s\n' "$*" >&2; }
 
+# ---- every starttlsd log line is read back strictly -----------------------------
+# tests/logfmt/logfmt-check.go reads each line of PROXY_LOG and SYSLOG_OUT with
+# go-logfmt and with a strict reader of docs/logging.md's grammar, and checks
+# it against that page's key tables. It runs at every ok (only new lines are
+# read), so lines are seen before a test truncates the log; proxy_stop fails
+# on a bad line, and finish counts the lines in one more check.
+LOGFMT_CHECK=${LOGFMT_CHECK:-$TOP/build/logfmt-check}
+LOGFMT_ERRORS=$T_TMP/logfmt.errors
+LOGFMT_LINES=0
+# logfmt_build: the reader, with Debian's golang-go and go-logfmt, offline.
+logfmt_build() {
+	local src=$TOP/tests/logfmt/logfmt-check.go tmp rc=0
+	[ -x "$LOGFMT_CHECK" ] && [ "$LOGFMT_CHECK" -nt "$src" ] && return 0
+	command -v go >/dev/null 2>&1 || { echo "no go (tests/deps.sh installs golang-go)"; return 1; }
+	tmp=$(mktemp -d) && mkdir -p "$(dirname "$LOGFMT_CHECK")" || return 1
+	GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= GOPROXY=off GOCACHE=$tmp/cache \
+		go build -o "$tmp/logfmt-check" "$src" && mv -f "$tmp/logfmt-check" "$LOGFMT_CHECK" || rc=1
+	rm -rf "$tmp"
+	return $rc
+}
+# logfmt_checkpoint: read what the proxy logged since the last call; 1 on a bad line.
+logfmt_checkpoint() {
+	local f files=() out n
+	for f in "$PROXY_LOG" "$SYSLOG_OUT"; do [ -s "$f" ] && files+=("$f"); done
+	[ ${#files[@]} -gt 0 ] || return 0
+	if ! out=$(logfmt_build 2>&1); then
+		echo "cannot build tests/logfmt/logfmt-check.go: $out" >>"$LOGFMT_ERRORS"
+		return 1
+	fi
+	out=$("$LOGFMT_CHECK" -docs "$TOP/docs/logging.md" -state "$T_TMP/logfmt.state" "${files[@]}" 2>&1)
+	n=$(tail -n 1 <<<"$out" | grep -oE '^[0-9]+')
+	LOGFMT_LINES=$((LOGFMT_LINES + ${n:-0}))
+	[ -n "$n" ] && [ "$(tail -n 1 <<<"$out")" = "$n lines ok" ] && return 0
+	printf '%s\n' "$out" >>"$LOGFMT_ERRORS"
+	say "  bad log line(s): $(head -n 1 <<<"$out" | cut -c1-300)"
+	return 1
+}
+
 # ok "what" cmd...: one check, counted.
 ok() {
 	local what=$1; shift
+	logfmt_checkpoint
 	if "$@" >"$T_TMP/check.out" 2>&1; then
 		T_PASS=$((T_PASS + 1)); say "  ok    $what"
 	else
@@ -75,6 +114,11 @@ trap cleanup EXIT
 
 # finish: print the count line and exit non-zero on failure.
 finish() {
+	logfmt_checkpoint
+	if [ "$LOGFMT_LINES" -gt 0 ] || [ -s "$LOGFMT_ERRORS" ]; then
+		ok "every starttlsd log line ($LOGFMT_LINES) reads as strict logfmt, keys as in docs/logging.md" \
+			bash -c '! cat "$1" 2>/dev/null | grep .' _ "$LOGFMT_ERRORS"
+	fi
 	echo "$T_NAME: $T_PASS passed, $T_FAIL failed"
 	[ -n "${T_RESULTS:-}" ] && echo "$T_PASS $T_FAIL" >>"$T_RESULTS"
 	[ "$T_FAIL" -eq 0 ]
@@ -212,6 +256,7 @@ proxy_stop() {
 	local rc=0
 	wait "$PROXY_PID" || rc=$?
 	[ "$rc" -eq 0 ] || { say "proxy exited $rc"; return 1; }
+	logfmt_checkpoint || return 1
 	! grep -qE "AddressSanitizer|LeakSanitizer|runtime error:|status=9[78] expected|^==[0-9]+== (Invalid|Conditional jump|Use of uninitialised|Syscall param|Mismatched|Source and destination overlap|.*definitely lost)" "$PROXY_LOG"
 }
 

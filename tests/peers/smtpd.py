@@ -22,6 +22,10 @@ Run with --help for the flags. Summary:
                          follows it is read as commands, as such servers do
   --lenient-eod          also end DATA at a "." line ended by a bare LF (the
                          servers SMTP smuggling exploits)
+  --timeout-silent       at the idle timeout, close without the 421
+  --close-after-rset     the command after a RSET gets 421 and the close (a
+                         server that went away while a connection was parked)
+  AUTH (any mechanism, any credentials) is answered 235.
   --multiline-greeting   multi-line greeting (CODE-... / CODE ...)
   --reject-rcpt SUBSTR   repeatable; RCPT argument containing SUBSTR -> 550 5.1.1
   --size N               SIZE limit (default 52428800)
@@ -286,8 +290,9 @@ class Session:
                     data = self.sock.recv(65536)
                 except socket.timeout:
                     self.log("timeout")
-                    self.reply(421, "4.4.2 %s Error: timeout exceeded" % self.srv.host)
-                    self.flush()
+                    if not self.srv.args.timeout_silent:
+                        self.reply(421, "4.4.2 %s Error: timeout exceeded" % self.srv.host)
+                        self.flush()
                     break
                 if not data:
                     self.log("eof")
@@ -366,6 +371,11 @@ class Session:
     # ---- commands --------------------------------------------------------
     def command(self, line):
         self.log("cmd " + esc(line))
+        if getattr(self, "close_next", False):
+            # --close-after-rset: a server that went away meanwhile.
+            self.reply(421, "4.4.2 %s closing connection" % self.srv.host)
+            self.closing = True
+            return
         if b"\n" in line or b"\r" in line:
             self.reply(500, "5.5.2 Error: bare <CR> or <LF> received")
             return
@@ -796,6 +806,13 @@ class Session:
     def do_RSET(self, arg):
         self.reset_tx()
         self.reply(250, "2.0.0 Ok")
+        if self.srv.args.close_after_rset:
+            self.close_next = True
+
+    def do_AUTH(self, arg):
+        # Any credentials will do: the tests only need the server's state.
+        self.authenticated = True
+        self.reply(235, "2.7.0 Authentication successful")
 
     def do_NOOP(self, arg):
         self.reply(250, "2.0.0 Ok")
@@ -830,6 +847,10 @@ def main(argv=None):
     ap.add_argument("--size", type=int, default=52428800, help="SIZE limit in bytes")
     ap.add_argument("--timeout", type=float, default=300.0, help="idle timeout per connection")
     ap.add_argument("--no-chunking", action="store_true", help="do not offer CHUNKING")
+    ap.add_argument("--timeout-silent", action="store_true",
+                    help="at the idle timeout, close without a 421")
+    ap.add_argument("--close-after-rset", action="store_true",
+                    help="answer the command after a RSET with 421 and close")
     ap.add_argument("--lenient-eod", action="store_true",
                     help="end DATA at a '.' line ended by a bare LF too")
     ap.add_argument("--verbose", action="store_true", help="copy log lines to stderr")

@@ -1,15 +1,18 @@
 /*
  * Unit tests for proxy/log.c: logfmt lines built without being emitted
- * (struct logline.text is inspected): event first, quoting and escaping,
- * skipped NULL values, numbers, and truncation at LOG_LINE_MAX. Every line
- * is also decoded by a strict logfmt reader here, so escaping round-trips
- * and a truncated line stays well-formed. log_open(false, false): log_emit
+ * (struct logline.text is inspected): event first, quoting and escaping
+ * (JSON string escapes inside quotes, UTF-8 kept, other bytes \u00XX),
+ * forged keys in a peer's value, skipped NULL values, numbers, signal
+ * names, and truncation at LOG_LINE_MAX. Every line is also decoded by a
+ * strict logfmt reader here, so escaping round-trips and a truncated line
+ * stays well-formed. log_open(false, false): log_emit
  * writes nowhere, except in the one test that captures stderr.
  */
 
 #include "unit.h"
 
 #include <limits.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "starttlsd/log.h"
@@ -49,18 +52,53 @@ static int hexval(char c)
 		return c - '0';
 	if (c >= 'a' && c <= 'f')
 		return c - 'a' + 10;
-	return -1;  /* docs/logging.md: two lower-case hex digits */
+	return -1;  /* docs/logging.md: lower-case hex digits */
+}
+
+/*
+ * Well-formed UTF-8 for a character from U+00A0 up at t (n bytes left):
+ * its length, or 0. Written from RFC 3629's table, apart from log.c's.
+ */
+static size_t utf8_char(const unsigned char *t, size_t n)
+{
+	uint32_t cp;
+	size_t len;
+
+	if (t[0] >= 0xc0 && t[0] < 0xe0)
+		len = 2, cp = t[0] & 0x1f;
+	else if (t[0] >= 0xe0 && t[0] < 0xf0)
+		len = 3, cp = t[0] & 0x0f;
+	else if (t[0] >= 0xf0 && t[0] < 0xf8)
+		len = 4, cp = t[0] & 0x07;
+	else
+		return 0;
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((t[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (t[i] & 0x3f);
+	}
+	if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+	    (len == 4 && cp < 0x10000))
+		return 0;  /* overlong */
+	if (cp < 0xa0 || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+		return 0;  /* C1 control, surrogate, out of range */
+	return len;
 }
 
 /*
  * Decode text into pairs, as docs/logging.md describes the format: pairs
  * separated by one space, keys [a-z0-9_]+, values bare (printable ASCII
- * other than '=', '"', '\', at least one byte) or quoted (printable ASCII
- * and blanks, with \" \\ \xhh). Returns the number of pairs, or -1 with why.
+ * other than '=', '"', '\\', at least one byte) or quoted (a JSON string
+ * body: printable ASCII and well-formed UTF-8 from U+00A0 as is, escapes
+ * \" \\ \n \r \t and \u00xx, which stands for the one byte xx).
+ * Returns the number of pairs, or -1 with why.
  */
 static int logfmt_parse(const char *text, size_t len, struct pair *out,
     int max, const char **why)
 {
+	const unsigned char *u = (const unsigned char *)text;
 	size_t i = 0;
 	int n = 0;
 
@@ -94,30 +132,46 @@ static int logfmt_parse(const char *text, size_t len, struct pair *out,
 			i++;
 			for (;;) {
 				unsigned char c;
+				size_t ulen;
 
 				if (i >= len)
 					return *why = "unterminated quote", -1;
-				c = (unsigned char)text[i];
+				c = u[i];
 				if (c == '"') {
 					i++;
 					break;
 				}
-				if (c < 0x20 || c >= 0x7f)
-					return *why = "raw byte inside quotes", -1;
-				if (c == '\\') {
+				if (c < 0x20 || c == 0x7f)
+					return *why = "raw control byte inside quotes", -1;
+				if (c >= 0x80) {
+					if ((ulen = utf8_char(u + i, len - i)) == 0)
+						return *why = "raw byte inside quotes that is not UTF-8 from U+00A0", -1;
+					memcpy(p->val + p->len, text + i, ulen);
+					p->len += ulen;
+					i += ulen;
+				} else if (c == '\\') {
 					if (i + 1 >= len)
 						return *why = "dangling backslash", -1;
-					if (text[i + 1] == '"' || text[i + 1] == '\\') {
+					switch (text[i + 1]) {
+					case '"': case '\\':
 						p->val[p->len++] = text[i + 1];
 						i += 2;
-					} else if (text[i + 1] == 'x' && i + 3 < len &&
-					    hexval(text[i + 2]) >= 0 &&
-					    hexval(text[i + 3]) >= 0) {
+						break;
+					case 'n': case 'r': case 't':
+						p->val[p->len++] = text[i + 1] == 'n' ? '\n' :
+						    text[i + 1] == 'r' ? '\r' : '\t';
+						i += 2;
+						break;
+					case 'u':
+						if (i + 5 >= len || text[i + 2] != '0' ||
+						    text[i + 3] != '0' || hexval(text[i + 4]) < 0 ||
+						    hexval(text[i + 5]) < 0)
+							return *why = "escape other than \\u00xx", -1;
 						p->val[p->len++] = (char)
-						    (hexval(text[i + 2]) * 16 +
-						    hexval(text[i + 3]));
-						i += 4;
-					} else {
+						    (hexval(text[i + 4]) * 16 + hexval(text[i + 5]));
+						i += 6;
+						break;
+					default:
 						return *why = "bad escape", -1;
 					}
 				} else {
@@ -129,7 +183,7 @@ static int logfmt_parse(const char *text, size_t len, struct pair *out,
 				return *why = "junk after a closing quote", -1;
 		} else {
 			while (i < len && text[i] != ' ') {
-				unsigned char c = (unsigned char)text[i];
+				unsigned char c = u[i];
 
 				if (c <= 0x20 || c >= 0x7f || c == '=' || c == '"' ||
 				    c == '\\')
@@ -223,23 +277,45 @@ static const struct quote_case quote_cases[] = {
 	{ "only a double quote", S("\""), "\"\\\"\"" },
 	{ "backslash", S("a\\b"), "\"a\\\\b\"" },
 	{ "backslash x", S("\\x41"), "\"\\\\x41\"" },
-	{ "tab", S("a\tb"), "\"a\\x09b\"" },
-	{ "LF", S("a\nb"), "\"a\\x0ab\"" },
-	{ "CRLF", S("250 ok\r\n"), "\"250 ok\\x0d\\x0a\"" },
-	{ "NUL", S("a\0b"), "\"a\\x00b\"" },
-	{ "only NUL", S("\0"), "\"\\x00\"" },
-	{ "0x01", S("\x01"), "\"\\x01\"" },
-	{ "0x1f", S("\x1f"), "\"\\x1f\"" },
-	{ "ESC sequence", S("\x1b[31mred"), "\"\\x1b[31mred\"" },
-	{ "DEL 0x7f", S("a\x7f"), "\"a\\x7f\"" },
-	{ "0x80", S("\x80"), "\"\\x80\"" },
-	{ "0xff", S("\xff"), "\"\\xff\"" },
-	{ "UTF-8 e-acute", S("caf\xc3\xa9"), "\"caf\\xc3\\xa9\"" },
-	{ "mixed", S("CN=mx \"1\"\\x\n"), "\"CN=mx \\\"1\\\"\\\\x\\x0a\"" },
+	{ "backslash u", S("\\u0041"), "\"\\\\u0041\"" },
+	{ "tab", S("a\tb"), "\"a\\tb\"" },
+	{ "LF", S("a\nb"), "\"a\\nb\"" },
+	{ "CRLF", S("250 ok\r\n"), "\"250 ok\\r\\n\"" },
+	{ "NUL", S("a\0b"), "\"a\\u0000b\"" },
+	{ "only NUL", S("\0"), "\"\\u0000\"" },
+	{ "0x01", S("\x01"), "\"\\u0001\"" },
+	{ "backspace 0x08", S("\b"), "\"\\u0008\"" },
+	{ "form feed 0x0c", S("\f"), "\"\\u000c\"" },
+	{ "0x1f", S("\x1f"), "\"\\u001f\"" },
+	{ "ESC sequence", S("\x1b[31mred"), "\"\\u001b[31mred\"" },
+	{ "DEL 0x7f", S("a\x7f"), "\"a\\u007f\"" },
+	{ "lone 0x80", S("\x80"), "\"\\u0080\"" },
+	{ "lone 0xff", S("\xff"), "\"\\u00ff\"" },
+	{ "UTF-8 e-acute stays", S("caf\xc3\xa9"), "\"caf\xc3\xa9\"" },
+	{ "UTF-8 nbsp U+00A0 stays", S("\xc2\xa0"), "\"\xc2\xa0\"" },
+	{ "UTF-8 3 bytes stays", S("\xe2\x82\xac 5"), "\"\xe2\x82\xac 5\"" },
+	{ "UTF-8 4 bytes stays", S("\xf0\x9f\x93\xa7"), "\"\xf0\x9f\x93\xa7\"" },
+	{ "UTF-8 U+10FFFF stays", S("\xf4\x8f\xbf\xbf"), "\"\xf4\x8f\xbf\xbf\"" },
+	{ "Latin-1 e-acute", S("caf\xe9"), "\"caf\\u00e9\"" },
+	{ "cut UTF-8 at the end", S("caf\xc3"), "\"caf\\u00c3\"" },
+	{ "cut UTF-8 before ASCII", S("\xe2\x82x"), "\"\\u00e2\\u0082x\"" },
+	{ "C1 control U+0085", S("a\xc2\x85"), "\"a\\u00c2\\u0085\"" },
+	{ "C1 CSI U+009B", S("\xc2\x9b" "31m"), "\"\\u00c2\\u009b31m\"" },
+	{ "overlong slash", S("\xc0\xaf"), "\"\\u00c0\\u00af\"" },
+	{ "overlong 3 bytes", S("\xe0\x80\xaf"), "\"\\u00e0\\u0080\\u00af\"" },
+	{ "surrogate", S("\xed\xa0\x80"), "\"\\u00ed\\u00a0\\u0080\"" },
+	{ "above U+10FFFF", S("\xf4\x90\x80\x80"),
+	  "\"\\u00f4\\u0090\\u0080\\u0080\"" },
+	{ "lone continuation", S("\xa9"), "\"\\u00a9\"" },
+	{ "mixed", S("CN=mx \"1\"\\x\n"), "\"CN=mx \\\"1\\\"\\\\x\\n\"" },
 	{ "fake pair injection", S("x reason=forged"),
 	  "\"x reason=forged\"" },
 	{ "fake quote injection", S("\" injected=1 \""),
 	  "\"\\\" injected=1 \\\"\"" },
+	{ "forged session keys", S("CN=x action=upgraded msgs=9"),
+	  "\"CN=x action=upgraded msgs=9\"" },
+	{ "forged line break", S("CN=x\nevent=session action=upgraded"),
+	  "\"CN=x\\nevent=session action=upgraded\"" },
 };
 
 static void test_quoting_table(void **state)
@@ -290,8 +366,11 @@ static void test_every_byte(void **state)
 			snprintf(want, sizeof(want), "event=t k=a%cz", b);
 		else if (b == '"' || b == '\\')
 			snprintf(want, sizeof(want), "event=t k=\"a\\%cz\"", b);
-		else if (b < 0x20 || b >= 0x7f)
-			snprintf(want, sizeof(want), "event=t k=\"a\\x%02xz\"", b);
+		else if (b == '\n' || b == '\r' || b == '\t')
+			snprintf(want, sizeof(want), "event=t k=\"a\\%cz\"",
+			    b == '\n' ? 'n' : b == '\r' ? 'r' : 't');
+		else if (b < 0x20 || b >= 0x7f)  /* a lone byte >= 0x80 is no UTF-8 */
+			snprintf(want, sizeof(want), "event=t k=\"a\\u00%02xz\"", b);
 		else
 			snprintf(want, sizeof(want), "event=t k=\"a%cz\"", b);
 		expect_text(name, &l, want);
@@ -384,7 +463,7 @@ static void test_fmt(void **state)
 	expect_text("fmt empty", &l, "event=t k=\"\"");
 	log_begin(&l, "t");
 	log_fmt(&l, "k", "%c%c", '\n', '"');
-	expect_text("fmt escaped", &l, "event=t k=\"\\x0a\\\"\"");
+	expect_text("fmt escaped", &l, "event=t k=\"\\n\\\"\"");
 
 	/* A long formatted value is cut by log_fmt, never overflows, and the
 	 * line stays well-formed. */
@@ -400,7 +479,8 @@ static void test_fmt(void **state)
 /* Random byte strings round-trip through log_bytes and the reader. */
 static void test_random_roundtrip(void **state)
 {
-	static const char alpha[] = "ab =\"\\\x00\x01\n\r\t\x7f\x80\xff~#";
+	/* \xc3 and \xa9 make UTF-8 e-acute when they meet, junk otherwise */
+	static const char alpha[] = "ab =\"\\\x00\x01\n\r\t\x7f\x80\xff~#\xc3\xa9";
 	uint32_t x = 2463534242u;
 	static struct pair p[8];
 
@@ -425,9 +505,17 @@ static void test_random_roundtrip(void **state)
 			log_bytes(&l, key, vals[k], lens[k]);
 		}
 		assert_false(l.truncated);
+		/* no control byte; bytes >= 0x80 only as whole UTF-8 */
 		for (size_t j = 0; j < l.len; j++) {
-			unsigned char c = (unsigned char)l.text[j];
-			assert_true(c >= 0x20 && c < 0x7f);
+			const unsigned char *u = (const unsigned char *)l.text;
+			size_t ulen;
+
+			assert_true(u[j] >= 0x20 && u[j] != 0x7f);
+			if (u[j] >= 0x80) {
+				ulen = utf8_char(u + j, l.len - j);
+				assert_true(ulen > 0);
+				j += ulen - 1;
+			}
 		}
 		n = parse_line("random", &l, p, 8);
 		assert_int_equal(n, 6);
@@ -435,6 +523,81 @@ static void test_random_roundtrip(void **state)
 			assert_int_equal(p[k + 1].len, lens[k]);
 			assert_memory_equal(p[k + 1].val, vals[k], lens[k]);
 		}
+	}
+}
+
+/*
+ * A server's certificate subject that tries to forge keys: written last,
+ * as session.c writes peer_subject, in quotes, so a reader gets it as one
+ * value, and a tool that takes the first " KEY=" gets starttlsd's own.
+ */
+static void test_forged_keys(void **state)
+{
+	static const char *const forged[] = {
+		"CN=x action=upgraded msgs=9",
+		"CN=x\" action=upgraded msgs=9 y=\"",
+		"CN=x\\\" msgs=9 \\\"",
+		"CN=x\nevent=session action=upgraded msgs=9",
+		"CN=x\r\n<22>starttlsd[1]: event=session msgs=9",
+		"CN=\xc3\xa9 action=upgraded\xff msgs=9\x1b[2K",
+	};
+	struct pair p[16];
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(forged); i++) {
+		struct logline l;
+		const char *m;
+		int n;
+
+		log_begin(&l, "session");
+		log_str(&l, "id", "537c00a515c523f3");
+		log_str(&l, "action", "plaintext");
+		log_str(&l, "tls", "none");
+		log_u64(&l, "msgs", 1);
+		log_str(&l, "reason", "quit");
+		log_str(&l, "peer_subject", forged[i]);
+		log_str(&l, "peer_issuer", forged[i]);
+		assert_false(l.truncated);
+		assert_null(strchr(l.text, '\n'));
+		assert_null(strchr(l.text, '\r'));
+		n = parse_line(forged[i], &l, p, 16);
+		EQ(forged[i], n, 8);
+		assert_string_equal(p[2].key, "action");
+		assert_string_equal(p[2].val, "plaintext");
+		assert_string_equal(p[4].key, "msgs");
+		assert_string_equal(p[4].val, "1");
+		assert_string_equal(p[6].key, "peer_subject");
+		assert_string_equal(p[6].val, forged[i]);
+		assert_string_equal(p[7].key, "peer_issuer");
+		assert_string_equal(p[7].val, forged[i]);
+		/* the first match of a plain text search is the real key */
+		m = strstr(l.text, " msgs=");
+		assert_non_null(m);
+		assert_memory_equal(m, " msgs=1 ", 8);
+		m = strstr(l.text, " action=");
+		assert_non_null(m);
+		assert_memory_equal(m, " action=plaintext ", 18);
+	}
+}
+
+/* Signal names, not numbers. */
+static void test_signame(void **state)
+{
+	(void)state;
+	assert_string_equal(log_signame(SIGTERM), "SIGTERM");
+	assert_string_equal(log_signame(SIGINT), "SIGINT");
+	assert_string_equal(log_signame(SIGKILL), "SIGKILL");
+	assert_string_equal(log_signame(SIGSEGV), "SIGSEGV");
+	assert_string_equal(log_signame(SIGUSR2), "SIGUSR2");
+	/* whatever the name of one without an abbreviation, a bare word */
+	for (int sig = 1; sig < 80; sig++) {
+		const char *name = log_signame(sig);
+		struct logline l;
+
+		assert_memory_equal(name, "SIG", 3);
+		log_begin(&l, "worker");
+		log_str(&l, "signal", name);
+		assert_null(strchr(l.text, '"'));
 	}
 }
 
@@ -567,7 +730,9 @@ static void test_truncate_sweep(void **state)
 	static const char *const kinds[] = {
 		"a",          /* bare */
 		" ",          /* quoted, one byte each */
-		"\n",         /* quoted, \xNN: four bytes each */
+		"\n",         /* quoted, \n: two bytes each */
+		"\x01",       /* quoted, \u0001: six bytes each */
+		"\xc3\xa9",   /* quoted, UTF-8 as is */
 		"\"",         /* quoted, \": two bytes each */
 		"a\x01\"b ",  /* mixed */
 	};
@@ -724,6 +889,8 @@ int main(void)
 		cmocka_unit_test(test_numbers),
 		cmocka_unit_test(test_fmt),
 		cmocka_unit_test(test_random_roundtrip),
+		cmocka_unit_test(test_forged_keys),
+		cmocka_unit_test(test_signame),
 		cmocka_unit_test(test_truncate_boundary),
 		cmocka_unit_test(test_truncate_sweep),
 		cmocka_unit_test(test_truncate_many_pairs),

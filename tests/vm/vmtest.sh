@@ -237,7 +237,7 @@ check stop-logged bash -c "grep -q '^event=intercept action=removed' $W/stop.log
 # The master stops its workers itself, after removing the table.
 check stop-workers-by-master bash -c "! grep -E 'cannot tell worker|expected=no' $W/stop.log &&
 	[ \$(grep -c 'event=worker action=exited .*expected=yes' $W/stop.log) -eq $NW ] &&
-	[ \$(grep -n 'event=intercept action=removed' $W/stop.log | cut -d: -f1) -lt \$(grep -n 'msg=\"signal 15: no new sessions' $W/stop.log | head -n 1 | cut -d: -f1) ]"
+	[ \$(grep -n 'event=intercept action=removed' $W/stop.log | cut -d: -f1) -lt \$(grep -n 'msg=\"signal SIGTERM: no new sessions' $W/stop.log | head -n 1 | cut -d: -f1) ]"
 check stop-direct-path mail local "proxy stopped"
 check stop-direct-path-plaintext last_tls_is None
 
