@@ -4,7 +4,9 @@
 #   make test         install what is missing, run every test (unit + integration)
 #   make demo         install what is missing, build, show the main job live
 #   make test-systemd the systemd unit under a real systemd, in a qemu VM (tests/vm/)
-#   make install      PREFIX=/usr/local DESTDIR=
+#   make test-ops     deploy/ops/ (mtail, alert rules, dashboard) with rsyslog, mtail, Prometheus
+#   make install      PREFIX=/usr/local DESTDIR=   (make uninstall: the same, removed)
+#   make deb          a Debian package in build/deb/ (dpkg-buildpackage, lintian)
 
 CC        ?= gcc
 VERSION   := 0.1.0
@@ -36,7 +38,7 @@ LIB_OBJS := $(LIB_SRCS:proxy/%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all clean test unit integration demo install deps valgrind fuzz fuzz-smoke bench bench-smoke test-systemd
+.PHONY: all clean test unit integration demo install uninstall deb deps valgrind fuzz fuzz-smoke bench bench-smoke test-systemd test-ops
 all: $(BUILD)/starttlsd $(BUILD)/starttlsctl
 
 $(BUILD)/obj/%.o: proxy/%.c
@@ -73,13 +75,23 @@ test: deps
 	tests/run-integration.sh build/starttlsd
 	tests/run-integration.sh build/san/starttlsd
 	$(MAKE) test-systemd
+	$(MAKE) test-ops
 	$(MAKE) valgrind
 	$(MAKE) fuzz-smoke
 	$(MAKE) bench-smoke
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
-SYSTEMDUNITDIR ?= /etc/systemd/system
+# The unit under PREFIX too: systemd reads /usr/local/lib/systemd/system and
+# /usr/lib/systemd/system as well as /etc/systemd/system.
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR  ?= $(PREFIX)/share/doc/starttlsd
+# Created by make install (0700); empty for a package, whose tmpfiles.d does it.
+STATEDIR ?= /var/lib/starttlsd
+DOCS    := docs/logging.md docs/policy.md docs/security.md docs/metrics.md \
+           docs/performance.md deploy/README.md
+OPSDOCS := deploy/ops/README.md deploy/ops/starttlsd.mtail \
+           deploy/ops/starttlsd-rules.yml deploy/ops/starttlsd-dashboard.json
 install: all
 	install -D -m 0755 $(BUILD)/starttlsd $(DESTDIR)$(PREFIX)/sbin/starttlsd
 	install -D -m 0755 $(BUILD)/starttlsctl $(DESTDIR)$(PREFIX)/sbin/starttlsctl
@@ -90,14 +102,35 @@ install: all
 	sed 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' deploy/starttlsd.service \
 		>$(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd.service
 	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd.service
-	install -D -m 0644 deploy/nftables.conf $(DESTDIR)$(PREFIX)/share/doc/starttlsd/nftables.conf
-	install -D -m 0755 deploy/iptables.sh $(DESTDIR)$(PREFIX)/share/doc/starttlsd/iptables.sh
-	install -D -m 0644 deploy/sysctl.conf $(DESTDIR)$(PREFIX)/share/doc/starttlsd/sysctl.conf
-	install -D -m 0644 deploy/rsyslog.conf $(DESTDIR)$(PREFIX)/share/doc/starttlsd/rsyslog.conf
-	install -d -m 0700 $(DESTDIR)/var/lib/starttlsd
-	install -D -m 0644 deploy/starttlsd.conf $(DESTDIR)$(PREFIX)/share/doc/starttlsd/starttlsd.conf.example
+	install -d $(DESTDIR)$(DOCDIR)/ops
+	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
+	install -m 0644 $(OPSDOCS) $(DESTDIR)$(DOCDIR)/ops/
+	install -m 0644 deploy/nftables.conf deploy/sysctl.conf deploy/rsyslog.conf $(DESTDIR)$(DOCDIR)/
+	install -m 0644 deploy/iptables.sh $(DESTDIR)$(DOCDIR)/iptables.sh
+	install -m 0644 deploy/starttlsd.conf $(DESTDIR)$(DOCDIR)/starttlsd.conf.example
+	if [ -n "$(STATEDIR)" ]; then install -d -m 0700 $(DESTDIR)$(STATEDIR); fi
 	@if [ ! -e $(DESTDIR)/etc/starttlsd/starttlsd.conf ]; then \
 		install -D -m 0644 deploy/starttlsd.conf $(DESTDIR)/etc/starttlsd/starttlsd.conf; fi
+
+# What install put there, but the configuration and the pin store (kept, as a
+# package's "remove" keeps them; delete /etc/starttlsd and STATEDIR by hand).
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/sbin/starttlsd $(DESTDIR)$(PREFIX)/sbin/starttlsctl
+	rm -f $(DESTDIR)$(PREFIX)/share/man/man8/starttlsd.8 $(DESTDIR)$(PREFIX)/share/man/man8/starttlsctl.8
+	rm -f $(DESTDIR)$(PREFIX)/share/man/man5/starttlsd.conf.5
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd.service
+	rm -rf $(DESTDIR)$(DOCDIR)
+
+# A Debian package (dpkg-buildpackage, debian/), built from a copy of this
+# tree in build/deb/; lintian must find no error and no warning.
+DEB_DIR := build/deb
+deb:
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/starttlsd-$(VERSION)
+	tar --exclude=./build --exclude=./.git -cf - . | tar -xf - -C $(DEB_DIR)/starttlsd-$(VERSION)
+	cd $(DEB_DIR)/starttlsd-$(VERSION) && dpkg-buildpackage -us -uc -b
+	lintian --fail-on error,warning $(DEB_DIR)/starttlsd_$(VERSION)_*.changes
+	@ls -l $(DEB_DIR)/*.deb
 
 demo: deps
 	$(MAKE) all
@@ -114,11 +147,19 @@ integration: all
 	tests/run-integration.sh $(BUILD)/starttlsd
 
 # deploy/starttlsd.service under a real systemd: Debian 12 booted in qemu
-# (software emulation), starttlsd put in by "make install DESTDIR=", checked
-# from start to SIGKILL and restart (tests/vm/test-systemd.sh). The VM's
+# (software emulation), the package of "make deb" installed with apt, checked
+# from start to SIGKILL, restart and purge (tests/vm/test-systemd.sh). The VM's
 # root file system is cached in build/vm/ (about a minute to build, once).
-test-systemd: deps all
+test-systemd: deps all deb
 	tests/vm/test-systemd.sh
+
+# deploy/ops/ with the real tools: starttlsd -> rsyslogd (deploy/rsyslog.conf)
+# -> mtail (deploy/ops/starttlsd.mtail) -> Prometheus (the alert rules, the
+# dashboard's queries); promtool unit tests of every alert; and the sd_notify
+# messages against a stand-in socket (tests/ops/test-notify.sh). About 50 s.
+test-ops: deps all
+	tests/ops/test-ops.sh
+	tests/ops/test-notify.sh
 
 clean:
 	rm -rf build

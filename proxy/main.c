@@ -22,6 +22,7 @@
 #include "starttlsd/log.h"
 #include "starttlsd/metrics.h"
 #include "starttlsd/nft.h"
+#include "starttlsd/notify.h"
 #include "starttlsd/pinstore.h"
 #include "starttlsd/pinsync.h"
 #include "starttlsd/policy.h"
@@ -506,7 +507,9 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		/* The master reloads and replaces the workers. */
 		if (g.role == ROLE_WORKER)
 			return;
-		if (reload() == 0 && g.role == ROLE_MASTER) {
+		notify_reloading();
+		int rc = reload();
+		if (rc == 0 && g.role == ROLE_MASTER) {
 			/* New workers first, then the old ones retire. */
 			bool old[SHARED_SLOTS];
 			for (size_t i = 0; i < SHARED_SLOTS; i++) {
@@ -521,6 +524,7 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 				if (old[i])
 					worker_tell(&g.workers[i], 'R');
 		}
+		notify_reloaded(rc == 0);
 		return;
 	}
 	if (w->signum == SIGUSR2) {
@@ -535,6 +539,7 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		drain(loop, w->signum);
 		return;
 	}
+	notify_stopping("stopping: draining sessions");
 	/* New port-25 connections flow directly again from now on. */
 	intercept_remove();
 	pinsync_stop(loop);
@@ -919,6 +924,7 @@ main(int argc, char **argv)
 		fclose(fp);
 	}
 
+	notify_init();
 	loop = ev_default_loop(EVFLAG_AUTO);
 	if (ownport_init(SHARED_SLOTS) < 0 ||
 	    sess_shared_init(SHARED_SLOTS) < 0) {
@@ -957,6 +963,9 @@ main(int argc, char **argv)
 		relay_setup(loop);
 		log_start("start");
 	}
+	/* Listeners open, table installed, workers forked (no-op in them). */
+	notify_status_start(loop, g.role == ROLE_MASTER ? workers_alive : NULL);
+	notify_ready("accepting sessions");
 
 	ev_run(loop, 0);
 

@@ -16,6 +16,8 @@ pkgs=(
   devscripts
   qemu-system-x86 mmdebstrap e2fsprogs
   golang-go golang-github-go-logfmt-logfmt-dev
+  mtail prometheus
+  debhelper lintian
   redis-server libhiredis-dev
 )
 

@@ -82,6 +82,16 @@ if command -v promtool >/dev/null; then
 else
 	ok "promtool is installed (prometheus, tests/deps.sh)" false
 fi
+documented() { # every metric the daemon exports has a row in docs/metrics.md
+	local m rc=0 n=0
+	for m in $(sed -n 's/^# TYPE \([a-z_]*\) .*/\1/p' "$T_TMP/scrape"); do
+		n=$((n + 1))
+		grep -qF "| \`$m\` |" "$TOP/docs/metrics.md" || { echo "missing: $m"; rc=1; }
+	done
+	[ "$n" -gt 15 ] || { echo "only $n metrics in the scrape"; rc=1; }
+	return $rc
+}
+ok "every metric the daemon exports is in docs/metrics.md" documented
 ok "an unknown path is 404" eval 'scrape /nothing 2>&1 | grep -q "HTTP Error 404"'
 
 ok "starttlsctl stats prints the same text" bash -c "'$CTL' --state-dir '$STATE' stats >'$T_TMP/stats' && tail -n +2 '$T_TMP/scrape' | diff - '$T_TMP/stats'"

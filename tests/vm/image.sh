@@ -18,8 +18,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 key=$(sha256sum "$here/image.sh" | cut -c1-16)
 img=$dir/image-$key
 
-# Runtime of build/starttlsd (ldd: BoringSSL, libev, libnftnl, libmnl, LMDB,
-# libseccomp), systemd as PID 1, the kernel with its initramfs, and what the
+# What the starttlsd .deb depends on (BoringSSL, libev, libnftnl, libmnl,
+# LMDB, libseccomp, ca-certificates) and recommends (rsyslog, logrotate:
+# the VM has no network, apt installs the .deb offline), systemd as PID 1, the kernel with its initramfs, and what the
 # in-VM checks use: nft, ip, ps/pgrep, python3 (tests/peers/smtpd.py and
 # an smtplib client).
 PACKAGES=(
@@ -27,6 +28,7 @@ PACKAGES=(
 	linux-image-cloud-amd64 initramfs-tools zstd
 	android-libboringssl libev4 libnftnl11 libmnl0 liblmdb0 libseccomp2
 	nftables iproute2 procps python3
+	ca-certificates rsyslog logrotate
 )
 MIRRORS=(
 	"deb http://deb.debian.org/debian bookworm main"
@@ -58,11 +60,9 @@ initramfs_hook='
 		>"$1/etc/initramfs-tools/hooks/starttlsd-vmtest"
 	chmod 755 "$1/etc/initramfs-tools/hooks/starttlsd-vmtest"'
 
-# The image itself: the user the workers become, created as
-# deploy/starttlsd.service says; a name; no fsck of a file system made
-# fresh for every boot.
+# The image itself: a name. (The user starttlsd comes with the package, by
+# sysusers.d.)
 customize_hook='
-	chroot "$1" useradd --system --no-create-home --shell /usr/sbin/nologin starttlsd
 	echo starttlsd-vm >"$1/etc/hostname"
 	chroot "$1" dpkg-query -W -f="\${Package} \${Version}\n" >"$1/../packages.txt"'
 

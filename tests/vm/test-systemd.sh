@@ -2,13 +2,16 @@
 # make test-systemd: deploy/starttlsd.service under a real systemd.
 #
 # Boots Debian 12 (systemd as PID 1, the cloud kernel and its own initramfs)
-# under qemu-system-x86_64 (TCG: no KVM needed), with starttlsd installed by
-# the repository's own "make install DESTDIR=<the VM's root>", the unit
-# enabled and a configuration with intercept = on; the in-VM half
-# (vmtest.sh, run by starttlsd-vmtest.service after starttlsd) checks start,
+# under qemu-system-x86_64 (TCG: no KVM needed). The in-VM half (vmtest.sh,
+# run by starttlsd-vmtest.service at boot) installs the package of
+# "make deb" with apt (offline: its dependencies are in the image), checks
+# what the package put in place (user by sysusers.d, state directory by
+# tmpfiles.d, conffiles, unit not enabled), sets a configuration with
+# intercept = on, enables and starts the unit, and checks start (Type=notify),
 # the nftables table, the processes' users and capabilities, mail over TLS,
-# reload, stop, a SIGKILL with Restart=on-failure and the journal, and
-# writes one VMTEST line per check to the VM's second serial port.
+# the rsyslog file, reload (and a refused one), stop, a SIGKILL with
+# Restart=on-failure and the journal; then "apt purge" and what it leaves.
+# It writes one VMTEST line per check to the VM's second serial port.
 #
 # Here each expected check is counted (ok/FAIL as in the integration tests):
 # a check that did not report "ok" fails, whether it failed, never ran, or
@@ -36,7 +39,10 @@ VM_TIMEOUT=${VM_TIMEOUT:-480}
 
 # The checks vmtest.sh must report "ok", in its order. Keep in step with it.
 CHECKS=(
+	deb-install deb-user deb-state-dir deb-unit-path deb-conffiles deb-man deb-docs
+	deb-not-enabled deb-not-started deb-config unit-enable-now
 	unit-enabled active-after-boot start-logged check-config-passed workers-running
+	type-notify status-text
 	nft-table nft-rules
 	master-root master-capbnd master-capeff master-nonewprivs-seccomp
 	workers-starttlsd-netraw state-dir pins-open-at-boot state-dir-given-at-boot
@@ -45,9 +51,12 @@ CHECKS=(
 	reload-rc reload-logged reload-table-updated reload-same-main
 	reload-workers-replaced reload-workers-privileges reload-state-dir reload-pins-open
 	mail-after-reload mail-after-reload-tls
+	reload-refused-rc reload-refused-active reload-refused-journal reload-refused-logged
+	reload-refused-status reload-refused-still-active reload-good-again reload-good-status
+	reload-good-workers
 	stop-rc stop-fast stop-result stop-table-gone stop-no-process stop-logged
 	stop-workers-by-master stop-direct-path stop-direct-path-plaintext
-	start-again start-again-logged start-again-workers start-again-state-dir
+	start-again start-ready-mail start-ready-mail-tls start-again-logged start-again-workers start-again-state-dir
 	start-again-pins-open start-again-state-dir-given
 	kill-main kill-restarted kill-active kill-nrestarts kill-start-logged
 	kill-systemd-restart-logged kill-one-table kill-old-workers-gone kill-new-workers
@@ -55,14 +64,16 @@ CHECKS=(
 	kill-workers-privileges kill-pins-open mail-after-restart mail-after-restart-tls
 	journal-no-eperm journal-no-sigsys kernel-no-seccomp-audit journal-no-errors
 	journal-no-unit-failure analyze-security analyze-verify
+	rsyslog-file rsyslog-file-only logrotate-config
+	purge-rc purge-no-process purge-no-table purge-files-gone purge-conffiles-gone
+	purge-state-gone purge-log-gone purge-unit-gone purge-dpkg-gone purge-user-kept
 )
 
 for tool in qemu-system-x86_64 mmdebstrap mkfs.ext4; do
 	command -v $tool >/dev/null || { say "missing $tool: run tests/deps.sh"; exit 1; }
 done
-for f in "$TOP/build/starttlsd" "$TOP/build/starttlsctl"; do
-	[ -x "$f" ] || { say "missing $f: run make first"; exit 1; }
-done
+DEB=$(ls "$TOP"/build/deb/starttlsd_*_amd64.deb 2>/dev/null | head -n 1)
+[ -f "$DEB" ] || { say "missing build/deb/starttlsd_*.deb: run make deb first"; exit 1; }
 
 # ---- the image (cached) --------------------------------------------------------
 t0=$SECONDS
@@ -70,7 +81,7 @@ IMG=$("$HERE/image.sh" "$VM_DIR") || { say "image build failed"; exit 1; }
 t_image=$((SECONDS - t0))
 say "  image $IMG ($t_image s now; cold build took $(cat "$IMG/build-seconds") s)"
 
-# ---- this run's root: the cached tree + make install + the test ---------------
+# ---- this run's root: the cached tree + the .deb + the test ------------------
 t0=$SECONDS
 rm -rf "$RUN"
 mkdir -p "$RUN"
@@ -78,27 +89,22 @@ ROOT=$RUN/root
 # Hard links: nothing below writes into a file of the copy (install(1)
 # replaces files, everything else is new), so the cache stays as built.
 cp -al "$IMG/root" "$ROOT"
-make -C "$TOP" --no-print-directory -s install DESTDIR="$ROOT" -o all >"$RUN/install.log" 2>&1 ||
-	{ say "make install DESTDIR=$ROOT failed:"; cat "$RUN/install.log" >&2; exit 1; }
-# VM_UNIT=FILE: try another unit in place of the one make install put there.
-if [ -n "${VM_UNIT:-}" ]; then
-	install -m 0644 "$VM_UNIT" "$ROOT/etc/systemd/system/starttlsd.service"
-	say "  unit: $VM_UNIT (VM_UNIT)"
-fi
-rm -f "$ROOT/etc/starttlsd/starttlsd.conf"
-install -m 0644 "$HERE/starttlsd.conf" "$ROOT/etc/starttlsd/starttlsd.conf"
-bash "$PEERS/mkcerts.sh" "$RUN/certs" >/dev/null || { say "mkcerts failed"; exit 1; }
-install -m 0644 "$RUN/certs/ca.crt" "$ROOT/etc/starttlsd/test-ca.crt"
 L=$ROOT/usr/local/lib/starttlsd-vmtest
 install -d "$L/certs"
+install -m 0644 "$DEB" "$L/starttlsd.deb"
+# VM_UNIT=FILE: try another unit in place of the package's (an override in /etc).
+if [ -n "${VM_UNIT:-}" ]; then
+	install -D -m 0644 "$VM_UNIT" "$ROOT/etc/systemd/system/starttlsd.service"
+	say "  unit: $VM_UNIT (VM_UNIT)"
+fi
+install -m 0644 "$HERE/starttlsd.conf" "$L/starttlsd.conf"
+bash "$PEERS/mkcerts.sh" "$RUN/certs" >/dev/null || { say "mkcerts failed"; exit 1; }
 install -m 0755 "$HERE/vmtest.sh" "$HERE/send.py" "$PEERS/smtpd.py" "$L/"
 install -m 0644 "$RUN/certs/server.crt" "$RUN/certs/ca.crt" "$L/certs/"
 install -m 0600 "$RUN/certs/server.key" "$L/certs/"
 install -m 0644 "$HERE/starttlsd-vmtest.service" "$ROOT/etc/systemd/system/"
-# systemctl enable, by hand (the units' [Install] sections say multi-user).
-for u in starttlsd starttlsd-vmtest; do
-	ln -sfn "/etc/systemd/system/$u.service" "$ROOT/etc/systemd/system/multi-user.target.wants/$u.service"
-done
+# systemctl enable of the test unit, by hand (its [Install] says multi-user).
+ln -sfn /etc/systemd/system/starttlsd-vmtest.service "$ROOT/etc/systemd/system/multi-user.target.wants/starttlsd-vmtest.service"
 size=$(( $(du -sm "$ROOT" | cut -f1) + 300 ))
 mkfs.ext4 -q -F -L starttlsd-vm -E root_owner=0:0 -d "$ROOT" "$RUN/disk.img" "${size}M" >"$RUN/mkfs.log" 2>&1 ||
 	{ say "mkfs.ext4 failed:"; cat "$RUN/mkfs.log" >&2; exit 1; }

@@ -1,6 +1,7 @@
 #!/bin/bash
 # The checks of tests/vm/test-systemd.sh, run inside the VM by
-# starttlsd-vmtest.service once systemd has started starttlsd.service.
+# starttlsd-vmtest.service: install the .deb with apt, enable and start the
+# unit, check it, purge the package.
 #
 # Writes to /dev/ttyS1 (a file on the host):
 #   VMTEST ok NAME | VMTEST FAIL NAME: why | VMTEST info TEXT
@@ -153,7 +154,31 @@ state_dir_given_since() { ! slog "$1" | grep 'event=pinstore msg="state_dir .*ch
 info "kernel $(uname -r), $(systemctl --version | head -n 1), $(nproc) CPUs"
 info "booted to the test unit in $(awk '{print $1}' /proc/uptime) s"
 
-# ---- 1. after boot: enabled, active, --check-config passed ------------------
+# ---- 0. the package, installed with apt (offline) ------------------------------
+# The image leaves docs and man pages out (dpkg path-exclude, to keep it small):
+# not for this package, whose files are checked.
+grep -l path-exclude /etc/dpkg/dpkg.cfg.d/* 2>/dev/null | xargs -r rm -f
+check deb-install bash -c "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $D/starttlsd.deb"
+check deb-user bash -c "getent passwd starttlsd | grep -q ':/var/lib/starttlsd:/usr/sbin/nologin$' && [ \$(id -u starttlsd) -lt 1000 ]"
+check deb-state-dir expect_eq "$(stat -c '%U:%G %a' /var/lib/starttlsd 2>&1)" "starttlsd:starttlsd 700"
+check deb-unit-path bash -c "systemctl show -P FragmentPath starttlsd | grep -Eqx '(/usr)?/lib/systemd/system/starttlsd.service'"
+check deb-conffiles bash -c "dpkg-query -W -f='\${Conffiles}' starttlsd | awk '{print \$1}' | sort | tr '\n' ' ' |
+	grep -qx '/etc/logrotate.d/starttlsd /etc/rsyslog.d/30-starttlsd.conf /etc/starttlsd/starttlsd.conf '"
+check deb-man bash -c "ls /usr/share/man/man8/starttlsd.8.gz /usr/share/man/man8/starttlsctl.8.gz /usr/share/man/man5/starttlsd.conf.5.gz"
+# The docs the man pages name, and the monitoring files, as they are (not .gz).
+check deb-docs bash -c "for f in logging.md policy.md metrics.md ops/starttlsd.mtail ops/starttlsd-rules.yml ops/starttlsd-dashboard.json; do
+	test -s /usr/share/doc/starttlsd/\$f || { echo missing \$f; exit 1; }; done;
+	for p in \$(zcat /usr/share/man/man8/starttlsd.8.gz /usr/share/man/man5/starttlsd.conf.5.gz /usr/share/man/man8/starttlsctl.8.gz |
+		grep -o '/usr/share/doc/starttlsd/[a-z.]*' | sort -u); do test -s \$p || { echo man page names missing \$p; exit 1; }; done"
+check deb-not-enabled expect_eq "$(systemctl is-enabled starttlsd)" disabled
+check deb-not-started expect_eq "$(systemctl is-active starttlsd)" inactive
+# The administrator's configuration (a changed conffile) and CA.
+install -m 0644 "$D/starttlsd.conf" "$CONF"
+install -m 0644 "$D/certs/ca.crt" /etc/starttlsd/test-ca.crt
+check deb-config /usr/sbin/starttlsd --check-config -c "$CONF"
+check unit-enable-now systemctl enable --now starttlsd
+
+# ---- 1. enabled, active, --check-config passed ----------------------------------
 check unit-enabled expect_eq "$(systemctl is-enabled starttlsd)" enabled
 check active-after-boot wait_for 60 is_active
 check start-logged wait_for 30 slog_has '^event=start '
@@ -165,6 +190,10 @@ dump status systemctl status --no-pager -n 0 starttlsd
 dump exec-start-pre systemctl show -p ExecStartPre starttlsd
 NW=$(nproc)
 check workers-running wait_for 20 nworkers_is "$NW"
+# Type=notify: READY=1 came (the unit is active), STATUS= has sessions and workers.
+check type-notify expect_eq "$(prop Type)/$(prop NotifyAccess)" notify/main
+check status-text wait_for 10 bash -c "systemctl show -P StatusText starttlsd | grep -Eqx '[0-9]+ sessions? open, $NW workers?'"
+info "StatusText: $(prop StatusText)"
 
 # ---- 2. the nftables table --------------------------------------------------
 check nft-table one_table
@@ -199,7 +228,7 @@ check journal-session-upgraded wait_for 10 bash -c "
 	journalctl -b -q SYSLOG_IDENTIFIER=starttlsd SYSLOG_FACILITY=2 -o cat | tail -n +$((C + 1)) |
 		grep -E '^event=session .* dst=$SRV:25 action=upgraded tls=TLSv1.3 .*verify=ok' | grep -c . | grep -qx 2"
 check journal-session-lan slog_has "^event=session .* client=192\.0\.2\.10:[0-9]+ dst=$SRV:25 action=upgraded" "$C"
-check pin-recorded wait_for 15 bash -c "/usr/local/sbin/starttlsctl --state-dir /var/lib/starttlsd list | grep -q '$SRV'"
+check pin-recorded wait_for 15 bash -c "/usr/sbin/starttlsctl --state-dir /var/lib/starttlsd list | grep -q '$SRV'"
 sdir "after the first mails"
 dump server-log cat "$W/srv.log"
 
@@ -220,6 +249,27 @@ check reload-state-dir state_dir_ok
 check reload-pins-open pins_open_since "$C"
 check mail-after-reload mail local "after reload"
 check mail-after-reload-tls last_tls_is TLSv1.3
+
+# ---- 5b. a refused reload is visible; the running daemon stays --------------
+cp "$CONF" "$W/conf.good"
+echo "data_timeout = bogus" >>"$CONF"
+C=$(mark)
+# ExecReload='s --check-config refuses it: systemctl reload fails.
+check reload-refused-rc bash -c "! systemctl reload starttlsd"
+check reload-refused-active bash -c "[ \"\$(systemctl is-active starttlsd)\" = active ] && [ \"\$(systemctl show -P MainPID starttlsd)\" = $MAIN ]"
+check reload-refused-journal bash -c "journalctl -b -q -u starttlsd -o cat | grep -q 'data_timeout: expected a number'"
+# A SIGHUP that gets past the check (kill -HUP by hand): the daemon refuses
+# it itself, says so in the log and in STATUS= (RELOADING=1, then READY=1).
+systemctl kill -s HUP --kill-whom=main starttlsd
+check reload-refused-logged wait_for 10 slog_has '^event=reload msg="configuration refused' "$C"
+check reload-refused-status wait_for 10 bash -c "systemctl show -P StatusText starttlsd | grep -q 'refused'"
+check reload-refused-still-active wait_for 10 is_active
+info "StatusText after a refused SIGHUP: $(prop StatusText)"
+cp "$W/conf.good" "$CONF"
+check reload-good-again systemctl reload starttlsd
+check reload-good-status wait_for 10 bash -c "systemctl show -P StatusText starttlsd | grep -Eqx '[0-9]+ sessions? open, $NW workers?'"
+# The workers the reloads replaced have gone before the stop below counts exits.
+check reload-good-workers wait_for 20 nworkers_is "$NW"
 
 # ---- 6. stop ---------------------------------------------------------------------
 C=$(mark)
@@ -244,6 +294,10 @@ check stop-direct-path-plaintext last_tls_is None
 # ---- 7. start again, SIGKILL the master: Restart=on-failure ---------------------
 C=$(mark)
 check start-again bash -c "systemctl start starttlsd && [ \"\$(systemctl is-active starttlsd)\" = active ]"
+# READY=1 means accepting: a mail sent the moment systemctl start returns
+# is intercepted (table installed) and relayed over TLS (listener up).
+check start-ready-mail mail local "right after systemctl start returned"
+check start-ready-mail-tls last_tls_is TLSv1.3
 check start-again-logged wait_for 30 slog_has '^event=start ' "$C"
 check start-again-workers wait_for 20 nworkers_is "$NW"
 sdir "after start again"
@@ -285,16 +339,38 @@ check journal-no-sigsys bash -c "! grep -Ei 'SIGSYS|status=31|/SYS|seccomp|bad s
 check kernel-no-seccomp-audit bash -c "! grep -E 'type=1326|comm=\"starttlsd\".* syscall=' $W/kernel.log"
 check journal-no-errors bash -c "! grep -E 'event=(fatal|error|pinstore) |expected=no|cannot ' $W/syslog.log | grep -v 'event=pinstore msg=\"state_dir .*chown'"
 # Before the deliberate SIGKILL: no failure, no SIGKILL after TimeoutStopSec.
-check journal-no-unit-failure bash -c "! grep -Ei 'Failed with result|failed|Killing process|timed out|code=killed' $W/unit-before-kill.log"
+# (The refused reload of 5b is deliberate: systemd's "Reload failed" and the
+# failed ExecReload= check are left out.)
+check journal-no-unit-failure bash -c "! grep -v -e 'Reload failed for' -e 'Control process exited, code=exited, status=1/FAILURE' $W/unit-before-kill.log | grep -Ei 'Failed with result|failed|Killing process|timed out|code=killed'"
 dump journal-unit cat "$W/unit.log"
 dump journal-syslog cat "$W/syslog.log"
 dump kernel cat "$W/kernel.log"
 check analyze-security bash -c "SYSTEMD_COLORS=0 systemd-analyze security --no-pager starttlsd >$W/security.txt 2>&1"
 dump analyze-security cat "$W/security.txt"
 info "systemd-analyze security: $(grep -i 'overall exposure' "$W/security.txt" | sed 's/\x1b\[[0-9;]*m//g; s/^ *//')"
-check analyze-verify bash -c "systemd-analyze verify --man=no /etc/systemd/system/starttlsd.service >$W/verify.txt 2>&1; rc=\$?; cat $W/verify.txt; [ \$rc -eq 0 ] && ! [ -s $W/verify.txt ]"
+check analyze-verify bash -c "systemd-analyze verify --man=no \$(systemctl show -P FragmentPath starttlsd) >$W/verify.txt 2>&1; rc=\$?; cat $W/verify.txt; [ \$rc -eq 0 ] && ! [ -s $W/verify.txt ]"
 dump analyze-verify cat "$W/verify.txt"
 dump status-end systemctl status --no-pager -n 0 starttlsd
+
+# ---- 9. the rsyslog rule and logrotate file of the package ------------------------
+# The lines go to /var/log/starttlsd.log (RFC 3339 stamps) and not to mail.log.
+check rsyslog-file bash -c "grep -Eq '^[0-9-]+T[0-9:.]+[+-][0-9:]+ [^ ]+ starttlsd\[[0-9]+\]: event=session .*action=upgraded' /var/log/starttlsd.log"
+check rsyslog-file-only bash -c "! grep -qs 'starttlsd\[' /var/log/mail.log /var/log/syslog"
+check logrotate-config bash -c "logrotate -d /etc/logrotate.d/starttlsd 2>&1 | tee /dev/stderr | grep -q 'considering log /var/log/starttlsd.log'"
+
+# ---- 10. purge ---------------------------------------------------------------------
+check purge-rc bash -c "DEBIAN_FRONTEND=noninteractive apt-get purge -y starttlsd"
+check purge-no-process no_starttlsd_process
+check purge-no-table no_table
+check purge-files-gone bash -c "! ls -d /usr/sbin/starttlsd /usr/sbin/starttlsctl /usr/share/doc/starttlsd /usr/share/man/man8/starttlsd.8.gz /usr/lib/sysusers.d/starttlsd.conf /usr/lib/tmpfiles.d/starttlsd.conf 2>/dev/null | grep ."
+check purge-conffiles-gone bash -c "! ls -d /etc/starttlsd/starttlsd.conf /etc/rsyslog.d/30-starttlsd.conf /etc/logrotate.d/starttlsd 2>/dev/null | grep ."
+check purge-state-gone bash -c "! test -e /var/lib/starttlsd"
+check purge-log-gone bash -c "! ls /var/log/starttlsd.log* 2>/dev/null | grep ."
+check purge-unit-gone bash -c "! systemctl cat starttlsd >/dev/null 2>&1 && ! ls /etc/systemd/system/*/starttlsd.service 2>/dev/null | grep ."
+check purge-dpkg-gone bash -c "! dpkg-query -W -f='\${Status}' starttlsd 2>/dev/null | grep -q installed"
+# Debian leaves system users in place (files they owned elsewhere).
+check purge-user-kept id starttlsd
+info "after purge: $(ls -d /etc/starttlsd 2>&1)"
 info "test unit finished at $(awk '{print $1}' /proc/uptime) s uptime"
 out "VMTEST done"
 exit 0
