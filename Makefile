@@ -31,7 +31,7 @@ CPPFLAGS += -DSTARTTLSD_VERSION=\"$(VERSION)\" -Iinclude -isystem $(BSSL_INC) -D
 CFLAGS   ?= $(OPT)
 CFLAGS   += -std=c11 $(WARN) $(HARDEN) $(SANFLAGS) -MMD -MP
 LDFLAGS  += $(SANFLAGS) -pie -Wl,-z,relro,-z,now -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB)
-LDLIBS   += -lev -lseccomp -lnftnl -lmnl -llmdb -lssl -lcrypto -lpthread
+LDLIBS   += -lev -lseccomp -lnftnl -lmnl -llmdb -lhiredis -lssl -lcrypto -lpthread
 
 LIB_SRCS := $(filter-out proxy/main.c proxy/ctl.c,$(wildcard proxy/*.c))
 LIB_OBJS := $(LIB_SRCS:proxy/%.c=$(BUILD)/obj/%.o)
@@ -256,3 +256,9 @@ bench: deps
 bench-smoke: deps
 	$(MAKE) SANITIZE= all bench-tools
 	tests/bench/run.sh --smoke
+
+# The fleet test (tests/integration/92-redis.sh) with a long soak: Redis
+# killed and restarted SOAK_ROUNDS times while both gateways relay (~7 s a round).
+.PHONY: soak-redis
+soak-redis: deps all
+	SOAK_ROUNDS=$${SOAK_ROUNDS:-30} tests/run-integration.sh $(BUILD)/starttlsd tests/integration/92-redis.sh

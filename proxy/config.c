@@ -11,12 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/ssl.h>
 
 #include "starttlsd/config.h"
 #include "starttlsd/nft.h"
+#include "starttlsd/pinsync.h"
 
 #define CONFIG_LINE_MAX 4096
 
@@ -107,6 +109,16 @@ static const struct config_key config_keys[] = {
 	  "ADDR:PORT for Prometheus metrics over HTTP, served by the workers (unset: off)" },
 	{ "pin_expire", CK_DURATION, OFF(pin_expire), "30d", 0, 315360000,
 	  "a pin not seen with TLS for this long is forgotten (0: never)" },
+	{ "pin_store", CK_STR, OFF(pin_store), "lmdb", 0, 0,
+	  "lmdb (pins on this gateway only) or a Redis URL shared by a fleet: redis://[user@]host[:port][/db], redis+unix://[user@]/path[?db=N]" },
+	{ "pin_store_password_file", CK_STR, OFF(pin_store_password_file), NULL, 0, 0,
+	  "the Redis password (ACL user in the URL), in a file only root can read" },
+	{ "pin_store_prefix", CK_STR, OFF(pin_store_prefix), "starttlsd:", 0, 0,
+	  "the fleet's key prefix in Redis (one per fleet)" },
+	{ "pin_store_gateway", CK_STR, OFF(pin_store_gateway), NULL, 0, 0,
+	  "this gateway's name in the fleet, unique in it (default: the host name)" },
+	{ "pin_sync_interval", CK_DURATION, OFF(pin_sync_interval), "1s", 1, 3600,
+	  "how often pins are published to and pulled from Redis" },
 	{ "policy_file", CK_STR, OFF(policy_file), NULL, 0, 0,
 	  "static TLS policy for domains and destinations (docs/policy.md)" },
 	{ "dane", CK_BOOL, OFF(dane), "off", 0, 0,
@@ -495,6 +507,70 @@ config_parse_addr(const char *s, struct sockaddr_storage *out,
 	return 0;
 }
 
+/* pin_store and its companions (pinsync.h). */
+static int
+validate_pin_store(struct config *c, char *err, size_t errlen)
+{
+	struct pinsync_url url;
+	char name[256];
+
+	if (!pinsync_wanted(c))
+		return 0;
+	if (pinsync_url_parse(c->pin_store, &url, err, errlen) < 0)
+		return -1;
+	if (url.password[0] != '\0' && c->pin_store_password_file != NULL) {
+		snprintf(err, errlen, "pin_store: a password in the URL and "
+		    "pin_store_password_file: give one (the file is better)");
+		return -1;
+	}
+	if (c->pin_store_password_file != NULL) {
+		struct stat st;
+
+		/* Read by the sync process at start; checked here for --check-config. */
+		if (stat(c->pin_store_password_file, &st) < 0) {
+			snprintf(err, errlen, "pin_store_password_file: %s: %s",
+			    c->pin_store_password_file, strerror(errno));
+			return -1;
+		}
+		if (!S_ISREG(st.st_mode) || (st.st_mode & 077) != 0 ||
+		    (geteuid() == 0 && st.st_uid != 0)) {
+			snprintf(err, errlen, "pin_store_password_file: %s: must be "
+			    "a file of root's that no one else can read (chmod 600)",
+			    c->pin_store_password_file);
+			return -1;
+		}
+	}
+	if (c->state_dir == NULL) {
+		snprintf(err, errlen, "pin_store: Redis needs a state_dir (the "
+		    "local copy every lookup reads)");
+		return -1;
+	}
+	if (c->pin_store_prefix == NULL || strlen(c->pin_store_prefix) > 100 ||
+	    strpbrk(c->pin_store_prefix, " \t\r\n\"*?[]") != NULL) {
+		snprintf(err, errlen, "pin_store_prefix: at most 100 characters, "
+		    "no spaces or glob characters");
+		return -1;
+	}
+	if (c->pin_store_gateway == NULL) {
+		if (gethostname(name, sizeof(name) - 1) < 0 || name[0] == '\0')
+			strcpy(name, "localhost");
+		name[sizeof(name) - 1] = '\0';
+		name[strcspn(name, ".")] = '\0';  /* the short name */
+		if ((c->pin_store_gateway = strdup(name)) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+	}
+	if (!pinsync_gw_valid(c->pin_store_gateway,
+	    strlen(c->pin_store_gateway))) {
+		snprintf(err, errlen, "pin_store_gateway: %s: expected 1 to %d "
+		    "letters, digits, '.', '_' or '-'", c->pin_store_gateway,
+		    PIN_GW_MAX - 1);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 validate(struct config *c, char *err, size_t errlen)
 {
@@ -615,6 +691,8 @@ validate(struct config *c, char *err, size_t errlen)
 			return -1;
 		}
 	}
+	if (validate_pin_store(c, err, errlen) < 0)
+		return -1;
 	for (const char *p = c->helo_name; *p != '\0'; p++)
 		if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-' &&
 		    *p != '[' && *p != ']' && *p != ':') {

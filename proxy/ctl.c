@@ -267,10 +267,10 @@ list_row(const struct pin *p, void *arg)
 		snprintf(extra, sizeof(extra), "%.16s...", h);
 	} else
 		snprintf(extra, sizeof(extra), "-");
-	printf("%-*s  %-6s  %-20s  %-20s  %8" PRIu64 "  %-7s  %s\n",
+	printf("%-*s  %-6s  %-20s  %-20s  %8" PRIu64 "  %-7s  %-19s  %s\n",
 	    (int)ls->keyw, p->key, p->kind == PIN_DOMAIN ? "domain" : "dst",
 	    first, last, p->count, tls_name(p->tls_version, tv, sizeof(tv)),
-	    extra);
+	    extra, p->origin[0] != '\0' ? p->origin : "-");
 	ls->n++;
 	return ferror(stdout) ? -1 : 0;
 }
@@ -291,9 +291,9 @@ cmd_list(bool json)
 		goto fail;
 	skip = store_errors(ps);
 	if (!json)
-		printf("%-*s  %-6s  %-20s  %-20s  %8s  %-7s  %s\n",
+		printf("%-*s  %-6s  %-20s  %-20s  %8s  %-7s  %-19s  %s\n",
 		    (int)ls.keyw, "KEY", "KIND", "FIRST SEEN", "LAST SEEN",
-		    "COUNT", "TLS", "SPKI / VIA");
+		    "COUNT", "TLS", "SPKI / VIA", "LEARNED BY");
 	if (pin_foreach(ps, now, list_row, &ls, err, sizeof(err)) < 0)
 		goto fail;
 	if (ls.unwritable) {
@@ -367,6 +367,8 @@ cmd_show(const char *arg)
 			hex(p.spki, sizeof(p.spki), h);
 		printf("spki_sha256  %s\n", p.has_spki ? h : "-");
 	}
+	if (p.origin[0] != '\0')
+		printf("learned_by   %s\n", p.origin);
 	return output_done();
 }
 

@@ -26,6 +26,7 @@
 #include "starttlsd/nft.h"
 #include "starttlsd/notify.h"
 #include "starttlsd/pinstore.h"
+#include "starttlsd/pinsync.h"
 #include "starttlsd/policy.h"
 #include "starttlsd/policyd.h"
 #include "starttlsd/priv.h"
@@ -186,7 +187,12 @@ reload_config(void)
 		    "effect at the next restart");
 		cfg.intercept_method = run->intercept_method;
 	}
-	if (keep_for_restart("state_dir", &cfg.state_dir, run->state_dir) < 0) {
+	if (keep_for_restart("state_dir", &cfg.state_dir, run->state_dir) < 0 ||
+	    keep_for_restart("pin_store", &cfg.pin_store, run->pin_store) < 0 ||
+	    keep_for_restart("pin_store_prefix", &cfg.pin_store_prefix,
+	    run->pin_store_prefix) < 0 ||
+	    keep_for_restart("pin_store_gateway", &cfg.pin_store_gateway,
+	    run->pin_store_gateway) < 0) {
 		config_free(&cfg);
 		log_msg(LOG_ERR, "reload", "out of memory");
 		return -1;
@@ -269,14 +275,33 @@ pins_open(const struct config *c)
 		return;
 	g.pins = pin_open(c->state_dir, false, (int64_t)c->pin_expire, err,
 	    sizeof(err));
-	if (g.pins != NULL)
+	if (g.pins != NULL) {
+		if (pinsync_wanted(c) && pin_fleet_enable(g.pins,
+		    c->pin_store_gateway, err, sizeof(err)) < 0)
+			/* A fleet: our own sightings are recorded for pinsync. */
+			log_msg(LOG_ERR, "pinstore", "fleet: %s; sightings stay "
+			    "on this gateway", err);
 		return;
+	}
 	metrics_pinstore_error(M_PIN_OPEN);
 	if (g.env->mode == POLICY_ENFORCE)
 		log_msg(LOG_ERR, "pinstore", "cannot open: %s", err);
 	else
 		log_msg(LOG_ERR, "pinstore", "cannot open, running without "
 		    "pins (downgrades of pinned servers go unnoticed): %s", err);
+}
+
+/* In the sync process, just forked: what the master holds is not its. */
+static void
+pinsync_cleanup(void *arg)
+{
+	(void)arg;
+	for (size_t i = 0; i < g.nlisteners; i++)
+		if (g.listeners[i].fd >= 0)
+			close(g.listeners[i].fd);
+	for (size_t i = 0; i < SHARED_SLOTS; i++)
+		if (g.workers[i].pid > 0 && g.workers[i].ctl >= 0)
+			close(g.workers[i].ctl);
 }
 
 static void
@@ -427,6 +452,7 @@ signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	notify_stopping("stopping: draining sessions");
 	/* New port-25 connections flow directly again from now on. */
 	intercept_remove();
+	pinsync_stop(loop);
 	if (g.role == ROLE_SINGLE) {
 		drain(loop, w->signum);
 		return;
@@ -582,6 +608,8 @@ signals_start(struct ev_loop *loop)
 static void
 process_end(struct ev_loop *loop)
 {
+	if (g.role != ROLE_WORKER)
+		pinsync_stop(loop);
 	intercept_remove();
 	listener_close(loop, g.listeners, g.nlisteners);
 	listener_set_env(NULL);
@@ -623,6 +651,7 @@ worker_main(struct ev_loop *master_loop, size_t slot, int ctl_fd)
 	memset(g.workers, 0, sizeof(g.workers));
 	if (g.policyd_ctl >= 0)
 		close(g.policyd_ctl);   /* the master's; workers get their own later */
+	pinsync_child_close(master_loop);
 	ev_timer_stop(master_loop, &g.respawn_timer);
 	ev_timer_stop(master_loop, &g.drain_timer);
 	ev_signal_stop(master_loop, &g.sigterm);
@@ -975,8 +1004,12 @@ main(int argc, char **argv)
 			policyd_start(&g.env->cfg, policyd_drop, &g.user,
 			    &g.policyd_ctl);
 		spawn_workers(loop);
+		if (g.role == ROLE_MASTER)
+			pinsync_spawn(loop, &g.env->cfg, &g.user, pinsync_cleanup,
+			    NULL);
 	} else {
 		g.role = ROLE_SINGLE;
+		pinsync_spawn(loop, &g.env->cfg, &g.user, pinsync_cleanup, NULL);
 		relay_setup(loop);
 		log_start("start");
 	}

@@ -52,6 +52,8 @@ struct m_shared {
 	uint64_t rcpt_domains;
 	uint64_t reused, reuse_retries;
 	uint64_t open[M_SLOTS];                  /* sessions open, per worker */
+	uint64_t pinsync_up;                     /* 0/1; 2: no pin_store = Redis */
+	uint64_t pinsync[M_SYNC_N];
 	uint64_t parked[M_SLOTS];                /* parked connections, per worker */
 };
 
@@ -164,6 +166,7 @@ metrics_init(const char *path, long uid, char *err, size_t errlen)
 	memset(M, 0, sizeof(*M));
 	M->magic = M_MAGIC;
 	M->version = M_VERSION;
+	M->pinsync_up = 2;  /* not a fleet until the sync process says */
 	M->started = (int64_t)time(NULL);
 	return 0;
 }
@@ -276,6 +279,20 @@ metrics_pinstore_error(enum m_pinop op)
 {
 	if (M != NULL && op < M_PINOP_N)
 		add(&M->pinstore_errors[op], 1);
+}
+
+void
+metrics_pinsync_up(bool up)
+{
+	if (M != NULL)
+		__atomic_store_n(&M->pinsync_up, up ? 1 : 0, __ATOMIC_RELAXED);
+}
+
+void
+metrics_pinsync(enum m_sync what, uint64_t n)
+{
+	if (M != NULL && what < M_SYNC_N)
+		add(&M->pinsync[what], n);
 }
 
 void
@@ -440,6 +457,30 @@ render(const struct m_shared *m, char *buf, size_t cap, long long pins)
 	for (int p = 0; p < M_PINOP_N; p++)
 		put(&o, "starttlsd_pinstore_errors_total{op=\"%s\"} %llu\n",
 		    pinop_str[p], (unsigned long long)get(&m->pinstore_errors[p]));
+	if (get(&m->pinsync_up) <= 1) {
+		static const char *const sync_name[M_SYNC_N] = {
+			"starttlsd_pinsync_outages_total",
+			"starttlsd_pinsync_published_total",
+			"starttlsd_pinsync_merged_total",
+			"starttlsd_pinsync_skipped_total",
+		};
+		static const char *const sync_help[M_SYNC_N] = {
+			"Times Redis went down or too slow (event=pinstore action=redis-down).",
+			"Own pin records published to Redis.",
+			"Keys merged into the local store from Redis.",
+			"Items under the prefix skipped as garbage (event=pinstore action=skipped).",
+		};
+
+		head(&o, "starttlsd_pinsync_up", "gauge",
+		    "1 while the fleet's Redis (pin_store) is connected, else 0.");
+		put(&o, "starttlsd_pinsync_up %llu\n",
+		    (unsigned long long)get(&m->pinsync_up));
+		for (int i = 0; i < M_SYNC_N; i++) {
+			head(&o, sync_name[i], "counter", sync_help[i]);
+			put(&o, "%s %llu\n", sync_name[i],
+			    (unsigned long long)get(&m->pinsync[i]));
+		}
+	}
 	head(&o, "starttlsd_config_reloads_total", "counter",
 	    "SIGHUP reloads, by result.");
 	put(&o, "starttlsd_config_reloads_total{result=\"success\"} %llu\n",

@@ -47,11 +47,15 @@
 #include "starttlsd/hash.h"
 #include "starttlsd/pinstore.h"
 
-#define PIN_MAP_SIZE (64u << 20)   /* ~300,000 pins; virtual until used */
+#define PIN_MAP_SIZE (256u << 20)  /* ~1,000,000 pins, 300,000 in a fleet; virtual until used */
 #define PIN_SYNC_INTERVAL 5        /* seconds between fsyncs */
 #define PIN_SWEEP_MAX 1024         /* records a commit checks for expiry */
 #define PIN_HASH_SLOTS (2 * PIN_QUEUE_MAX)
 #define PIN_OPEN_MAX 16            /* stores open at once in one process */
+
+#define PIN_MAX_DBS 8              /* named databases (the fleet's four) */
+#define FLEET_PREFIX "fleet:"      /* their names, also keys of the main db */
+#define FLEET_SELF "@self"         /* origin db: our own name */
 
 #define REC_V1 1
 #define REC_V1_SIZE 112
@@ -83,6 +87,13 @@ struct pin_store {
 	char sweep_key[PIN_KEY_MAX]; /* where the next expiry sweep starts */
 	size_t sweep_len;        /* 0: at the beginning */
 	struct pin_stats st;
+
+	/* fleet databases (pinstore.h); found at open, or made by pin_fleet_enable */
+	bool fleet_have;         /* they exist: forget and put keep them right */
+	bool fleet;              /* enabled: commits record our own sightings */
+	MDB_dbi own_dbi, dirty_dbi, forgets_dbi, origin_dbi;
+	char gw[PIN_GW_MAX];     /* our name in the fleet ("" if unknown) */
+	MDB_txn *fleet_txn;      /* pin_fleet_begin ... end */
 
 	/* the sync thread */
 	pthread_t syncer;
@@ -169,6 +180,12 @@ expired(const struct pin_store *ps, const struct pin *p, int64_t now)
 		return false;
 	/* In unsigned arithmetic the difference cannot overflow. */
 	return (uint64_t)now - (uint64_t)p->last_seen > (uint64_t)ps->expire_secs;
+}
+
+bool
+pin_expired(const struct pin_store *ps, const struct pin *p, int64_t now)
+{
+	return expired(ps, p, now);
 }
 
 /* LMDB calls after a fork() would use the parent's locks and reader slots. */
@@ -667,6 +684,128 @@ sync_stop(struct pin_store *ps)
 	ps->syncer_running = false;
 }
 
+/* ---- fleet databases (helpers) ------------------------------------------------- */
+
+/* Open the four (flags: 0 or MDB_CREATE); MDB_NOTFOUND if one is missing. */
+static int
+fleet_dbs(struct pin_store *ps, MDB_txn *txn, unsigned flags)
+{
+	MDB_val k, v;
+	int rc;
+
+	if ((rc = mdb_dbi_open(txn, FLEET_PREFIX "own", flags, &ps->own_dbi)) != 0 ||
+	    (rc = mdb_dbi_open(txn, FLEET_PREFIX "dirty", flags, &ps->dirty_dbi)) != 0 ||
+	    (rc = mdb_dbi_open(txn, FLEET_PREFIX "forgets", flags, &ps->forgets_dbi)) != 0 ||
+	    (rc = mdb_dbi_open(txn, FLEET_PREFIX "origin", flags, &ps->origin_dbi)) != 0)
+		return rc;
+	k.mv_data = (void *)(uintptr_t)FLEET_SELF;
+	k.mv_size = strlen(FLEET_SELF);
+	if (mdb_get(txn, ps->origin_dbi, &k, &v) == 0 && v.mv_size < PIN_GW_MAX) {
+		memcpy(ps->gw, v.mv_data, v.mv_size);
+		ps->gw[v.mv_size] = '\0';
+	}
+	return 0;
+}
+
+/* The origin recorded for key into out (PIN_GW_MAX), or "". */
+static void
+fleet_origin(const struct pin_store *ps, MDB_txn *txn, const char *key,
+    size_t klen, char *out)
+{
+	MDB_val k, v;
+
+	out[0] = '\0';
+	if (!ps->fleet_have)
+		return;
+	k.mv_data = (void *)(uintptr_t)key;
+	k.mv_size = klen;
+	if (mdb_get(txn, ps->origin_dbi, &k, &v) == 0 && v.mv_size > 0 &&
+	    v.mv_size < PIN_GW_MAX && memchr(v.mv_data, '\0', v.mv_size) == NULL) {
+		memcpy(out, v.mv_data, v.mv_size);
+		out[v.mv_size] = '\0';
+	}
+}
+
+static int
+put_str(MDB_txn *txn, MDB_dbi dbi, const char *key, const char *val)
+{
+	MDB_val k, v;
+
+	k.mv_data = (void *)(uintptr_t)key;
+	k.mv_size = strlen(key);
+	v.mv_data = (void *)(uintptr_t)val;
+	v.mv_size = strlen(val);
+	return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+static int
+del_key(MDB_txn *txn, MDB_dbi dbi, const char *key)
+{
+	MDB_val k;
+	int rc;
+
+	k.mv_data = (void *)(uintptr_t)key;
+	k.mv_size = strlen(key);
+	rc = mdb_del(txn, dbi, &k, NULL);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int
+put_rec(MDB_txn *txn, MDB_dbi dbi, const struct pin *p)
+{
+	uint8_t rec[REC_V1_SIZE];
+	MDB_val k, v;
+
+	rec_encode(p, rec);
+	k.mv_data = (void *)(uintptr_t)p->key;
+	k.mv_size = strlen(p->key);
+	v.mv_data = rec;
+	v.mv_size = sizeof(rec);
+	return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+/* 0 and *out, MDB_NOTFOUND (also for an unreadable record), or an error. */
+static int
+get_rec(MDB_txn *txn, MDB_dbi dbi, const char *key, struct pin *out)
+{
+	MDB_val k, v;
+	int rc;
+
+	k.mv_data = (void *)(uintptr_t)key;
+	k.mv_size = strlen(key);
+	if ((rc = mdb_get(txn, dbi, &k, &v)) != 0)
+		return rc;
+	return rec_decode(&k, &v, out) == 0 ? 0 : MDB_NOTFOUND;
+}
+
+/* Our own sightings n of a key, in the commit's transaction. */
+static int
+fleet_note(struct pin_store *ps, MDB_txn *txn, const struct pin *n,
+    int64_t now)
+{
+	static const char one[] = "1";
+	struct pin own;
+	MDB_val k, v;
+	int rc;
+
+	rc = get_rec(txn, ps->own_dbi, n->key, &own);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return rc;
+	if (rc == 0 && !expired(ps, &own, now))
+		pin_merge(&own, n);
+	else
+		own = *n;
+	if ((rc = put_rec(txn, ps->own_dbi, &own)) != 0 ||
+	    (rc = put_str(txn, ps->dirty_dbi, n->key, one)) != 0)
+		return rc;
+	k.mv_data = (void *)(uintptr_t)n->key;
+	k.mv_size = strlen(n->key);
+	if (ps->gw[0] != '\0' && mdb_get(txn, ps->origin_dbi, &k, &v) ==
+	    MDB_NOTFOUND)
+		return put_str(txn, ps->origin_dbi, n->key, ps->gw);
+	return 0;
+}
+
 /* ---- open / close -------------------------------------------------------------- */
 
 static int
@@ -804,6 +943,7 @@ pin_open(const char *dir, bool readonly, int64_t expire_secs, char *err,
 		goto fail;
 	}
 	mdb_env_set_mapsize(ps->env, PIN_MAP_SIZE);
+	mdb_env_set_maxdbs(ps->env, PIN_MAX_DBS);
 	rc = mdb_env_open(ps->env, dir, MDB_NOSYNC | (readonly ? MDB_RDONLY : 0),
 	    0600);
 	if (rc != 0) {
@@ -822,6 +962,14 @@ pin_open(const char *dir, bool readonly, int64_t expire_secs, char *err,
 		goto fail;
 	}
 	if ((rc = mdb_dbi_open(txn, NULL, 0, &ps->dbi)) != 0) {
+		mdb_txn_abort(txn);
+		snprintf(err, errlen, "state_dir %s: %s", dir, mdb_strerror(rc));
+		goto fail;
+	}
+	/* The fleet's databases, if a daemon with pin_store = redis made them. */
+	if ((rc = fleet_dbs(ps, txn, 0)) == 0)
+		ps->fleet_have = true;
+	else if (rc != MDB_NOTFOUND) {
 		mdb_txn_abort(txn);
 		snprintf(err, errlen, "state_dir %s: %s", dir, mdb_strerror(rc));
 		goto fail;
@@ -906,9 +1054,10 @@ pin_get(struct pin_store *ps, const char *key, int64_t now, struct pin *out,
 	k.mv_size = klen;
 	rc = mdb_get(txn, ps->dbi, &k, &v);
 	if (rc == 0) {
-		if (rec_decode(&k, &v, &p) == 0)
+		if (rec_decode(&k, &v, &p) == 0) {
 			have = !expired(ps, &p, now);
-		else
+			fleet_origin(ps, txn, key, klen, p.origin);
+		} else
 			ps->st.errors++;  /* unreadable: as if absent */
 	}
 	mdb_txn_abort(txn);
@@ -954,11 +1103,18 @@ pin_foreach(struct pin_store *ps, int64_t now,
 	}
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
 	    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		/* The fleet's named databases are entries of the main one. */
+		if (ps->fleet_have && k.mv_size > strlen(FLEET_PREFIX) &&
+		    memcmp(k.mv_data, FLEET_PREFIX, strlen(FLEET_PREFIX)) == 0)
+			continue;
 		if (rec_decode(&k, &v, &p) < 0) {
 			ps->st.errors++;
 			continue;
 		}
-		if (!expired(ps, &p, now) && cb(&p, arg) != 0)
+		if (expired(ps, &p, now))
+			continue;
+		fleet_origin(ps, txn, p.key, strlen(p.key), p.origin);
+		if (cb(&p, arg) != 0)
 			break;
 	}
 	mdb_cursor_close(c);
@@ -1066,7 +1222,9 @@ commit_note(struct pin_store *ps, MDB_txn *txn, const struct pin *n,
 	rec_encode(&p, rec);
 	v.mv_data = rec;
 	v.mv_size = sizeof(rec);
-	return mdb_put(txn, ps->dbi, &k, &v, 0);
+	if ((rc = mdb_put(txn, ps->dbi, &k, &v, 0)) != 0)
+		return rc;
+	return ps->fleet ? fleet_note(ps, txn, n, now) : 0;
 }
 
 /* After MDB_MAP_FULL: purge expired pins alone, so the retry has room. */
@@ -1160,8 +1318,36 @@ pin_forget(struct pin_store *ps, const char *key, char *err, size_t errlen)
 	k.mv_data = (void *)(uintptr_t)key;
 	k.mv_size = klen;
 	rc = mdb_del(txn, ps->dbi, &k, NULL);
+	/*
+	 * In a fleet the forget is for every gateway: our own sightings go
+	 * and a tombstone waits for pinsync to tell the others (even for a
+	 * key not pinned here: another gateway may hold it).
+	 */
+	if ((rc == 0 || rc == MDB_NOTFOUND) && ps->fleet_have &&
+	    key_kind(key, klen, &(enum pin_kind){ PIN_DST }) == 0) {
+		uint8_t when[8];
+		MDB_val w = { .mv_size = sizeof(when), .mv_data = when };
+		int frc;
+
+		put64(when, (uint64_t)time(NULL));
+		if ((frc = del_key(txn, ps->own_dbi, key)) != 0 ||
+		    (frc = del_key(txn, ps->dirty_dbi, key)) != 0 ||
+		    (frc = del_key(txn, ps->origin_dbi, key)) != 0 ||
+		    (frc = mdb_put(txn, ps->forgets_dbi, &k, &w, 0)) != 0) {
+			mdb_txn_abort(txn);
+			return lmdb_err(ps, "forget", frc, err, errlen);
+		}
+		if (rc == MDB_NOTFOUND) {
+			if ((rc = mdb_txn_commit(txn)) != 0)
+				return lmdb_err(ps, "forget", rc, err, errlen);
+			atomic_store(&ps->dirty, true);
+			rc = MDB_NOTFOUND;
+			txn = NULL;
+		}
+	}
 	if (rc == MDB_NOTFOUND) {
-		mdb_txn_abort(txn);
+		if (txn != NULL)
+			mdb_txn_abort(txn);
 		found = 0;
 	} else if (rc != 0) {
 		mdb_txn_abort(txn);
@@ -1211,7 +1397,11 @@ pin_put(struct pin_store *ps, const struct pin *p, char *err, size_t errlen)
 	v.mv_size = sizeof(rec);
 	if ((rc = txn_begin(ps, 0, &txn)) != 0)
 		return lmdb_err(ps, "put", rc, err, errlen);
-	if ((rc = mdb_put(txn, ps->dbi, &k, &v, 0)) != 0) {
+	if ((rc = mdb_put(txn, ps->dbi, &k, &v, 0)) != 0 ||
+	    (ps->fleet_have && ((rc = put_rec(txn, ps->own_dbi, p)) != 0 ||
+	    (rc = put_str(txn, ps->dirty_dbi, p->key, "1")) != 0 ||
+	    (ps->gw[0] != '\0' &&
+	    (rc = put_str(txn, ps->origin_dbi, p->key, ps->gw)) != 0)))) {
 		mdb_txn_abort(txn);
 		return lmdb_err(ps, "put", rc, err, errlen);
 	}
@@ -1229,4 +1419,425 @@ pin_get_stats(const struct pin_store *ps, struct pin_stats *out)
 		return;
 	*out = ps->st;
 	out->errors += atomic_load(&ps->sync_errors);
+}
+
+/* ---- fleet (pin_store = redis://...) ------------------------------------------- */
+
+bool
+pin_fleet_on(const struct pin_store *ps)
+{
+	return ps != NULL && ps->fleet;
+}
+
+/*
+ * Make the fleet databases (once, by whichever process comes first: write
+ * transactions are serialised) and record our own sightings from now on.
+ * The first time, everything this gateway knew becomes its own sightings,
+ * so a gateway that joins a fleet publishes what it learned alone.
+ */
+int
+pin_fleet_enable(struct pin_store *ps, const char *gateway, char *err,
+    size_t errlen)
+{
+	static const char one[] = "1";
+	MDB_txn *txn;
+	MDB_cursor *c;
+	MDB_val k, v;
+	struct pin p;
+	bool fresh;
+	int rc;
+
+	if (ps == NULL || ps->readonly || gateway == NULL || gateway[0] == '\0' ||
+	    strlen(gateway) >= PIN_GW_MAX) {
+		snprintf(err, errlen, "pin store: cannot join a fleet (%s)",
+		    ps == NULL ? "no store" : ps->readonly ? "read-only" :
+		    "bad gateway name");
+		return -1;
+	}
+	if (same_process(ps, err, errlen) < 0)
+		return -1;
+	if ((rc = txn_begin(ps, 0, &txn)) != 0)
+		return lmdb_err(ps, "fleet", rc, err, errlen);
+	rc = mdb_dbi_open(txn, FLEET_PREFIX "own", 0, &ps->own_dbi);
+	fresh = rc == MDB_NOTFOUND;
+	if ((rc != 0 && !fresh) || (rc = fleet_dbs(ps, txn, MDB_CREATE)) != 0)
+		goto fail;
+	if ((rc = put_str(txn, ps->origin_dbi, FLEET_SELF, gateway)) != 0)
+		goto fail;
+	if (fresh) {
+		if ((rc = mdb_cursor_open(txn, ps->dbi, &c)) != 0)
+			goto fail;
+		for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+		    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+			if (rec_decode(&k, &v, &p) < 0)
+				continue;  /* our own databases, or unreadable */
+			if ((rc = put_rec(txn, ps->own_dbi, &p)) != 0 ||
+			    (rc = put_str(txn, ps->dirty_dbi, p.key, one)) != 0 ||
+			    (rc = put_str(txn, ps->origin_dbi, p.key, gateway)) != 0)
+				break;
+		}
+		mdb_cursor_close(c);
+		if (rc != MDB_NOTFOUND)
+			goto fail;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		return lmdb_err(ps, "fleet", rc, err, errlen);
+	atomic_store(&ps->dirty, true);
+	snprintf(ps->gw, sizeof(ps->gw), "%s", gateway);
+	ps->fleet_have = ps->fleet = true;
+	return 0;
+fail:
+	mdb_txn_abort(txn);
+	return lmdb_err(ps, "fleet", rc, err, errlen);
+}
+
+static int
+fleet_ready(struct pin_store *ps, char *err, size_t errlen)
+{
+	if (ps == NULL || !ps->fleet) {
+		snprintf(err, errlen, "pin store: not in a fleet");
+		return -1;
+	}
+	return same_process(ps, err, errlen);
+}
+
+int
+pin_fleet_pending(struct pin_store *ps, size_t max,
+    int (*cb)(const struct pin *own, void *arg), void *arg, char *err,
+    size_t errlen)
+{
+	MDB_txn *txn;
+	MDB_cursor *c;
+	MDB_val k, v;
+	struct pin p;
+	size_t n = 0;
+	int rc;
+
+	if (fleet_ready(ps, err, errlen) < 0)
+		return -1;
+	if ((rc = txn_begin(ps, MDB_RDONLY, &txn)) != 0)
+		return lmdb_err(ps, "fleet read", rc, err, errlen);
+	if ((rc = mdb_cursor_open(txn, ps->dirty_dbi, &c)) != 0) {
+		mdb_txn_abort(txn);
+		return lmdb_err(ps, "fleet read", rc, err, errlen);
+	}
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && n < max;
+	    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		MDB_val ov;
+
+		if (mdb_get(txn, ps->own_dbi, &k, &ov) != 0 ||
+		    rec_decode(&k, &ov, &p) < 0)
+			continue;  /* gone since: the next publish drops the mark */
+		n++;
+		if (cb(&p, arg) != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	mdb_txn_abort(txn);
+	return 0;
+}
+
+int
+pin_fleet_published(struct pin_store *ps, const struct pin *own, size_t n,
+    char *err, size_t errlen)
+{
+	MDB_txn *txn;
+	struct pin cur;
+	int rc;
+
+	if (fleet_ready(ps, err, errlen) < 0)
+		return -1;
+	if ((rc = txn_begin(ps, 0, &txn)) != 0)
+		return lmdb_err(ps, "fleet write", rc, err, errlen);
+	for (size_t i = 0; i < n; i++) {
+		rc = get_rec(txn, ps->own_dbi, own[i].key, &cur);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			goto fail;
+		/* Changed since it was read: stays dirty for the next round. */
+		if (rc == 0 && (cur.count != own[i].count ||
+		    cur.last_seen != own[i].last_seen ||
+		    cur.first_seen != own[i].first_seen))
+			continue;
+		if ((rc = del_key(txn, ps->dirty_dbi, own[i].key)) != 0)
+			goto fail;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		return lmdb_err(ps, "fleet write", rc, err, errlen);
+	atomic_store(&ps->dirty, true);
+	return 0;
+fail:
+	mdb_txn_abort(txn);
+	return lmdb_err(ps, "fleet write", rc, err, errlen);
+}
+
+/*
+ * Every own record: expired ones dropped, the others marked if mark. In
+ * transactions of FLEET_WALK_CHUNK records, so the write lock (which the
+ * workers' commits wait for) is never held long, and the copy-on-write
+ * pages of one transaction stay few.
+ */
+#define FLEET_WALK_CHUNK 4096
+
+static int
+fleet_walk_own(struct pin_store *ps, int64_t now, bool mark, size_t *n,
+    char *err, size_t errlen)
+{
+	MDB_val k, v, one = { .mv_size = 1, .mv_data = (void *)(uintptr_t)"1" };
+	char at[PIN_KEY_MAX];     /* where the next chunk starts */
+	size_t atlen = 0;
+	bool done = false;
+	struct pin p;
+	int rc;
+
+	*n = 0;
+	if (fleet_ready(ps, err, errlen) < 0)
+		return -1;
+	while (!done) {
+		MDB_txn *txn;
+		MDB_cursor *c;
+		size_t seen = 0;
+
+		if ((rc = txn_begin(ps, 0, &txn)) != 0)
+			return lmdb_err(ps, "fleet write", rc, err, errlen);
+		if ((rc = mdb_cursor_open(txn, ps->own_dbi, &c)) != 0)
+			goto fail;
+		k.mv_data = at;
+		k.mv_size = atlen;
+		for (rc = mdb_cursor_get(c, &k, &v, atlen > 0 ? MDB_SET_RANGE :
+		    MDB_FIRST); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+			if (seen++ == FLEET_WALK_CHUNK && k.mv_size <= sizeof(at)) {
+				memcpy(at, k.mv_data, k.mv_size);
+				atlen = k.mv_size;
+				break;
+			}
+			/* Expired (or unreadable) own records are purged here. */
+			if (rec_decode(&k, &v, &p) < 0 || expired(ps, &p, now)) {
+				/* The key's bytes live in the page the delete changes. */
+				char kb[PIN_KEY_MAX];
+				MDB_val dk = { .mv_size = k.mv_size, .mv_data = kb };
+
+				if (k.mv_size > sizeof(kb))
+					continue;
+				memcpy(kb, k.mv_data, k.mv_size);
+				(*n) += !mark;
+				if ((rc = mdb_cursor_del(c, 0)) != 0 ||
+				    ((rc = mdb_del(txn, ps->dirty_dbi, &dk, NULL)) != 0 &&
+				    rc != MDB_NOTFOUND))
+					break;
+				continue;
+			}
+			if (!mark)
+				continue;
+			if ((rc = mdb_put(txn, ps->dirty_dbi, &k, &one, 0)) != 0)
+				break;
+			(*n)++;
+		}
+		mdb_cursor_close(c);
+		if (rc == MDB_NOTFOUND)
+			done = true;
+		else if (rc != 0)
+			goto fail;
+		if ((rc = mdb_txn_commit(txn)) != 0)
+			return lmdb_err(ps, "fleet write", rc, err, errlen);
+		atomic_store(&ps->dirty, true);
+		continue;
+fail:
+		mdb_txn_abort(txn);
+		return lmdb_err(ps, "fleet write", rc, err, errlen);
+	}
+	return 0;
+}
+
+int
+pin_fleet_mark_all(struct pin_store *ps, int64_t now, size_t *marked,
+    char *err, size_t errlen)
+{
+	return fleet_walk_own(ps, now, true, marked, err, errlen);
+}
+
+int
+pin_fleet_purge(struct pin_store *ps, int64_t now, size_t *purged,
+    char *err, size_t errlen)
+{
+	return fleet_walk_own(ps, now, false, purged, err, errlen);
+}
+
+int
+pin_fleet_forgets(struct pin_store *ps, size_t max,
+    int (*cb)(const char *key, int64_t when, void *arg), void *arg,
+    char *err, size_t errlen)
+{
+	char key[PIN_KEY_MAX];
+	MDB_txn *txn;
+	MDB_cursor *c;
+	MDB_val k, v;
+	size_t n = 0;
+	int rc;
+
+	if (fleet_ready(ps, err, errlen) < 0)
+		return -1;
+	if ((rc = txn_begin(ps, MDB_RDONLY, &txn)) != 0)
+		return lmdb_err(ps, "fleet read", rc, err, errlen);
+	if ((rc = mdb_cursor_open(txn, ps->forgets_dbi, &c)) != 0) {
+		mdb_txn_abort(txn);
+		return lmdb_err(ps, "fleet read", rc, err, errlen);
+	}
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && n < max;
+	    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		if (k.mv_size == 0 || k.mv_size >= sizeof(key) || v.mv_size != 8)
+			continue;
+		memcpy(key, k.mv_data, k.mv_size);
+		key[k.mv_size] = '\0';
+		n++;
+		if (cb(key, (int64_t)get64(v.mv_data), arg) != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	mdb_txn_abort(txn);
+	return 0;
+}
+
+int
+pin_fleet_forget_told(struct pin_store *ps, const char *key, int64_t when,
+    char *err, size_t errlen)
+{
+	MDB_txn *txn;
+	MDB_val k, v;
+	int rc;
+
+	if (fleet_ready(ps, err, errlen) < 0)
+		return -1;
+	if ((rc = txn_begin(ps, 0, &txn)) != 0)
+		return lmdb_err(ps, "fleet write", rc, err, errlen);
+	k.mv_data = (void *)(uintptr_t)key;
+	k.mv_size = strlen(key);
+	rc = mdb_get(txn, ps->forgets_dbi, &k, &v);
+	if (rc == 0 && v.mv_size == 8 && (int64_t)get64(v.mv_data) == when)
+		rc = mdb_del(txn, ps->forgets_dbi, &k, NULL);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		mdb_txn_abort(txn);
+		return lmdb_err(ps, "fleet write", rc, err, errlen);
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		return lmdb_err(ps, "fleet write", rc, err, errlen);
+	return 0;
+}
+
+int
+pin_fleet_begin(struct pin_store *ps, char *err, size_t errlen)
+{
+	int rc;
+
+	if (fleet_ready(ps, err, errlen) < 0)
+		return -1;
+	if (ps->fleet_txn != NULL) {
+		snprintf(err, errlen, "pin store: fleet transaction already open");
+		return -1;
+	}
+	if ((rc = txn_begin(ps, 0, &ps->fleet_txn)) != 0) {
+		ps->fleet_txn = NULL;
+		return lmdb_err(ps, "fleet write", rc, err, errlen);
+	}
+	return 0;
+}
+
+int
+pin_fleet_end(struct pin_store *ps, bool commit, char *err, size_t errlen)
+{
+	int rc;
+
+	if (ps == NULL || ps->fleet_txn == NULL)
+		return 0;
+	if (!commit) {
+		mdb_txn_abort(ps->fleet_txn);
+		ps->fleet_txn = NULL;
+		return 0;
+	}
+	rc = mdb_txn_commit(ps->fleet_txn);
+	ps->fleet_txn = NULL;
+	if (rc != 0)
+		return lmdb_err(ps, "fleet write", rc, err, errlen);
+	atomic_store(&ps->dirty, true);
+	return 0;
+}
+
+/* Add sightings b (another gateway's, or ours) to the merged pin a. */
+static void
+fleet_merge(struct pin *a, const struct pin *b)
+{
+	bool newer = b->last_seen > a->last_seen;
+
+	if (b->first_seen < a->first_seen)
+		a->first_seen = b->first_seen;
+	if (newer)
+		a->last_seen = b->last_seen;
+	a->count = sat_add(a->count, b->count);
+	/* The latest sighting says what the server speaks now. */
+	if (!newer)
+		return;
+	if (a->kind == PIN_DST) {
+		a->tls_version = b->tls_version;
+		a->has_spki = b->has_spki;
+		memcpy(a->spki, b->spki, sizeof(a->spki));
+	} else if (b->via[0] != '\0')
+		memcpy(a->via, b->via, sizeof(a->via));
+}
+
+int
+pin_fleet_apply(struct pin_store *ps, const char *key, int64_t forgot_at,
+    const struct pin_remote *r, size_t n, int64_t now)
+{
+	MDB_txn *txn;
+	struct pin own, m;
+	const char *origin = NULL;
+	int64_t origin_first = 0;
+	bool have = false;
+	int rc;
+
+	if (ps == NULL || (txn = ps->fleet_txn) == NULL)
+		return EINVAL;
+	rc = get_rec(txn, ps->own_dbi, key, &own);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return rc;
+	if (rc == 0 && (expired(ps, &own, now) || own.last_seen <= forgot_at)) {
+		/* Forgotten by the fleet (or expired): ours goes too. */
+		if ((rc = del_key(txn, ps->own_dbi, key)) != 0 ||
+		    (rc = del_key(txn, ps->dirty_dbi, key)) != 0)
+			return rc;
+		rc = MDB_NOTFOUND;
+	}
+	if (rc == 0) {
+		m = own;
+		have = true;
+		origin = ps->gw;
+		origin_first = own.first_seen;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct pin *p = &r[i].p;
+
+		if (strcmp(r[i].gw, ps->gw) == 0 || strcmp(p->key, key) != 0 ||
+		    expired(ps, p, now) || p->last_seen <= forgot_at)
+			continue;
+		if (!have) {
+			m = *p;
+			have = true;
+		} else
+			fleet_merge(&m, p);
+		if (origin == NULL || p->first_seen < origin_first ||
+		    (p->first_seen == origin_first && strcmp(r[i].gw, origin) < 0)) {
+			origin = r[i].gw;
+			origin_first = p->first_seen;
+		}
+	}
+	if (!have) {
+		if ((rc = del_key(txn, ps->dbi, key)) != 0 ||
+		    (rc = del_key(txn, ps->origin_dbi, key)) != 0)
+			return rc;
+		return 0;
+	}
+	m.origin[0] = '\0';
+	if ((rc = put_rec(txn, ps->dbi, &m)) != 0)
+		return rc;
+	return origin != NULL && origin[0] != '\0' ?
+	    put_str(txn, ps->origin_dbi, key, origin) : 0;
 }

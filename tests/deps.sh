@@ -19,6 +19,7 @@ pkgs=(
   mtail prometheus
   debhelper lintian
   libunbound-dev dns-root-data nsd unbound ldnsutils
+  redis-server libhiredis-dev
 )
 
 # The daemon's workers drop root for this user (make install documents it).
@@ -52,3 +53,5 @@ if command -v systemctl >/dev/null 2>&1; then systemctl disable --now postfix >/
 # Likewise nsd and unbound: tests/integration/91-dnssec.sh runs private ones in namespaces.
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nsd unbound >/dev/null 2>&1 || true; fi
 postfix stop >/dev/null 2>&1 || true
+# Debian's redis-server starts a system instance too; tests/integration/92-redis.sh runs its own.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now redis-server >/dev/null 2>&1 || true; fi

@@ -71,6 +71,11 @@ struct config {
 	unsigned upstream_cache_max_uses, upstream_cache_per_dst;
 	unsigned upstream_cache_max;
 	unsigned pin_expire;      /* seconds without a TLS sighting */
+	char *pin_store;          /* "lmdb", or a Redis URL (pinsync.h) */
+	char *pin_store_password_file;
+	char *pin_store_prefix;   /* the fleet's key prefix in Redis */
+	char *pin_store_gateway;  /* this gateway's name in the fleet */
+	unsigned pin_sync_interval; /* seconds between sync rounds */
 	char *policy_file;
 
 	/* the policy process (policyd.h, docs/dane.md) */

@@ -81,6 +81,10 @@ void metrics_reload(bool ok);
 void metrics_reused(void);        /* a session took a parked connection */
 void metrics_reuse_retry(void);   /* ... which was dead: a fresh one made */
 void metrics_parked(int n);       /* this worker's parked connections now */
+/* The fleet's sync process (pinsync.h): Redis up or not, and its counts. */
+enum m_sync { M_SYNC_OUTAGES, M_SYNC_PUBLISHED, M_SYNC_MERGED, M_SYNC_SKIPPED, M_SYNC_N };
+void metrics_pinsync_up(bool up);
+void metrics_pinsync(enum m_sync what, uint64_t n);
 
 enum m_tlsv m_tlsv_of(const char *version);
 

@@ -41,6 +41,7 @@
 #define PIN_QUEUE_MAX 4096   /* queued, uncommitted notes (distinct keys) */
 #define PIN_EXPIRE_DEFAULT (30 * 86400)  /* starttlsctl's default */
 #define PIN_TIME_MAX INT64_C(253402300799)  /* 9999-12-31T23:59:59Z */
+#define PIN_GW_MAX 64        /* a gateway's name in a fleet (pinsync.h) */
 
 enum pin_kind { PIN_DST, PIN_DOMAIN };
 
@@ -56,6 +57,8 @@ struct pin {
 	bool has_spki;
 	/* PIN_DOMAIN */
 	char via[PIN_VIA_MAX];  /* the destination address it was last delivered to over TLS */
+	/* Fleet (pin_store = redis://...): the gateway that saw it first; "" otherwise. */
+	char origin[PIN_GW_MAX];
 };
 
 struct pin_store;
@@ -132,5 +135,67 @@ struct pin_stats {
 void pin_get_stats(const struct pin_store *ps, struct pin_stats *out);
 
 /* Pins as JSON (starttlsctl only): starttlsd/pinjson.h. */
+
+/*
+ * Fleet hooks (pin_store = a Redis URL, see pinsync.h). Four more LMDB
+ * databases in the same environment, written in the same transactions as
+ * the pins themselves:
+ *   fleet:own     this gateway's own sightings per key (a pin record): what
+ *                 it publishes, never what others told it;
+ *   fleet:dirty   keys whose own record changed since it was published;
+ *   fleet:forgets keys forgotten here (starttlsctl forget) and when, until
+ *                 the fleet is told;
+ *   fleet:origin  the gateway that saw a key first ("@self": our own name).
+ * The pin a lookup reads stays the merge of all of them (pin_fleet_apply),
+ * so lookups never depend on the network. Without pin_fleet_enable the
+ * store behaves exactly as before; pin_forget and pin_put keep the fleet
+ * databases right whenever they exist (starttlsctl needs no option).
+ */
+int pin_fleet_enable(struct pin_store *ps, const char *gateway, char *err,
+    size_t errlen);
+bool pin_fleet_on(const struct pin_store *ps);
+
+/* Up to max own records waiting to be published; cb non-zero stops. */
+int pin_fleet_pending(struct pin_store *ps, size_t max,
+    int (*cb)(const struct pin *own, void *arg), void *arg, char *err,
+    size_t errlen);
+/* They were published as given: clear each dirty mark still about them. */
+int pin_fleet_published(struct pin_store *ps, const struct pin *own, size_t n,
+    char *err, size_t errlen);
+/* Mark every unexpired own record dirty (Redis came back, maybe empty). */
+int pin_fleet_mark_all(struct pin_store *ps, int64_t now, size_t *marked,
+    char *err, size_t errlen);
+/* Drop own records past pin_expire (mark_all does too); *purged: how many. */
+int pin_fleet_purge(struct pin_store *ps, int64_t now, size_t *purged,
+    char *err, size_t errlen);
+
+/* Up to max local forgets to tell the fleet about. */
+int pin_fleet_forgets(struct pin_store *ps, size_t max,
+    int (*cb)(const char *key, int64_t when, void *arg), void *arg,
+    char *err, size_t errlen);
+/* Told: drop the tombstone of key if it is still the one of when. */
+int pin_fleet_forget_told(struct pin_store *ps, const char *key, int64_t when,
+    char *err, size_t errlen);
+
+/* Another gateway's view of a key (parsed and checked by the caller). */
+struct pin_remote {
+	char gw[PIN_GW_MAX];
+	struct pin p;
+};
+/*
+ * The fleet's view of key: forgot_at (0: none) is the latest fleet-wide
+ * forget; r[] the other gateways' own records. In one write transaction
+ * (begin ... end): our own record is dropped if it predates the forget,
+ * and the pin lookups read becomes own + remotes merged (first seen the
+ * earliest, last seen the latest, counts added, version, key and via from
+ * the latest sighting), or is removed when nothing is left.
+ */
+int pin_fleet_begin(struct pin_store *ps, char *err, size_t errlen);
+int pin_fleet_apply(struct pin_store *ps, const char *key, int64_t forgot_at,
+    const struct pin_remote *r, size_t n, int64_t now);
+int pin_fleet_end(struct pin_store *ps, bool commit, char *err, size_t errlen);
+
+/* Whether p is past pin_expire at now (as pin_get sees it). */
+bool pin_expired(const struct pin_store *ps, const struct pin *p, int64_t now);
 
 #endif
