@@ -14,6 +14,7 @@ pkgs=(
   python3 procps psmisc valgrind fiu-utils libseccomp-dev
   devscripts
   qemu-system-x86 mmdebstrap e2fsprogs
+  fdisk zstd openssh-client
 )
 
 # The daemon's workers drop root for this user (make install documents it).
