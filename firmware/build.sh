@@ -65,13 +65,29 @@ MIRRORS=(
 	"deb http://deb.debian.org/debian-security bookworm-security main"
 )
 # The initramfs finds the root by PARTUUID on a virtio disk: only those
-# modules, zstd, so it is small and unpacks fast under emulation.
+# modules, zstd, so it is small and unpacks fast under emulation. A slot
+# without /sbin/init panics there (and reboots) instead of running /bin/sh.
 ESSENTIAL_HOOK='
 	mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/hooks"
 	printf "MODULES=list\nCOMPRESS=zstd\n" >"$1/etc/initramfs-tools/conf.d/appliance"
 	printf "#!/bin/sh\n[ \"\$1\" = prereqs ] && exit 0\n. /usr/share/initramfs-tools/hook-functions\nforce_load virtio_pci\nforce_load virtio_blk\n" \
 		>"$1/etc/initramfs-tools/hooks/appliance"
-	chmod 755 "$1/etc/initramfs-tools/hooks/appliance"'
+	chmod 755 "$1/etc/initramfs-tools/hooks/appliance"
+	mkdir -p "$1/etc/initramfs-tools/scripts/init-bottom"
+	cat >"$1/etc/initramfs-tools/scripts/init-bottom/appliance" <<"EOS"
+#!/bin/sh
+# starttlsd-appliance: a system without init must not get /bin/sh as PID 1
+# (initramfs-tools falls back to it): panic, so that panic=10 reboots and
+# GRUB goes back to the good slot.
+[ "$1" = prereqs ] && exit 0
+. /scripts/functions
+i=/sbin/init
+if l=$(readlink "${rootmnt}$i"); then
+	case $l in /*) i=$l ;; *) i=/sbin/$l ;; esac
+fi
+[ -x "${rootmnt}$i" ] || panic "starttlsd-appliance: no init ($i) in this system slot"
+EOS
+	chmod 755 "$1/etc/initramfs-tools/scripts/init-bottom/appliance"'
 # The user starttlsd's workers become; no baked-in ssh host keys (made per
 # appliance on the data partition); kernel and initramfs at fixed names.
 CUSTOMIZE_HOOK='
