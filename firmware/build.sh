@@ -189,6 +189,10 @@ mkfs() { # mkfs LABEL UUID DIR OUT MiB [more options]
 	mkfs.ext4 "${EXT4_OPTS[@]}" -L "$label" -U "$uuid" -E hash_seed="$uuid" "$@" -d "$dir" "$img" "${mb}M" \
 		>"$work/mkfs-$label.log" 2>&1 || { say "mkfs.ext4 $label failed:"; cat "$work/mkfs-$label.log" >&2; exit 1; }
 }
+# Nothing newer than that time stamp (files written by this script and by
+# package scripts): two builds of the same inputs give the same bytes.
+clamp() { find "$@" -newermt "@$E2FSPROGS_FAKE_TIME" -exec touch -h -d "@$E2FSPROGS_FAKE_TIME" {} +; }
+clamp "$R"
 used=$(du -sm "$R" | cut -f1)
 [ "$used" -lt $((SLOT_MB * 92 / 100)) ] || { say "system is $used MiB, slot is $SLOT_MB MiB: raise SLOT_MB"; exit 1; }
 # The system: read-only, so no journal and no reserved blocks.
@@ -200,11 +204,13 @@ cp "$here/grub.cfg" "$work/boot/grub/grub.cfg"
 chroot "$R" grub-editenv /tmp/grubenv create
 chroot "$R" grub-editenv /tmp/grubenv set slot=A
 mv "$R/tmp/grubenv" "$work/boot/grub/grubenv"
+clamp "$work/boot"
 mkfs BOOT 5354544c-0000-4000-8000-000000000001 "$work/boot" "$work/boot.img" "$BOOT_MB"
 
 # The data partition: empty directories (appliance-config fills them).
 mkdir -p "$work/data/config" "$work/data/state" "$work/data/log" "$work/data/ssh"
 chmod 0700 "$work/data/state" "$work/data/ssh"
+clamp "$work/data"
 mkfs DATA 5354544c-0000-4000-8000-000000000004 "$work/data" "$work/data.img" "$DATA_MB"
 
 # GRUB core.img: everything grub.cfg uses built in, so the boot partition

@@ -21,6 +21,7 @@
 #
 # Logs of the last run: build/firmware/run-NAME/ (console-N.log, collector.log, ...).
 #   FW_BOOT_TIMEOUT=SECONDS (default 480) per boot   FW_MEM=MiB (default 512)
+#   FW_RUN=DIR (default build/firmware/run-NAME)     FIRMWARE_IMG=the image to test
 . "$(dirname "$0")/../lib/common.sh"
 SMOKE=
 if [ "${1:-}" = --smoke ]; then SMOKE=1; T_NAME=test-firmware-smoke; else T_NAME=test-firmware; fi
@@ -32,7 +33,7 @@ done
 FW=$TOP/build/firmware
 IMG=${FIRMWARE_IMG:-$FW/starttlsd-appliance.img}
 [ -f "$IMG" ] || { say "missing $IMG: run make firmware"; exit 1; }
-RUN=$FW/run-$T_NAME
+RUN=${FW_RUN:-$FW/run-$T_NAME}
 BOOT_TIMEOUT=${FW_BOOT_TIMEOUT:-480}
 MEM=${FW_MEM:-512}
 # common.sh's cleanup removes these namespaces and kills what runs in them.
@@ -102,17 +103,27 @@ cp "$CERTS/ca.crt" "$RUN/cfg1/ca.crt"
 NBOOT=0        # qemu runs so far (console-N.log each)
 READY=0        # "starttlsd-appliance ready" lines seen so far, over all runs
 QPID=
+# qemu runs with -no-reboot inside a loop that starts it again whenever the
+# guest reboots (a reboot is a power cycle: under TCG on a loaded machine a
+# warm reset once hung after GRUB with no kernel output), until $RUN/stop
+# exists. The console of each vm_start goes to console-N.log (appended).
 vm_start() { # vm_start CONFIG-DISK
 	NBOOT=$((NBOOT + 1))
 	CONSOLE=$RUN/console-$NBOOT.log
 	: >"$CONSOLE"
-	ip netns exec "$NS_GW" qemu-system-x86_64 -nodefaults -display none -monitor none \
-		-accel tcg,thread=multi -m "$MEM" -smp 2 -device virtio-rng-pci \
-		-drive file="$RUN/disk.img",format=raw,if=none,id=d0,cache=unsafe -device virtio-blk-pci,drive=d0,bootindex=0 \
-		-drive file="$1",format=raw,if=none,id=d1,readonly=on -device virtio-blk-pci,drive=d1 \
-		-netdev tap,id=n1,ifname=tapl,script=no,downscript=no -device virtio-net-pci,netdev=n1,mac=52:54:00:5a:00:01 \
-		-netdev tap,id=n2,ifname=tapw,script=no,downscript=no -device virtio-net-pci,netdev=n2,mac=52:54:00:5a:00:02 \
-		-serial file:"$CONSOLE" >"$RUN/qemu-$NBOOT.log" 2>&1 &
+	rm -f "$RUN/stop"
+	(
+		while [ ! -e "$RUN/stop" ]; do
+			ip netns exec "$NS_GW" qemu-system-x86_64 -nodefaults -display none -monitor none -no-reboot \
+				-accel tcg,thread=multi -m "$MEM" -smp 2 -device virtio-rng-pci \
+				-drive file="$RUN/disk.img",format=raw,if=none,id=d0,cache=unsafe -device virtio-blk-pci,drive=d0,bootindex=0 \
+				-drive file="$1",format=raw,if=none,id=d1,readonly=on -device virtio-blk-pci,drive=d1 \
+				-netdev tap,id=n1,ifname=tapl,script=no,downscript=no -device virtio-net-pci,netdev=n1,mac=52:54:00:5a:00:01 \
+				-netdev tap,id=n2,ifname=tapw,script=no,downscript=no -device virtio-net-pci,netdev=n2,mac=52:54:00:5a:00:02 \
+				-chardev file,id=con,path="$CONSOLE",append=on -serial chardev:con >>"$RUN/qemu-$NBOOT.log" 2>&1 || break
+			echo "=== reboot (qemu restarted by the test) ===" >>"$CONSOLE"
+		done
+	) &
 	QPID=$!
 	T_PIDS+=($QPID)
 	BOOT_T0=$SECONDS
@@ -145,8 +156,10 @@ vm() { in_cli timeout 300 "${SSH[@]}" "$@"; }
 vm_reboot() { BOOT_T0=$SECONDS; vm systemctl reboot >/dev/null 2>&1; return 0; }
 vm_poweroff() {
 	local end=$((SECONDS + 120))
+	touch "$RUN/stop"
 	vm systemctl poweroff >/dev/null 2>&1 || end=$SECONDS
 	while kill -0 "$QPID" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 1; done
+	pkill -P "$QPID" qemu-system-x86 2>/dev/null
 	kill "$QPID" 2>/dev/null
 	wait "$QPID" 2>/dev/null
 	return 0
