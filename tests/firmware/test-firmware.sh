@@ -272,7 +272,7 @@ zstd -q -c "$RUN/broken.img" >"$RUN/broken.img.zst"
 ok "appliance-upgrade writes the broken image" vm_upgrade "$RUN/broken.img.zst" 2
 vm_reboot
 boot_ok "broken upgrade: the appliance comes back by itself"
-ok "  ... the broken system did boot and fail (kernel/initramfs: no init)" bash -c "tr -d '\r' <'$CONSOLE' | grep -Eqi 'no init found|Rebooting in|Kernel panic'"
+ok "  ... the broken system did boot, and its initramfs panicked and rebooted" bash -c "tr -d '\r' <'$CONSOLE' | grep -A1 'starttlsd-appliance: no init' | grep -q 'Rebooting automatically due to panic'"
 ok "  ... on the previous slot and version" vm "grep -q '$V2' /etc/appliance-release && [ \$(appliance-slot current) = $slot2 ]"
 ok "  ... and says it rolled back" bash -c "tr -d '\r' <'$CONSOLE' | grep -q 'did not come up: rolled back to slot $slot2'"
 n0=$(nmsgs)
