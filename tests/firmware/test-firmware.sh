@@ -20,7 +20,7 @@
 # configuration and the pins; a broken image (no /sbin/init) rolls back.
 #
 # Logs of the last run: build/firmware/run-NAME/ (console-N.log, collector.log, ...).
-#   FW_BOOT_TIMEOUT=SECONDS (default 480) per boot   FW_MEM=MiB (default 512)
+#   FW_BOOT_TIMEOUT=SECONDS (default 480) per boot   FW_MEM=MiB (default 256)
 #   FW_RUN=DIR (default build/firmware/run-NAME)     FIRMWARE_IMG=the image to test
 . "$(dirname "$0")/../lib/common.sh"
 SMOKE=
@@ -35,7 +35,7 @@ IMG=${FIRMWARE_IMG:-$FW/starttlsd-appliance.img}
 [ -f "$IMG" ] || { say "missing $IMG: run make firmware"; exit 1; }
 RUN=${FW_RUN:-$FW/run-$T_NAME}
 BOOT_TIMEOUT=${FW_BOOT_TIMEOUT:-480}
-MEM=${FW_MEM:-512}
+MEM=${FW_MEM:-256}
 # common.sh's cleanup removes these namespaces and kills what runs in them.
 NS_CLI=fw$$lan; NS_GW=fw$$q; NS_SRV=fw$$wan
 GW_LAN=192.0.2.1; GW_WAN=198.51.100.2; WAN_ROUTER=198.51.100.1; LOGHOST=198.51.100.60
