@@ -267,3 +267,19 @@ bench-smoke: deps
 .PHONY: soak-redis
 soak-redis: deps all
 	SOAK_ROUNDS=$${SOAK_ROUNDS:-30} tests/run-integration.sh $(BUILD)/starttlsd tests/integration/92-redis.sh
+
+# ---- firmware: starttlsd as a bootable edge-gateway appliance (firmware/README.md) ----
+#   make firmware              build/firmware/starttlsd-appliance.img (root; the Debian
+#                              tree is cached in build/firmware/, its .debs in apt-cache/)
+#   make test-firmware         the appliance under qemu: LAN mail over TLS, remote syslog,
+#                              reboot (pins), broken config, A/B upgrade and rollback
+#   make test-firmware-smoke   one boot, one mail over TLS, the syslog line
+.PHONY: firmware test-firmware test-firmware-smoke
+firmware: deps all
+	firmware/build.sh
+
+test-firmware: firmware
+	tests/firmware/test-firmware.sh
+
+test-firmware-smoke: firmware
+	tests/firmware/test-firmware.sh --smoke

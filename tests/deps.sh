@@ -20,6 +20,7 @@ pkgs=(
   debhelper lintian
   libunbound-dev dns-root-data nsd unbound ldnsutils
   redis-server libhiredis-dev
+  fdisk zstd openssh-client
 )
 
 # The daemon's workers drop root for this user (make install documents it).
