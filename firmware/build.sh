@@ -47,7 +47,8 @@ for f in "$top/build/starttlsd" "$top/build/starttlsctl"; do
 done
 
 # ---- 1. the Debian tree (cached) ----------------------------------------------
-# Runtime of starttlsd (BoringSSL, libev, libnftnl, libmnl, LMDB, libseccomp),
+# Runtime of starttlsd (BoringSSL, libev, libnftnl, libmnl, LMDB, libseccomp,
+# libunbound, hiredis; jansson for starttlsctl),
 # systemd + networkd, the cloud kernel (virtio; see README for hardware) with
 # a small initramfs, rsyslog (local file + UDP forwarding), OpenSSH (LAN only),
 # timesyncd (only with "ntp ="), GRUB's tools (grub-mkimage at build time,
@@ -56,6 +57,7 @@ PACKAGES=(
 	systemd systemd-sysv udev kmod
 	linux-image-cloud-amd64 initramfs-tools zstd
 	android-libboringssl libev4 libnftnl11 libmnl0 liblmdb0 libseccomp2 ca-certificates
+	libunbound8 libhiredis0.14 libjansson4
 	nftables iproute2 procps rsyslog logrotate openssh-server systemd-timesyncd
 	grub-pc-bin grub-common e2fsprogs iputils-ping
 )

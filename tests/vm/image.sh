@@ -29,6 +29,7 @@ PACKAGES=(
 	systemd systemd-sysv udev kmod
 	linux-image-cloud-amd64 initramfs-tools zstd
 	android-libboringssl libev4 libnftnl11 libmnl0 liblmdb0 libseccomp2 libunbound8
+	libhiredis0.14 libjansson4
 	nftables iproute2 procps python3
 	ca-certificates rsyslog logrotate
 )
