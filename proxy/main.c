@@ -985,11 +985,14 @@ main(int argc, char **argv)
 		intercept_remove();
 		log_fatal("shared memory: %s", strerror(errno));
 	}
+	/* Root's again for the metrics file, then given to the workers' user. */
+	if (priv_take_dir(&g.user, g.env->cfg.state_dir, err, sizeof(err)) < 0)
+		log_msg(LOG_ERR, "pinstore", "%s", err);
+	metrics_setup();
 	if (priv_give_dir(&g.user, g.env->cfg.state_dir, err, sizeof(err)) < 0) {
 		log_msg(LOG_ERR, "pinstore", "%s", err);
 		metrics_pinstore_error(M_PIN_OTHER);
 	}
-	metrics_setup();
 	signals_start(loop);
 	ev_init(&g.respawn_timer, respawn_cb);
 	if (g.env->cfg.master) {

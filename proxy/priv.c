@@ -182,8 +182,16 @@ priv_seccomp(int report_fd, char *err, size_t errlen)
 	 * in a task with SIGSYS blocked. Not fatal where it is not known.
 	 */
 	(void)seccomp_attr_set(ctx, SCMP_FLTATR_CTL_LOG, 1);
-	/* Every thread (the pin store's sync thread runs already). */
-	if ((rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1)) < 0) {
+	/*
+	 * Every thread (the pin store's sync thread runs already). Under a
+	 * systemd unit's own SystemCallFilter, libseccomp's probe of the
+	 * kernel's seccomp(2) can fail and leave it at API level 1, which
+	 * refuses TSYNC although the kernel has it: ask for level 3 then.
+	 */
+	if ((rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1)) < 0 &&
+	    seccomp_api_set(3) == 0)
+		rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+	if (rc < 0) {
 		snprintf(err, errlen, "seccomp: thread sync: %s", strerror(-rc));
 		seccomp_release(ctx);
 		return -1;
@@ -330,6 +338,24 @@ priv_give_dir(const struct priv_user *u, const char *dir, char *err,
 			    path, u->name, strerror(errno));
 			return -1;
 		}
+	}
+	return 0;
+}
+
+int
+priv_take_dir(const struct priv_user *u, const char *dir, char *err,
+    size_t errlen)
+{
+	if (!u->drop || dir == NULL || dir[0] == '\0')
+		return 0;
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "state_dir %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (lchown(dir, geteuid(), (gid_t)-1) < 0) {
+		snprintf(err, errlen, "state_dir %s: chown: %s", dir,
+		    strerror(errno));
+		return -1;
 	}
 	return 0;
 }

@@ -55,6 +55,13 @@ int priv_check(const char *user, const char *state_dir, char *err,
     size_t errlen);
 
 /* Make dir (and the files LMDB keeps in it) the user's. */
+/*
+ * The first half of priv_give_dir: state_dir made (0700) and root's again,
+ * so the master (root without CAP_DAC_OVERRIDE under the unit) can put its
+ * own files in it (the metrics file) before it is given away.
+ */
+int priv_take_dir(const struct priv_user *u, const char *dir, char *err,
+    size_t errlen);
 int priv_give_dir(const struct priv_user *u, const char *dir, char *err,
     size_t errlen);
 

@@ -356,6 +356,7 @@ dump status-end systemctl status --no-pager -n 0 starttlsd
 # The lines go to /var/log/starttlsd.log (RFC 3339 stamps) and not to mail.log.
 check rsyslog-file bash -c "grep -Eq '^[0-9-]+T[0-9:.]+[+-][0-9:]+ [^ ]+ starttlsd\[[0-9]+\]: event=session .*action=upgraded' /var/log/starttlsd.log"
 check rsyslog-file-only bash -c "! grep -qs 'starttlsd\[' /var/log/mail.log /var/log/syslog"
+dump rsyslog-leak bash -c "grep -s 'starttlsd\[' /var/log/mail.log /var/log/syslog | head -n 20"
 check logrotate-config bash -c "logrotate -d /etc/logrotate.d/starttlsd 2>&1 | tee /dev/stderr | grep -q 'considering log /var/log/starttlsd.log'"
 
 # ---- 10. purge ---------------------------------------------------------------------
