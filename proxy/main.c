@@ -985,9 +985,11 @@ main(int argc, char **argv)
 		intercept_remove();
 		log_fatal("shared memory: %s", strerror(errno));
 	}
-	/* Root's again for the metrics file, then given to the workers' user. */
-	if (priv_take_dir(&g.user, g.env->cfg.state_dir, err, sizeof(err)) < 0)
-		log_msg(LOG_ERR, "pinstore", "%s", err);
+	/*
+	 * Root's again for the metrics file, then given to the workers' user.
+	 * (A failure here fails priv_give_dir the same way: logged there.)
+	 */
+	(void)priv_take_dir(&g.user, g.env->cfg.state_dir, err, sizeof(err));
 	metrics_setup();
 	if (priv_give_dir(&g.user, g.env->cfg.state_dir, err, sizeof(err)) < 0) {
 		log_msg(LOG_ERR, "pinstore", "%s", err);

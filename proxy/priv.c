@@ -196,7 +196,17 @@ priv_seccomp(int report_fd, char *err, size_t errlen)
 		seccomp_release(ctx);
 		return -1;
 	}
-	if ((rc = seccomp_load(ctx)) < 0) {
+	if ((rc = seccomp_load(ctx)) < 0 &&
+	    seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 0) == 0) {
+		/*
+		 * seccomp(2) itself refused (a unit's own SystemCallFilter
+		 * without it): the filter by prctl(2), for this thread, where
+		 * all session work runs; the pin store's commit thread is then
+		 * left as it was (docs/security.md).
+		 */
+		rc = seccomp_load(ctx);
+	}
+	if (rc < 0) {
 		snprintf(err, errlen, "seccomp: load: %s", strerror(-rc));
 		seccomp_release(ctx);
 		return -1;
