@@ -121,8 +121,26 @@ static const struct config_key config_keys[] = {
 	  "how often pins are published to and pulled from Redis" },
 	{ "policy_file", CK_STR, OFF(policy_file), NULL, 0, 0,
 	  "static TLS policy for domains and destinations (docs/policy.md)" },
-	{ "dane", CK_BOOL, OFF(dane), "off", 0, 0,
-	  "start the policy process (validating resolver; docs/dane.md); sessions do not use it yet" },
+	{ "dane", CK_BOOL, OFF(dane), "on", 0, 0,
+	  "DANE (RFC 7672): a recipient domain's DNSSEC-signed TLSA records require TLS and authenticate the server (docs/policy.md)" },
+	{ "mta_sts", CK_BOOL, OFF(mta_sts), "on", 0, 0,
+	  "MTA-STS (RFC 8461): a recipient domain's HTTPS-published policy requires TLS and a WebPKI certificate (docs/policy.md)" },
+	{ "mta_sts_ca_file", CK_STR, OFF(mta_sts_ca_file), "/etc/ssl/certs/ca-certificates.crt", 0, 0,
+	  "WebPKI roots for the MTA-STS policy hosts (https://mta-sts.DOMAIN); the mail server's own chain is checked against ca_file" },
+	{ "mta_sts_port", CK_UINT, OFF(mta_sts_port), "443", 1, 65535,
+	  "port of the MTA-STS policy hosts (443; another only for tests)" },
+	{ "policy_timeout", CK_DURATION, OFF(policy_timeout), "15s", 1, 120,
+	  "how long a RCPT waits for its domain's DANE and MTA-STS policy before a 450 4.7.5 (enforce)" },
+	{ "tlsrpt", CK_BOOL, OFF(tlsrpt), "off", 0, 0,
+	  "TLS-RPT (RFC 8460): aggregate DANE/MTA-STS results per recipient domain and day for `starttlsctl tlsrpt send`" },
+	{ "tlsrpt_org", CK_STR, OFF(tlsrpt_org), NULL, 0, 0,
+	  "TLS-RPT: organization-name in the reports (required with tlsrpt = on)" },
+	{ "tlsrpt_contact", CK_STR, OFF(tlsrpt_contact), NULL, 0, 0,
+	  "TLS-RPT: contact-info in the reports, an address or URI (required with tlsrpt = on)" },
+	{ "tlsrpt_submission", CK_STR, OFF(tlsrpt_submission), NULL, 0, 0,
+	  "TLS-RPT: HOST:PORT of the mail submission host that DKIM-signs and sends mailto: reports" },
+	{ "tlsrpt_from", CK_STR, OFF(tlsrpt_from), NULL, 0, 0,
+	  "TLS-RPT: From address of mailto: reports" },
 	{ "resolvers", CK_LIST, OFF(resolvers), NULL, 0, 0,
 	  "DNS servers the policy process forwards to, validating locally (unset: /etc/resolv.conf's)" },
 	{ "trust_anchor_file", CK_STR, OFF(trust_anchor_file), "/usr/share/dns/root.key", 0, 0,
@@ -638,9 +656,9 @@ validate(struct config *c, char *err, size_t errlen)
 			return -1;
 		}
 	}
-	if (c->dane && !c->master) {
-		snprintf(err, errlen, "dane: on needs master = on (the policy "
-		    "process is the master's child)");
+	if (c->tlsrpt && (c->tlsrpt_org == NULL || c->tlsrpt_contact == NULL)) {
+		snprintf(err, errlen, "tlsrpt: on needs tlsrpt_org and "
+		    "tlsrpt_contact (RFC 8460 4.4: organization-name, contact-info)");
 		return -1;
 	}
 	if (c->intercept_interfaces.n > NFT_MAX_IFACES) {

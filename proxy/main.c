@@ -28,6 +28,7 @@
 #include "starttlsd/pinstore.h"
 #include "starttlsd/pinsync.h"
 #include "starttlsd/policy.h"
+#include "starttlsd/pdclient.h"
 #include "starttlsd/policyd.h"
 #include "starttlsd/priv.h"
 #include "starttlsd/ownport.h"
@@ -74,6 +75,13 @@ static struct {
 	uint64_t pin_errors_seen;
 	int metrics_fd;           /* metrics_listen's socket, -1: none */
 	int policyd_ctl;          /* the policy process's control socket, -1: none */
+	pid_t policyd_pid;        /* 0: not running */
+	ev_child policyd_watcher;
+	ev_timer policyd_timer;   /* its restart, a second after it died */
+	ev_tstamp policyd_started;
+	bool policyd_stopping;    /* killed on purpose (reload, stop) */
+	int worker_pdfd;          /* worker: its policyd socket until relay_setup */
+	char policyd_sig[2048];   /* the settings it was started with */
 } g;
 
 
@@ -138,6 +146,10 @@ keep_for_restart(const char *key, char **now, const char *running)
 }
 
 static int reload_config(void);
+static void policyd_settings(const struct config *c, char *out, size_t cap);
+static bool policyd_wanted(const struct config *c);
+static void policyd_up(struct ev_loop *loop);
+static void policyd_down(void);
 
 static int
 reload(void)
@@ -226,6 +238,17 @@ reload_config(void)
 	sess_env_unref(g.env);
 	g.env = e;
 	log_start("reload");
+	{
+		char sig[sizeof(g.policyd_sig)];
+
+		policyd_settings(&e->cfg, sig, sizeof(sig));
+		if (g.policyd_pid > 0 && (!policyd_wanted(&e->cfg) ||
+		    strcmp(sig, g.policyd_sig) != 0))
+			policyd_down();   /* restarted with the new settings */
+		else if (g.policyd_pid <= 0 && policyd_wanted(&e->cfg) &&
+		    g.role == ROLE_MASTER)
+			policyd_up(ev_default_loop(0));
+	}
 	return 0;
 }
 
@@ -392,16 +415,55 @@ worker_tell(struct worker *w, char what)
 		    (int)w->pid, what == 'R' ? "retire" : "stop", strerror(errno));
 }
 
-/* Worker: a word from the master, or its end. */
+static struct pdclient *worker_pdc;
+
+/* A new socket to a restarted policy process ('P'), for this worker. */
+static void
+worker_policyd_fd(struct ev_loop *loop, int fd)
+{
+	if (fd < 0)
+		return;
+	if (worker_pdc != NULL) {
+		pdc_set_fd(worker_pdc, fd);
+	} else if ((worker_pdc = pdc_new(loop, fd,
+	    g.env->cfg.policy_timeout * 1000)) != NULL) {
+		sess_set_pdclient(worker_pdc);
+	} else {
+		close(fd);
+	}
+}
+
+/* Worker: a word from the master (with a descriptor for 'P'), or its end. */
 static void
 ctl_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	char c = 'T';
-	ssize_t n = read(w->fd, &c, 1);
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} cb;
+	struct iovec iov = { .iov_base = &c, .iov_len = 1 };
+	struct msghdr mh = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = cb.b, .msg_controllen = sizeof(cb.b),
+	};
+	ssize_t n = recvmsg(w->fd, &mh, MSG_CMSG_CLOEXEC);
+	int fd = -1;
 
 	(void)revents;
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); n > 0 && h != NULL;
+	    h = CMSG_NXTHDR(&mh, h))
+		if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS &&
+		    h->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(&fd, CMSG_DATA(h), sizeof(int));
+	if (n == 1 && c == 'P') {
+		worker_policyd_fd(loop, fd);
+		return;
+	}
+	if (fd >= 0)
+		close(fd);
 	if (n <= 0) {
 		/* The master is gone: stop, do not linger as an orphan. */
 		ev_io_stop(loop, w);
@@ -577,6 +639,10 @@ relay_setup(struct ev_loop *loop)
 	    priv_seccomp(g.ctl_watcher.fd, err, sizeof(err)) < 0)
 		log_msg(LOG_WARNING, "worker", "%s (running without it)", err);
 	g.env->pins = g.pins;
+	if (g.worker_pdfd >= 0) {
+		worker_policyd_fd(loop, g.worker_pdfd);
+		g.worker_pdfd = -1;
+	}
 	listener_set_env(g.env);
 	upc_init(loop);
 	listener_start(loop, g.listeners, g.nlisteners);
@@ -633,7 +699,7 @@ process_end(struct ev_loop *loop)
  * list). The worker then runs on a loop of its own and exits from here.
  */
 static _Noreturn void
-worker_main(struct ev_loop *master_loop, size_t slot, int ctl_fd)
+worker_main(struct ev_loop *master_loop, size_t slot, int ctl_fd, int pdfd)
 {
 	struct ev_loop *loop;
 
@@ -650,7 +716,12 @@ worker_main(struct ev_loop *master_loop, size_t slot, int ctl_fd)
 		}
 	memset(g.workers, 0, sizeof(g.workers));
 	if (g.policyd_ctl >= 0)
-		close(g.policyd_ctl);   /* the master's; workers get their own later */
+		close(g.policyd_ctl);   /* the master's; a worker has its own socket */
+	g.policyd_ctl = -1;
+	if (g.policyd_pid > 0)
+		ev_child_stop(master_loop, &g.policyd_watcher);
+	ev_timer_stop(master_loop, &g.policyd_timer);
+	g.policyd_pid = 0;
 	pinsync_child_close(master_loop);
 	ev_timer_stop(master_loop, &g.respawn_timer);
 	ev_timer_stop(master_loop, &g.drain_timer);
@@ -671,6 +742,7 @@ worker_main(struct ev_loop *master_loop, size_t slot, int ctl_fd)
 	metrics_use(slot);
 	ev_io_init(&g.ctl_watcher, ctl_cb, ctl_fd, EV_READ);
 	ev_io_start(loop, &g.ctl_watcher);
+	g.worker_pdfd = pdfd;
 	relay_setup(loop);
 	ev_run(loop, 0);
 	process_end(loop);
@@ -689,11 +761,164 @@ policyd_drop(void *user)
 	return -1;
 }
 
+/*
+ * A socket pair to the policy process: one end handed to it, the other
+ * returned (for a worker, or the single process); -1 if none.
+ */
+static int
+policyd_pair(void)
+{
+	int sp[2];
+
+	if (g.policyd_ctl < 0)
+		return -1;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+		log_msg(LOG_ERR, "policyd", "socketpair: %s", strerror(errno));
+		return -1;
+	}
+	if (policyd_give_client(g.policyd_ctl, sp[0]) < 0) {
+		log_msg(LOG_ERR, "policyd", "cannot hand over a client socket: %s",
+		    strerror(errno));
+		close(sp[0]);
+		close(sp[1]);
+		return -1;
+	}
+	close(sp[0]);
+	return sp[1];
+}
+
+/* The settings policyd runs with, to see whether a reload changes them. */
+static void
+policyd_settings(const struct config *c, char *out, size_t cap)
+{
+	size_t n = (size_t)snprintf(out, cap, "%d %d %d %s %s %u|",
+	    c->dane, c->mta_sts, c->tlsrpt,
+	    c->trust_anchor_file ? c->trust_anchor_file : "",
+	    c->mta_sts_ca_file ? c->mta_sts_ca_file : "", c->mta_sts_port);
+
+	for (size_t i = 0; i < c->resolvers.n && n < cap; i++)
+		n += (size_t)snprintf(out + n, cap - n, "%s,", c->resolvers.item[i]);
+}
+
+static bool
+policyd_wanted(const struct config *c)
+{
+	return c->dane || c->mta_sts || c->tlsrpt;
+}
+
+static void policyd_child_cb(struct ev_loop *loop, ev_child *w, int revents);
+
+/*
+ * Start the policy process (docs/dane.md) and give every running worker
+ * (or the single process) a socket to it.
+ */
+static void
+policyd_up(struct ev_loop *loop)
+{
+	pid_t pid;
+
+	if (g.policyd_pid > 0 || g.draining || !policyd_wanted(&g.env->cfg))
+		return;
+	pid = policyd_start(&g.env->cfg, policyd_drop, &g.user, &g.policyd_ctl);
+	if (pid < 0) {
+		ev_timer_set(&g.policyd_timer, 1.0, 0.);
+		ev_timer_start(loop, &g.policyd_timer);
+		return;
+	}
+	g.policyd_pid = pid;
+	g.policyd_started = ev_now(loop);
+	g.policyd_stopping = false;
+	policyd_settings(&g.env->cfg, g.policyd_sig, sizeof(g.policyd_sig));
+	ev_child_init(&g.policyd_watcher, policyd_child_cb, pid, 0);
+	ev_child_start(loop, &g.policyd_watcher);
+	if (g.role == ROLE_SINGLE) {
+		worker_policyd_fd(loop, policyd_pair());
+		return;
+	}
+	for (size_t i = 0; i < SHARED_SLOTS; i++) {
+		struct worker *w = &g.workers[i];
+		int fd;
+		char c = 'P';
+		union {
+			struct cmsghdr h;
+			char b[CMSG_SPACE(sizeof(int))];
+		} cb;
+		struct iovec iov = { .iov_base = &c, .iov_len = 1 };
+		struct msghdr mh = {
+			.msg_iov = &iov, .msg_iovlen = 1,
+			.msg_control = cb.b, .msg_controllen = sizeof(cb.b),
+		};
+		struct cmsghdr *h;
+
+		if (w->pid <= 0 || w->retiring || w->ctl < 0 ||
+		    (fd = policyd_pair()) < 0)
+			continue;
+		memset(&cb, 0, sizeof(cb));
+		h = CMSG_FIRSTHDR(&mh);
+		h->cmsg_level = SOL_SOCKET;
+		h->cmsg_type = SCM_RIGHTS;
+		h->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(h), &fd, sizeof(int));
+		if (sendmsg(w->ctl, &mh, MSG_NOSIGNAL) != 1)
+			log_msg(LOG_ERR, "policyd", "cannot give worker %d its "
+			    "socket: %s", (int)w->pid, strerror(errno));
+		close(fd);
+	}
+}
+
+/* Stop it on purpose (a reload changed its settings, or it is not wanted). */
+static void
+policyd_down(void)
+{
+	if (g.policyd_pid <= 0)
+		return;
+	g.policyd_stopping = true;
+	kill(g.policyd_pid, SIGTERM);
+}
+
+static void
+policyd_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	policyd_up(loop);
+}
+
+static void
+policyd_child_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+	int st = w->rstatus;
+	struct logline l;
+	bool quick = ev_now(loop) - g.policyd_started < 1.0;
+
+	(void)revents;
+	ev_child_stop(loop, w);
+	g.policyd_pid = 0;
+	if (g.policyd_ctl >= 0)
+		close(g.policyd_ctl);
+	g.policyd_ctl = -1;
+	log_begin(&l, "policyd");
+	log_str(&l, "msg", "exited");
+	log_int(&l, "pid", w->rpid);
+	if (WIFSIGNALED(st))
+		log_str(&l, "signal", log_signame(WTERMSIG(st)));
+	else
+		log_int(&l, "status", WEXITSTATUS(st));
+	log_str(&l, "expected", g.policyd_stopping || g.draining ? "yes" : "no");
+	log_emit(&l, g.policyd_stopping || g.draining ? LOG_INFO : LOG_ERR);
+	if (g.draining)
+		return;
+	/* Restarted: at once after a planned stop, else after a second. */
+	ev_timer_set(&g.policyd_timer, g.policyd_stopping ? 0.0 :
+	    quick ? 5.0 : 1.0, 0.);
+	ev_timer_start(loop, &g.policyd_timer);
+}
+
 static int
 spawn_worker(struct ev_loop *loop)
 {
 	struct worker *w = NULL;
-	int ctl[2];
+	int ctl[2], pdfd;
 	pid_t pid;
 
 	for (size_t i = 0; i < SHARED_SLOTS && w == NULL; i++)
@@ -709,16 +934,21 @@ spawn_worker(struct ev_loop *loop)
 		log_msg(LOG_ERR, "worker", "socketpair: %s", strerror(errno));
 		return -1;
 	}
+	pdfd = policyd_pair();
 	if ((pid = fork()) < 0) {
 		log_msg(LOG_ERR, "worker", "fork: %s", strerror(errno));
 		close(ctl[0]);
 		close(ctl[1]);
+		if (pdfd >= 0)
+			close(pdfd);
 		return -1;
 	}
 	if (pid == 0) {
 		close(ctl[1]);
-		worker_main(loop, w->slot, ctl[0]); /* never returns */
+		worker_main(loop, w->slot, ctl[0], pdfd); /* never returns */
 	}
+	if (pdfd >= 0)
+		close(pdfd);
 	close(ctl[0]);
 	w->ctl = ctl[1];
 	w->pid = pid;
@@ -886,6 +1116,8 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
 	g.policyd_ctl = -1;
+	g.worker_pdfd = -1;
+	ev_init(&g.policyd_timer, policyd_timer_cb);
 	g.argc = argc;
 	g.argv = argv;
 	switch (config_load(&cfg, argc, argv, err, sizeof(err))) {
@@ -1005,9 +1237,7 @@ main(int argc, char **argv)
 		g.nworkers = g.env->cfg.workers ? g.env->cfg.workers :
 		    ncpu > 0 ? (unsigned)(ncpu < MAX_WORKERS ? ncpu : MAX_WORKERS) : 1;
 		log_start("start");
-		if (g.env->cfg.dane)   /* started once, not yet supervised */
-			policyd_start(&g.env->cfg, policyd_drop, &g.user,
-			    &g.policyd_ctl);
+		policyd_up(loop);
 		spawn_workers(loop);
 		if (g.role == ROLE_MASTER)
 			pinsync_spawn(loop, &g.env->cfg, &g.user, pinsync_cleanup,
@@ -1015,6 +1245,7 @@ main(int argc, char **argv)
 	} else {
 		g.role = ROLE_SINGLE;
 		pinsync_spawn(loop, &g.env->cfg, &g.user, pinsync_cleanup, NULL);
+		policyd_up(loop);
 		relay_setup(loop);
 		log_start("start");
 	}

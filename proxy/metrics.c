@@ -21,7 +21,7 @@
 #include "starttlsd/metrics.h"
 
 #define M_MAGIC 0x6d657472u   /* "metr" */
-#define M_VERSION 1
+#define M_VERSION 2
 
 static const double dur_buckets[] = { 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300 };
 static const double hs_buckets[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5 };
@@ -55,6 +55,7 @@ struct m_shared {
 	uint64_t pinsync_up;                     /* 0/1; 2: no pin_store = Redis */
 	uint64_t pinsync[M_SYNC_N];
 	uint64_t parked[M_SLOTS];                /* parked connections, per worker */
+	uint64_t domain_policy[2][PD_R_MAX_][2]; /* [dane][result][blocked] */
 };
 
 static struct m_shared *M;
@@ -303,6 +304,13 @@ metrics_reload(bool ok)
 }
 
 void
+metrics_domain_policy(bool dane, enum pd_result r, bool blocked)
+{
+	if (M != NULL && (unsigned)r < PD_R_MAX_)
+		add(&M->domain_policy[dane][r][blocked], 1);
+}
+
+void
 metrics_reused(void)
 {
 	if (M != NULL)
@@ -499,6 +507,22 @@ render(const struct m_shared *m, char *buf, size_t cap, long long pins)
 	    "Parked connections found dead at the first command: a fresh one was made, invisibly.");
 	put(&o, "starttlsd_upstream_reuse_retries_total %llu\n",
 	    (unsigned long long)get(&m->reuse_retries));
+	head(&o, "starttlsd_domain_policy_total", "counter",
+	    "Recipient domains judged under DANE or MTA-STS, by policy, RFC 8460 result and action.");
+	for (int d = 1; d >= 0; d--)
+		for (int r = 0; r < PD_R_MAX_; r++)
+			for (int b = 0; b < 2; b++) {
+				uint64_t v = get(&m->domain_policy[d][r][b]);
+				/* Every result and action exists for every policy, but
+				 * a success is never blocked: those series are left out. */
+				if (r == PD_R_SUCCESS && b)
+					continue;
+				put(&o, "starttlsd_domain_policy_total{policy=\"%s\",result=\"%s\",action=\"%s\"} %llu\n",
+				    d ? "dane" : "mta-sts",
+				    pd_result_str((enum pd_result)r),
+				    r == PD_R_SUCCESS ? "passed" : b ? "blocked" :
+				    "allowed", (unsigned long long)v);
+			}
 	for (size_t i = 0; i < M_SLOTS; i++) {
 		open += get(&m->open[i]);
 		parked += get(&m->parked[i]);

@@ -349,7 +349,8 @@ policy_level(const struct policy_ctx *ctx)
 {
 	if (ctx->rule != NULL)
 		return ctx->rule->level;
-	return ctx->pinned ? POLICY_LEVEL_ENCRYPT : POLICY_LEVEL_UNSET;
+	return ctx->pinned || ctx->dane ? POLICY_LEVEL_ENCRYPT :
+	    POLICY_LEVEL_UNSET;
 }
 
 bool
@@ -493,6 +494,8 @@ policy_signal_str(enum policy_signal sig)
 	case POLICY_SIG_VERIFY_FAILED: return "verify-failed";
 	case POLICY_SIG_NAME_MISMATCH: return "name-mismatch";
 	case POLICY_SIG_DOMAIN_DOWNGRADE: return "domain-downgrade";
+	case POLICY_SIG_DANE_FAILED: return "dane-failed";
+	case POLICY_SIG_STS_FAILED: return "sts-failed";
 	}
 	return "unknown";
 }
@@ -515,6 +518,8 @@ policy_tlsrpt(enum policy_signal sig)
 	case POLICY_SIG_NONE:
 	case POLICY_SIG_VERSION_LOWERED:
 	case POLICY_SIG_KEY_CHANGED:
+	case POLICY_SIG_DANE_FAILED:  /* per failure: the line's own tlsrpt */
+	case POLICY_SIG_STS_FAILED:
 		break;
 	}
 	return NULL;

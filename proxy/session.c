@@ -26,9 +26,13 @@
 #include <openssl/rand.h>
 
 #include "starttlsd/addr.h"
+#include "starttlsd/dane.h"
+#include "starttlsd/domainpol.h"
 #include "starttlsd/hash.h"
 #include "starttlsd/log.h"
 #include "starttlsd/metrics.h"
+#include "starttlsd/pdclient.h"
+#include "starttlsd/tlsrpt.h"
 #include "starttlsd/tls.h"
 #include "starttlsd/session.h"
 #include "starttlsd/smtp.h"
@@ -65,6 +69,8 @@ enum local_reply {
 	LR_LINE_TOO_LONG,
 	LR_BDAT_SYNTAX,
 	LR_RCPT_TLS,
+	LR_RCPT_DANE,
+	LR_RCPT_STS,
 	LR_DATA_NO_RCPT,
 	LR_TOO_MANY_RCPT,
 	LR_BARE_NEWLINE,
@@ -82,6 +88,8 @@ static const char *const local_text[] = {
 	[LR_LINE_TOO_LONG] = "500 5.5.2 Line too long\r\n",
 	[LR_BDAT_SYNTAX] = "501 5.5.4 Syntax error in BDAT: closing, the chunk cannot be framed\r\n",
 	[LR_RCPT_TLS] = "450 4.7.0 starttlsd: TLS to this recipient's domain is required but not available, try again later\r\n",
+	[LR_RCPT_DANE] = "450 4.7.5 starttlsd: this recipient's domain publishes DANE (TLSA) records this server does not satisfy, or they could not be checked, try again later\r\n",
+	[LR_RCPT_STS] = "450 4.7.5 starttlsd: this recipient's domain has an MTA-STS policy this server does not satisfy, try again later\r\n",
 	[LR_DATA_NO_RCPT] = "451 4.7.0 starttlsd: no recipient may be sent without TLS, try again later\r\n",
 	[LR_TOO_MANY_RCPT] = "452 4.5.3 Error: too many recipients\r\n",
 	[LR_BARE_NEWLINE] = "500 5.5.2 Error: bare <CR> or <LF> in a command line\r\n",
@@ -107,6 +115,25 @@ struct pend {
 };
 
 #define SESS_ALERTED 8      /* domains alerted once per session */
+#define SESS_ADDR_WAIT_MS 2000 /* PD_ADDR is answered from memory: a short wait */
+#define SESS_AGAIN 1        /* a command handler: not consumed, wait (policyd) */
+#define SESS_DV 16          /* recipient domains' DANE/MTA-STS verdicts kept per session */
+
+/* The strongest policy that applied to a session (the session line's policy). */
+enum sess_pol { SPOL_NONE, SPOL_PIN, SPOL_FILE, SPOL_STS, SPOL_DANE };
+
+static const char *
+sess_pol_str(enum sess_pol p)
+{
+	switch (p) {
+	case SPOL_NONE: return "none";
+	case SPOL_PIN: return "pin";
+	case SPOL_FILE: return "policy-file";
+	case SPOL_STS: return "mta-sts";
+	case SPOL_DANE: return "dane";
+	}
+	return "none";
+}
 #define SESS_RDOM_CHARS 400 /* rcpt_domains on the session line, at most */
 #define SESS_RDOM_SEEN 32   /* distinct recipient domains told apart */
 
@@ -206,6 +233,25 @@ struct session {
 	uint32_t alerted[SESS_ALERTED];
 	size_t nalerted;
 	unsigned alerts;
+
+	/*
+	 * DANE and MTA-STS (domainpol.h). A RCPT of a domain not yet judged
+	 * in this session asks policyd (pdclient.h) and the client's input
+	 * waits, in order, until the answer; before dialling, PD_ADDR says
+	 * what is known of the address (SNI, a learned DANE RRset).
+	 */
+	uint32_t pd_id;            /* the question pending, 0: none */
+	char txn_pd_domain[TXN_DOMAIN_MAX]; /* the domain it asks about */
+	bool pd_wait;              /* client input waits for it (RCPT) */
+	bool pd_dial;              /* it is PD_ADDR: dial once answered */
+	struct sess_dv { uint32_t h; bool block; uint8_t rcode; } dv[SESS_DV];
+	unsigned ndv;
+	enum sess_pol spol;        /* the strongest policy applied */
+	bool policy_unmet;         /* some policy's promise was not kept */
+	char sni[256];             /* learned for this address: sent as SNI */
+	bool addr_dane;            /* a learned DANE address: chain checked before the greeting */
+	struct dane_rrset addr_rr; /* its TLSA RRset (owned) */
+	char addr_host[PD_NAME_MAX + 1], addr_base[PD_NAME_MAX + 1];
 	unsigned msgs;
 	int prio;
 	char reason[200];
@@ -220,11 +266,39 @@ struct session {
 static struct session *sess_list;
 static unsigned sess_live;
 static bool sess_draining;
+static struct pdclient *sess_pdc;  /* the worker's, NULL: no policyd */
+
+void
+sess_set_pdclient(struct pdclient *c)
+{
+	sess_pdc = c;
+}
+
+/* The strongest of what applied at RCPT and to the destination itself. */
+static enum sess_pol
+sess_policy_applied(const struct session *s)
+{
+	enum sess_pol p = s->spol;
+
+	if (s->facts.dane && p < SPOL_DANE)
+		p = SPOL_DANE;
+	else if (s->facts.rule != NULL && s->facts.rule->level !=
+	    POLICY_LEVEL_NONE && p < SPOL_FILE)
+		p = SPOL_FILE;
+	else if (s->facts.pinned && p < SPOL_PIN)
+		p = SPOL_PIN;
+	return p;
+}
 
 static int sess_pump(struct session *s);
 static int sess_up_cb(struct conn *c, enum conn_event ev, void *arg);
 static int sess_up_done(struct upstream *up, enum up_result res, void *arg);
 static int sess_park(struct session *s);
+static void sess_dial(struct session *s);
+static enum dane_result sess_addr_match(struct session *s, SSL *ssl);
+static bool sess_addr_refused(struct session *s, SSL *ssl);
+static int sess_addr_block(struct session *s);
+static void sess_addr_answer(void *arg, const struct pd_pol *pol);
 
 static const char *
 sess_phase_str(enum sess_phase p)
@@ -383,6 +457,8 @@ sess_log(struct session *s)
 	 * many client sessions it has carried (0: no server connection). */
 	log_str(&l, "reused", s->reused ? "yes" : "no");
 	log_u64(&l, "conn_sessions", s->relayed ? s->conn_sessions : 0);
+	log_str(&l, "policy", sess_pol_str(sess_policy_applied(s)));
+	log_str(&l, "policy_met", s->policy_unmet ? "no" : "yes");
 	if (s->up.tls_error[0] != '\0')
 		log_str(&l, "tls_error", s->up.tls_error);
 	if (s->client_tls)
@@ -427,6 +503,9 @@ sess_close(struct session *s)
 	}
 	txn_free(&s->txn);
 	free(s->rdoms);
+	if (s->pd_id != 0)
+		pdc_cancel(sess_pdc, s->pd_id);
+	dane_rrset_free(&s->addr_rr);
 	conn_cleanup(&s->client);
 	up_cleanup(&s->up);
 	if (s->server != NULL) {
@@ -553,7 +632,7 @@ sess_alert(struct session *s, const struct policy_out *o, const char *domain,
 	log_int(&l, "pinned_since", ctx->pinned ? (long long)ctx->pinned_since :
 	    0);
 	log_str(&l, "policy", ctx->rule ? policy_level_str(ctx->rule->level) :
-	    ctx->pinned ? "pin" : "none");
+	    ctx->dane ? "dane" : ctx->pinned ? "pin" : "none");
 	if (ctx->rule != NULL)
 		log_u64(&l, "policy_line", ctx->rule->line);
 	log_str(&l, "mode", policy_mode_str(o->mode));
@@ -564,6 +643,9 @@ sess_alert(struct session *s, const struct policy_out *o, const char *domain,
 	log_emit(&l, o->prio);
 	metrics_downgrade(o->sig, o->block);
 	sess_raise(s, o->prio);
+	if (o->sig != POLICY_SIG_KEY_CHANGED &&
+	    o->sig != POLICY_SIG_VERSION_LOWERED)
+		s->policy_unmet = true;
 }
 
 /* event=attack: an attempt on the protocol itself, defeated. */
@@ -655,12 +737,224 @@ sess_rcpt_policy(struct session *s, const char *domain)
 		.nnames = tls_info_names(&s->up.tls_info, names, POLICY_MAX_NAMES),
 	};
 	policy_for_rcpt(&ctx, &t, &o);
+	if (ctx.rule != NULL && ctx.rule->level != POLICY_LEVEL_NONE &&
+	    s->spol < SPOL_FILE)
+		s->spol = SPOL_FILE;
+	else if (ctx.rule == NULL && ctx.pinned && s->spol < SPOL_PIN)
+		s->spol = SPOL_PIN;
 	if (o.sig == POLICY_SIG_NONE)
 		return false;
 	if (o.alert && !sess_alerted_once(s, domain))
 		sess_alert(s, &o, domain, o.sig == POLICY_SIG_VERIFY_FAILED ?
 		    s->up.tls_info.verify : NULL, &ctx);
 	return o.block;
+}
+
+/* ---- DANE and MTA-STS at RCPT (domainpol.h) ----------------------------------- */
+
+/* The server's chain, leaf first, as DER (borrowed from ssl); how many. */
+static size_t
+sess_chain(SSL *ssl, const uint8_t **der, size_t *len, size_t max)
+{
+	const STACK_OF(CRYPTO_BUFFER) *sk;
+	size_t n = 0;
+
+	if (ssl == NULL || (sk = SSL_get0_peer_certificates(ssl)) == NULL)
+		return 0;
+	for (size_t i = 0; i < sk_CRYPTO_BUFFER_num(sk) && n < max; i++) {
+		const CRYPTO_BUFFER *b = sk_CRYPTO_BUFFER_value(sk, i);
+		der[n] = CRYPTO_BUFFER_data(b);
+		len[n++] = CRYPTO_BUFFER_len(b);
+	}
+	return n;
+}
+
+/* May this recipient domain have DANE or MTA-STS at all (a DNS name)? */
+static bool
+sess_dns_name(const char *d)
+{
+	size_t n = strlen(d);
+
+	if (n == 0 || n > PD_NAME_MAX || strchr(d, '.') == NULL)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((d[i] >= 'a' && d[i] <= 'z') || (d[i] >= 'A' && d[i] <= 'Z') ||
+		    (d[i] >= '0' && d[i] <= '9') || d[i] == '-' || d[i] == '.' ||
+		    d[i] == '_'))
+			return false;
+	return true;
+}
+
+/* event=downgrade for a DANE or MTA-STS policy not met. */
+static void
+sess_dp_alert(struct session *s, const struct dp_out *o, bool block,
+    const char *domain)
+{
+	struct logline l;
+	bool enforce = s->env->mode == POLICY_ENFORCE;
+	int prio = block ? LOG_ERR : o->testing ? LOG_NOTICE : LOG_WARNING;
+	enum policy_signal sig = o->policy == DP_DANE ? POLICY_SIG_DANE_FAILED :
+	    POLICY_SIG_STS_FAILED;
+
+	s->alerts++;
+	s->policy_unmet = true;
+	log_begin(&l, "downgrade");
+	log_str(&l, "id", s->id);
+	log_str(&l, "client", s->client_str);
+	log_str(&l, "dst", s->dst_str);
+	log_str(&l, "signal", policy_signal_str(sig));
+	if (o->detail[0] != '\0')
+		log_str(&l, "detail", o->detail);
+	log_int(&l, "pinned_since", 0);
+	log_str(&l, "policy", dp_policy_str(o->policy));
+	log_str(&l, "mode", o->testing ? "testing" : enforce ? "enforce" :
+	    "monitor");
+	log_str(&l, "action", block ? "blocked" : "allowed");
+	log_str(&l, "tlsrpt", pd_result_str(o->result));
+	/* Names the domain's DNS chose, then the one the client chose. */
+	if (o->mx[0] != '\0')
+		log_str(&l, "mx", o->mx);
+	if (domain != NULL)
+		log_str(&l, "domain", domain);
+	log_emit(&l, prio);
+	metrics_domain_policy(o->policy == DP_DANE, o->result, block);
+	sess_raise(s, prio);
+}
+
+/* One TLS-RPT result for policyd's aggregate. */
+static void
+sess_dp_report(struct session *s, const struct dp_out *o, const char *domain)
+{
+	struct pd_report r;
+
+	if (sess_pdc == NULL || !s->env->cfg.tlsrpt)
+		return;
+	memset(&r, 0, sizeof(r));
+	r.policy_type = o->policy == DP_DANE ? TLSRPT_TLSA : TLSRPT_STS;
+	r.result = o->result;
+	snprintf(r.domain, sizeof(r.domain), "%s", domain);
+	snprintf(r.mx, sizeof(r.mx), "%s", o->mx);
+	pdc_addr((struct sockaddr *)&s->dst, &r.addr);
+	r.when = (uint32_t)time(NULL);
+	pdc_report(sess_pdc, &r);
+}
+
+/* Judge a domain on policyd's answer (or a failure made up for it): true to refuse. */
+static bool
+sess_dp_judge(struct session *s, const char *domain, const struct pd_pol *pol)
+{
+	const uint8_t *der[DANE_MAX_CHAIN];
+	size_t len[DANE_MAX_CHAIN];
+	const char *names[POLICY_MAX_NAMES];
+	struct dane_chain chain = { .der = der, .len = len };
+	struct dp_tls t = {
+		.tls = s->up.tls,
+		.chain = &chain,
+		.verified = s->up.tls_info.verified,
+		.verify = s->up.tls_info.verify,
+		.names = names,
+		.nnames = tls_info_names(&s->up.tls_info, names, POLICY_MAX_NAMES),
+		.now = time(NULL),
+	};
+	struct dp_out o;
+	bool block;
+
+	if (s->up.tls && s->server != NULL)
+		chain.n = sess_chain(s->server->ssl, der, len, DANE_MAX_CHAIN);
+	dp_judge(pol, &t, &o);
+	if (o.policy == DP_NONE)
+		return false;
+	if (o.policy == DP_DANE && s->spol < SPOL_DANE)
+		s->spol = SPOL_DANE;
+	else if (o.policy == DP_STS && s->spol < SPOL_STS)
+		s->spol = SPOL_STS;
+	sess_dp_report(s, &o, domain);
+	if (o.met) {
+		metrics_domain_policy(o.policy == DP_DANE, PD_R_SUCCESS, false);
+		return false;
+	}
+	block = o.block && s->env->mode == POLICY_ENFORCE;
+	sess_dp_alert(s, &o, block, domain);
+	return block;
+}
+
+static int sess_relay_client(struct session *s);
+static int sess_pump(struct session *s);
+
+/* Judge the domain asked about and remember the verdict for this session. */
+static void
+sess_dv_record(struct session *s, const struct pd_pol *pol)
+{
+	struct sess_dv *dv = &s->dv[s->ndv < SESS_DV ? s->ndv++ : SESS_DV - 1];
+
+	dv->h = fnv1a_str(FNV1A_INIT, s->txn_pd_domain);
+	dv->block = sess_dp_judge(s, s->txn_pd_domain, pol);
+	dv->rcode = (uint8_t)(pol->dane == PD_DANE_MATCH ||
+	    pol->dane == PD_DANE_ENCRYPT || pol->dane == PD_DANE_TEMPFAIL ?
+	    LR_RCPT_DANE : LR_RCPT_STS);
+}
+
+/* policyd answered the RCPT's question (or pdclient gave up on it). */
+static void
+sess_pd_answer(void *arg, const struct pd_pol *pol)
+{
+	struct session *s = arg;
+
+	assert(s->magic == SESS_MAGIC && s->pd_wait);
+	s->pd_id = 0;
+	s->pd_wait = false;
+	sess_dv_record(s, pol);
+	/* The RCPT waiting in the client's buffer goes through again. */
+	if (s->phase == SP_RELAY && sess_relay_client(s) == 0)
+		(void)sess_pump(s);
+}
+
+enum sess_dp_step { DPS_GO, DPS_WAIT, DPS_REFUSE };
+
+/*
+ * A RCPT of domain: DPS_GO (no DANE or MTA-STS policy against it),
+ * DPS_REFUSE (*lr: the 450 to queue), or DPS_WAIT (policyd was asked; the
+ * line stays in the buffer until the answer).
+ */
+static enum sess_dp_step
+sess_domain_policy(struct session *s, const char *domain, enum local_reply *lr)
+{
+	const struct config *cfg = &s->env->cfg;
+	const struct policy_rule *rule;
+	uint32_t h;
+
+	if (sess_pdc == NULL || s->env->upstream_len > 0 ||
+	    !(cfg->dane || cfg->mta_sts) || !sess_dns_name(domain))
+		return DPS_GO;
+	/* The admin's explicit "none" rule exempts a domain (docs/policy.md). */
+	rule = policy_for_domain(&s->env->policy, domain);
+	if (rule != NULL && rule->level == POLICY_LEVEL_NONE)
+		return DPS_GO;
+	h = fnv1a_str(FNV1A_INIT, domain);
+	for (unsigned i = 0; i < s->ndv; i++)
+		if (s->dv[i].h == h) {
+			*lr = (enum local_reply)s->dv[i].rcode;
+			return s->dv[i].block ? DPS_REFUSE : DPS_GO;
+		}
+	assert(s->pd_id == 0);
+	snprintf(s->txn_pd_domain, sizeof(s->txn_pd_domain), "%s", domain);
+	s->pd_wait = true;
+	s->pd_id = pdc_ask(sess_pdc, PD_POLICY, domain,
+	    (struct sockaddr *)&s->dst, cfg->policy_timeout * 1000,
+	    sess_pd_answer, s);
+	if (s->pd_id == 0) {
+		/* Not even asked (too many pending): as a lookup failure. */
+		struct pd_pol pol = {
+			.dane = PD_DANE_TEMPFAIL,
+			.dane_result = PD_R_VALIDATION_FAILURE,
+			.why = "policy process busy", .mx = "", .sni = "",
+			.sts_id = "",
+		};
+		s->pd_wait = false;
+		sess_dv_record(s, &pol);
+		return sess_domain_policy(s, domain, lr);
+	}
+	return DPS_WAIT;
 }
 
 /* A domain of an accepted message: over TLS, it is pinned to this address. */
@@ -679,8 +973,14 @@ sess_learn_domain(const char *domain, void *arg)
 static void
 sess_cache_key(const struct session *s, char *key, size_t cap)
 {
+	size_t n;
+
 	upc_key(key, cap, &s->dst, s->env->up.transparent_source ?
 	    &s->client_addr : NULL);
+	/* A connection made under one SNI (a learned name) serves only that. */
+	n = strlen(key);
+	if (s->sni[0] != '\0' && n + 1 + strlen(s->sni) < cap)
+		snprintf(key + n, cap - n, "/%s", s->sni);
 }
 
 /*
@@ -801,7 +1101,8 @@ sess_take(struct session *s, const struct policy_ctx *pol)
 		return false;
 	sess_cache_key(s, key, sizeof(key));
 	while (upc_take(&s->env->upc, key, &pc)) {
-		if (!sess_reusable(&pc, pol)) {
+		if (!sess_reusable(&pc, pol) || (s->addr_dane &&
+		    !dane_result_ok(sess_addr_match(s, pc.conn->ssl)))) {
 			sess_discard(&pc);
 			continue;
 		}
@@ -847,6 +1148,7 @@ sess_retry_fresh(struct session *s)
 	s->greeting = NULL;
 	sess_enter(s, SP_UPSTREAM);
 	return up_start(&s->up, s->server, s->loop, &s->env->up, &s->facts,
+	    s->sni[0] ? s->sni : NULL,
 	    (struct sockaddr *)&s->client_addr, (struct sockaddr *)&s->dst,
 	    addr_len((struct sockaddr *)&s->dst), sess_up_done, s);
 }
@@ -1154,6 +1456,21 @@ sess_rcpt(struct session *s, const struct smtp_cmd *cmd, const char *line,
 		return 0;
 	}
 	if (smtp_rcpt_domain(cmd->arg, cmd->arg_len, domain, sizeof(domain))) {
+		enum local_reply lr = LR_RCPT_DANE;
+
+		switch (sess_domain_policy(s, domain, &lr)) {
+		case DPS_WAIT:
+			s->txn.rcpts--;  /* counted again when it goes through */
+			return SESS_AGAIN;
+		case DPS_REFUSE:
+			/* The pins and the policy file are judged all the same (alerts). */
+			(void)sess_rcpt_policy(s, domain);
+			s->txn.rcpt_blocked++;
+			q_push(s, SMTP_V_RCPT, lr, 0);
+			return 0;
+		case DPS_GO:
+			break;
+		}
 		if (sess_rcpt_policy(s, domain)) {
 			s->txn.rcpt_blocked++;
 			q_push(s, SMTP_V_RCPT, LR_RCPT_TLS, 0);
@@ -1301,7 +1618,8 @@ sess_relay_client(struct session *s)
 	size_t maxline = s->env->cfg.max_line_length;
 	bool consumed = false;
 
-	while (s->phase == SP_RELAY && !s->sync_wait && buf_len(in) > 0) {
+	while (s->phase == SP_RELAY && !s->sync_wait && !s->pd_wait &&
+	    buf_len(in) > 0) {
 		const char *h = buf_head(in);
 		size_t len = buf_len(in), room = conn_out_room(s->server);
 		size_t n;
@@ -1395,13 +1713,20 @@ sess_relay_client(struct session *s)
 			q_push(s, SMTP_V_AUTH, LR_NONE, P_SYNC);
 		} else if (s->first_wait && s->first_cmd == NULL) {
 			unsigned before = s->qlen;
-			if (sess_command(s, h, n) < 0)
+			int rc = sess_command(s, h, n);
+			if (rc < 0)
 				return -1;
 			if (s->phase != SP_RELAY)
 				return 0;
+			if (rc == SESS_AGAIN)
+				goto out;  /* the line stays: policyd was asked */
 			sess_first_command(s, h, n, before);
-		} else if (sess_command(s, h, n) < 0) {
-			return -1;
+		} else {
+			int rc = sess_command(s, h, n);
+			if (rc < 0)
+				return -1;
+			if (rc == SESS_AGAIN)
+				goto out;  /* the line stays: policyd was asked */
 		}
 		buf_consume(in, n);
 		consumed = true;
@@ -1646,8 +1971,10 @@ sess_up_done(struct upstream *up, enum up_result res, void *arg)
 		s->relayed = true;
 		sess_enter(s, SP_RELAY);
 		conn_set_cb(s->server, sess_up_cb, s);
-		greeting = up_take_greeting(up, &glen);
 		s->facts = up->pol;
+		if (s->addr_dane && up->tls && sess_addr_refused(s, s->server->ssl))
+			return sess_addr_block(s);
+		greeting = up_take_greeting(up, &glen);
 		s->conn_born = ev_now(s->loop);
 		s->conn_sessions = 1;
 		if (s->retrying) {
@@ -1777,12 +2104,36 @@ sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
 	metrics_session_open(+1);
 	/* Watch the client for an early close; its bytes wait in the buffer. */
 	conn_read(&s->client, true);
+	/* What policyd learned of this address first (SNI, DANE), then dial. */
+	if (sess_pdc != NULL && env->cfg.dane && env->upstream_len == 0) {
+		s->pd_dial = true;
+		s->pd_id = pdc_ask(sess_pdc, PD_ADDR, NULL,
+		    (struct sockaddr *)&s->dst, SESS_ADDR_WAIT_MS,
+		    sess_addr_answer, s);
+		if (s->pd_id != 0)
+			return;
+		s->pd_dial = false;
+	}
+	sess_dial(s);
+}
+
+/* Dial the destination, or take a parked connection to it. */
+static void
+sess_dial(struct session *s)
+{
+	struct sess_env *env = s->env;
+	struct ev_loop *loop = s->loop;
+	const struct sockaddr *dst = (const struct sockaddr *)&s->dst;
+	const struct sockaddr *client = (const struct sockaddr *)&s->client_addr;
+	socklen_t dstlen = addr_len(dst);
+
 	{
 		struct policy_ctx pol;
 		char key[PIN_KEY_MAX];
 
 		sess_policy_ctx(s, policy_for_addr(&env->policy, dst),
 		    pin_key_addr(dst, key, sizeof(key)) == 0 ? key : NULL, &pol);
+		pol.dane = s->addr_dane;
 		s->facts = pol;
 		if (sess_take(s, &pol)) {
 			/* A parked connection: the greeting now, no round trip. */
@@ -1797,10 +2148,95 @@ sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
 			sess_pump(s);
 			return;
 		}
-		if (up_start(&s->up, s->server, loop, &env->up, &pol, client, dst, dstlen,
+		if (up_start(&s->up, s->server, loop, &env->up, &pol,
+		    s->sni[0] ? s->sni : NULL, client, dst, dstlen,
 		    sess_up_done, s) < 0)
 			return; /* done() ran and closed the session */
 	}
+}
+
+/*
+ * PD_ADDR's answer: a name learned for this address is sent as SNI; a
+ * learned DANE RRset makes TLS required and is matched before the greeting.
+ */
+static void
+sess_addr_answer(void *arg, const struct pd_pol *pol)
+{
+	struct session *s = arg;
+
+	assert(s->magic == SESS_MAGIC && s->pd_dial && s->phase == SP_UPSTREAM);
+	s->pd_id = 0;
+	s->pd_dial = false;
+	if (pol->sni != NULL && pol->sni[0] != '\0')
+		snprintf(s->sni, sizeof(s->sni), "%s", pol->sni);
+	if (pol->dane == PD_DANE_MATCH && pol->nhosts == 1 &&
+	    !(pol->flags & PD_F_ANY_MX) &&
+	    dane_rrset_parse(pol->hosts[0].rdata, pol->hosts[0].rdlen,
+	    pol->hosts[0].nrr, &s->addr_rr) == DANE_PARSE_OK) {
+		s->addr_dane = true;
+		snprintf(s->addr_host, sizeof(s->addr_host), "%s",
+		    pol->hosts[0].host);
+		snprintf(s->addr_base, sizeof(s->addr_base), "%s",
+		    pol->hosts[0].base);
+	} else {
+		dane_rrset_free(&s->addr_rr);
+	}
+	sess_dial(s);
+}
+
+/*
+ * A learned DANE address whose chain does not match: alerted; true when it
+ * is refused (enforce), the session then ends with sess_addr_block.
+ */
+static bool
+sess_addr_refused(struct session *s, SSL *ssl)
+{
+	enum dane_result r = sess_addr_match(s, ssl);
+	struct dp_out o;
+	bool block;
+
+	if (dane_result_ok(r) || r == DANE_NO_USABLE)
+		return false;
+	memset(&o, 0, sizeof(o));
+	o.policy = DP_DANE;
+	o.block = true;
+	o.result = dp_dane_result(r);
+	snprintf(o.detail, sizeof(o.detail), "%s (learned for this address)",
+	    dane_result_str(r));
+	snprintf(o.mx, sizeof(o.mx), "%s", s->addr_host);
+	block = s->env->mode == POLICY_ENFORCE;
+	sess_dp_alert(s, &o, block, NULL);
+	return block;
+}
+
+static int
+sess_addr_block(struct session *s)
+{
+	char r[512];
+
+	s->blocked = true;
+	snprintf(r, sizeof(r), "421 4.7.5 starttlsd: %s does not match the "
+	    "DANE (TLSA) records of %s, try again later\r\n", s->dst_str,
+	    s->addr_host);
+	sess_raise(s, LOG_ERR);
+	return sess_finish(s, "dane-failed", r);
+}
+
+/*
+ * A learned DANE address, after the handshake: does the chain match its
+ * TLSA RRset? DANE_MATCH_* or why not.
+ */
+static enum dane_result
+sess_addr_match(struct session *s, SSL *ssl)
+{
+	const uint8_t *der[DANE_MAX_CHAIN];
+	size_t len[DANE_MAX_CHAIN];
+	struct dane_chain chain = { .der = der, .len = len };
+	const char *names[2] = { s->addr_base, s->addr_host };
+
+	chain.n = sess_chain(ssl, der, len, DANE_MAX_CHAIN);
+	return dane_match(&s->addr_rr, &chain, names,
+	    strcmp(s->addr_base, s->addr_host) != 0 ? 2 : 1, time(NULL), NULL);
 }
 
 void

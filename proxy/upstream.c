@@ -377,7 +377,7 @@ up_on_reply(struct upstream *up, const char *r, size_t rlen, int code)
 		if (up_injected(up))
 			return up_finish(up, UP_RES_INJECTION,
 			    "response-injection");
-		if ((ssl = tls_upstream_new(up->p->ctx, up->p->sni,
+		if ((ssl = tls_upstream_new(up->p->ctx, up->sni[0] ? up->sni : NULL,
 		    up->dst_key)) == NULL)
 			return up_finish(up, UP_RES_FAILED, "cannot create TLS state");
 		up_enter(up, UP_HANDSHAKE);
@@ -488,11 +488,14 @@ up_init(struct upstream *up)
 
 int
 up_start(struct upstream *up, struct conn *conn, struct ev_loop *loop,
-    const struct up_params *p, const struct policy_ctx *pol,
+    const struct up_params *p, const struct policy_ctx *pol, const char *sni,
     const struct sockaddr *client, const struct sockaddr *dst,
     socklen_t dstlen, up_done_cb done, void *arg)
 {
 	up_init(up);
+	if (sni == NULL)
+		sni = p->sni;
+	snprintf(up->sni, sizeof(up->sni), "%s", sni ? sni : "");
 	up->conn = conn;
 	up->p = p;
 	up->pol = *pol;
@@ -509,8 +512,9 @@ up_start(struct upstream *up, struct conn *conn, struct ev_loop *loop,
 		    (const void *)&((const struct sockaddr_in *)(const void *)dst)->sin_addr :
 		    (const void *)&((const struct sockaddr_in6 *)(const void *)dst)->sin6_addr;
 		inet_ntop(dst->sa_family, ap, a, sizeof(a));
-		snprintf(up->dst_key, sizeof(up->dst_key), "%s:%u", a,
-		    addr_port(&up->dst));
+		/* A ticket is resumed only under the same name (and so policy). */
+		snprintf(up->dst_key, sizeof(up->dst_key), "%s:%u%s%s", a,
+		    addr_port(&up->dst), up->sni[0] ? "/" : "", up->sni);
 	}
 	conn_init(up->conn, loop, -1, p->bufmax, up_conn_cb, up);
 	return up_connect(up);

@@ -79,7 +79,13 @@ struct config {
 	char *policy_file;
 
 	/* the policy process (policyd.h, docs/dane.md) */
-	bool dane;                /* start it (sessions do not use it yet) */
+	bool dane;                /* DANE at RCPT (and learned addresses before the greeting) */
+	bool mta_sts;             /* MTA-STS at RCPT */
+	char *mta_sts_ca_file;    /* WebPKI roots for MTA-STS */
+	unsigned mta_sts_port;    /* 443 */
+	unsigned policy_timeout;  /* seconds a RCPT waits for policyd */
+	bool tlsrpt;
+	char *tlsrpt_org, *tlsrpt_contact, *tlsrpt_submission, *tlsrpt_from;
 	struct config_list resolvers;  /* forwarders; empty: /etc/resolv.conf */
 	char *trust_anchor_file;
 

@@ -24,6 +24,7 @@
 #include <ev.h>
 
 #include "starttlsd/policy.h"
+#include "starttlsd/policyd.h"
 
 /* The session line's action. */
 enum m_action { M_UPGRADED, M_PLAINTEXT, M_FALLBACK, M_REFUSED, M_BLOCKED, M_ACTION_N };
@@ -78,6 +79,8 @@ void metrics_worker_exited(bool expected);
 void metrics_workers(unsigned n);
 void metrics_pinstore_error(enum m_pinop op);
 void metrics_reload(bool ok);
+/* A recipient domain judged under DANE (dane) or MTA-STS: its result. */
+void metrics_domain_policy(bool dane, enum pd_result r, bool blocked);
 void metrics_reused(void);        /* a session took a parked connection */
 void metrics_reuse_retry(void);   /* ... which was dead: a fresh one made */
 void metrics_parked(int n);       /* this worker's parked connections now */

@@ -41,6 +41,8 @@ enum policy_signal {
 	POLICY_SIG_VERIFY_FAILED,     /* chain did not verify under "verify" */
 	POLICY_SIG_NAME_MISMATCH,     /* no certificate name matches the mx patterns */
 	POLICY_SIG_DOMAIN_DOWNGRADE,  /* plaintext session carrying a pinned domain */
+	POLICY_SIG_DANE_FAILED,       /* a DANE policy not met (domainpol.h) */
+	POLICY_SIG_STS_FAILED,        /* an MTA-STS policy not met (domainpol.h) */
 };
 
 enum policy_match {
@@ -91,6 +93,7 @@ struct policy_ctx {
 	enum policy_mode mode;          /* global */
 	const struct policy_rule *rule; /* or NULL */
 	bool pinned;
+	bool dane;                      /* a learned DANE address (PD_ADDR): TLS required */
 	int64_t pinned_since;
 	uint16_t pin_version;           /* destination pins */
 	bool pin_has_spki;

@@ -55,6 +55,12 @@ enum pd_kind {
 
 const char *pd_kind_str(enum pd_kind k);
 
+/* The request for PD_POLICY / PD_ADDR carries the dialled address. */
+struct pd_req_addr {
+	uint8_t family;             /* AF_INET or AF_INET6; 0: none */
+	uint8_t addr[16];           /* network order; 4 bytes used for AF_INET */
+};
+
 struct pd_req {
 	uint32_t seq;
 	enum pd_kind kind;
@@ -223,11 +229,6 @@ struct pd_pol {
 };
 #define PD_F_ANY_MX 0x04          /* MATCH: the address is in no MX set, hosts[] is every MX */
 
-/* The request for PD_POLICY / PD_ADDR carries the dialled address. */
-struct pd_req_addr {
-	uint8_t family;             /* AF_INET or AF_INET6; 0: none */
-	uint8_t addr[16];           /* network order; 4 bytes used for AF_INET */
-};
 
 /* Encode a pd_pol (seq, kind and every field); bytes written or 0. */
 size_t pd_pol_encode(const struct pd_pol *pol, uint8_t *out, size_t cap);

@@ -36,6 +36,13 @@ void sess_start(struct ev_loop *loop, struct sess_env *env, int fd,
     const struct sockaddr *client, const struct sockaddr *dst,
     socklen_t dstlen, enum sess_refuse refuse);
 
+struct pdclient;
+/*
+ * The worker's client of the policy process (pdclient.h), or NULL: with
+ * it, recipient domains are judged under DANE and MTA-STS (domainpol.h).
+ */
+void sess_set_pdclient(struct pdclient *c);
+
 /* Number of live sessions. */
 unsigned sess_count(void);
 /*

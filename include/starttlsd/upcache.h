@@ -52,7 +52,7 @@ struct upc_conn {
 	struct policy_ctx facts;    /* the policy facts it was negotiated under */
 };
 
-#define UPC_KEY_MAX 160
+#define UPC_KEY_MAX 420  /* "dst|src" and "/sni" (a name, 253 at most) */
 /* The key: "dst|src" (src: the client's address without port, or "-"). */
 void upc_key(char *out, size_t cap, const struct sockaddr_storage *dst,
     const struct sockaddr_storage *src);

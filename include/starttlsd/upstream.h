@@ -86,7 +86,8 @@ struct upstream {
 	struct sockaddr_storage dst;
 	socklen_t dstlen;
 	struct sockaddr_storage src; /* the client, for transparent_source */
-	char dst_key[64];            /* "addr:port", the TLS session cache key */
+	char dst_key[320];           /* "addr:port" or "addr:port/sni", the TLS session cache key */
+	char sni[256];               /* SNI sent ("" : none, or the smarthost's name) */
 	unsigned attempt;           /* 1, or 2 after a fallback reconnect */
 	bool no_starttls;           /* the fallback attempt never tries TLS */
 	bool mark_failed;
@@ -117,10 +118,12 @@ void up_init(struct upstream *up);
 /*
  * Begin on conn (lent, see above; conn_init'ed with fd -1). done() is
  * called exactly once (asserted) unless up_cleanup comes first; from
- * within up_start too, which then returns what done() returned.
+ * within up_start too, which then returns what done() returned. sni: the
+ * name to send (a DANE or MTA-STS name learned for this address), or NULL
+ * for p->sni (the smarthost's name, or none).
  */
 int up_start(struct upstream *up, struct conn *conn, struct ev_loop *loop,
-    const struct up_params *p, const struct policy_ctx *pol,
+    const struct up_params *p, const struct policy_ctx *pol, const char *sni,
     const struct sockaddr *client, const struct sockaddr *dst, socklen_t dstlen,
     up_done_cb done, void *arg);
 /*

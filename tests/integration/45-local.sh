@@ -58,7 +58,7 @@ ok "proxy exits cleanly" proxy_stop
 
 # Daemon mode: no -f; pid_file written; SIGTERM removes it.
 in_gw nft delete table inet sttest
-ip netns exec "$NS_GW" "$STARTTLSD" --pid-file "$T_TMP/starttlsd.pid" --listen 127.0.0.1:10026 --state-dir "" \
+ip netns exec "$NS_GW" "$STARTTLSD" "${NO_DNS[@]}" --pid-file "$T_TMP/starttlsd.pid" --listen 127.0.0.1:10026 --state-dir "" \
 	--helo-name gw.example.org
 ok "daemon: the parent returns at once, pid file written" wait_for 5 test -s "$T_TMP/starttlsd.pid"
 dpid=$(cat "$T_TMP/starttlsd.pid")

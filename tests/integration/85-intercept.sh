@@ -109,7 +109,7 @@ ok "proxy exits cleanly" proxy_stop
 # Errors from the kernel: without CAP_NET_ADMIN nothing starts half-way.
 out=$T_TMP/nocap.out
 ip netns exec "$NS_GW" setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all \
-	"$STARTTLSD" -f --state-dir "" --listen 127.0.0.1:10099 --intercept on --intercept-interfaces lan0 >"$out" 2>&1
+	"$STARTTLSD" "${NO_DNS[@]}" -f --state-dir "" --listen 127.0.0.1:10099 --intercept on --intercept-interfaces lan0 >"$out" 2>&1
 rc=$?
 ok "no CAP_NET_ADMIN: refuses to start (exit 1)" test $rc -eq 1
 ok "no CAP_NET_ADMIN: says which step failed and why" grep -q "nftables: .*: Operation not permitted" "$out"

@@ -105,7 +105,7 @@ start_a() {
 }
 start_b() {
 	certs
-	ip netns exec "$NS_GW2" "$STARTTLSD" -f --log-stderr --helo-name gw-b.example.org \
+	ip netns exec "$NS_GW2" "$STARTTLSD" "${NO_DNS[@]}" -f --log-stderr --helo-name gw-b.example.org \
 		--state-dir "$STATE_B" --ca-file "$CERTS/ca.crt" "${FLEET[@]}" \
 		--pin-store "redis://fleet@$RIP:6379/$DB" --pin-store-gateway gw-b "$@" 2>>"$LOG_B" &
 	PROXY_B_PID=$!

@@ -14,7 +14,7 @@ proxy_mnt() {
 	local setup=$1; shift
 	: >"$PROXY_LOG"
 	ip netns exec "$NS_GW" unshare -m sh -c "mount --make-rprivate /; $setup"' && exec "$@"' sh \
-		"$STARTTLSD" -f --log-stderr --helo-name gw.example.org --ca-file "$CERTS/ca.crt" "$@" \
+		"$STARTTLSD" "${NO_DNS[@]}" -f --log-stderr --helo-name gw.example.org --ca-file "$CERTS/ca.crt" "$@" \
 		2>>"$PROXY_LOG" &
 	PROXY_PID=$!
 	T_PIDS+=($PROXY_PID)
@@ -62,7 +62,7 @@ ok "truncated store: clean exit" proxy_stop
 # refuse nothing it learnt, and a silent fail-open is what an admin who
 # chose enforce must never get.
 mkdir -p "$T_TMP/locked/inner" && chmod 700 "$T_TMP/locked"
-ip netns exec "$NS_GW" timeout 20 "$STARTTLSD" -f --log-stderr --helo-name gw.example.org --ca-file "$CERTS/ca.crt" \
+ip netns exec "$NS_GW" timeout 20 "$STARTTLSD" "${NO_DNS[@]}" -f --log-stderr --helo-name gw.example.org --ca-file "$CERTS/ca.crt" \
 	--mode enforce --listen 127.0.0.1:10031 --state-dir "$T_TMP/locked/inner/state" >"$T_TMP/enf.out" 2>&1; rc=$?
 ok "enforce, state_dir out of the workers' reach: refuses to start (exit 1)" test $rc -eq 1
 ok "enforce, state_dir out of reach: says why, naming the key" \
@@ -115,7 +115,7 @@ case $STARTTLSD in
 	: >"$PROXY_LOG"
 	ip netns exec "$NS_GW" fiu-run -x -f "" \
 		-c "enable name=posix/io/sync/*,failinfo=5" \
-		"$STARTTLSD" -f --log-stderr --helo-name gw.example.org --ca-file "$CERTS/ca.crt" \
+		"$STARTTLSD" "${NO_DNS[@]}" -f --log-stderr --helo-name gw.example.org --ca-file "$CERTS/ca.crt" \
 		--state-dir "$T_TMP/fiu" 2>>"$PROXY_LOG" &
 	PROXY_PID=$!; T_PIDS+=($PROXY_PID)
 	wait_for 5 grep -q "event=start" "$PROXY_LOG"

@@ -37,7 +37,11 @@ export STARTTLSD_CONFIG=
 # valgrind starts slowly.
 case $STARTTLSD in *valgrind*) PROXY_START_WAIT=30 ;; *) PROXY_START_WAIT=5 ;; esac
 # Options every test proxy gets unless a test sets its own.
-PROXY_BASE=(--helo-name gw.example.org --state-dir "$T_TMP/state")
+# DANE and MTA-STS are on by default; they ask DNS (the host's resolvers from
+# /etc/resolv.conf), which no test may reach: only 91-dnssec and 94-dane,
+# with their own resolvers in the namespaces, turn them on.
+PROXY_BASE=(--helo-name gw.example.org --state-dir "$T_TMP/state" --dane off --mta-sts off)
+NO_DNS=(--dane off --mta-sts off)
 SRV_OUT=$T_TMP/srv-out
 SRV_LOG=$T_TMP/srv.log
 CERTS=${CERTS:-/tmp/starttlsd-test-certs}
