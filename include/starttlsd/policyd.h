@@ -42,6 +42,7 @@
 #define PD_TTL_FAIL 10
 #define PD_CACHE_MAX 10000        /* entries */
 #define PD_MAX_RR 64              /* records carried in one answer */
+#define PD_CACHE_KEY_MAX 320      /* a cache key: a name, or "D address" for PD_POLICY */
 
 enum pd_kind {
 	PD_TLSA = 1, PD_MX = 2, PD_A = 3, PD_AAAA = 4,  /* raw RRsets (pd_ans) */
@@ -54,6 +55,12 @@ enum pd_kind {
 #define PD_F_TRUNCATED 0x02       /* more records than fit: status is error */
 
 const char *pd_kind_str(enum pd_kind k);
+
+/* The request for PD_POLICY / PD_ADDR carries the dialled address. */
+struct pd_req_addr {
+	uint8_t family;             /* AF_INET or AF_INET6; 0: none */
+	uint8_t addr[16];           /* network order; 4 bytes used for AF_INET */
+};
 
 struct pd_req {
 	uint32_t seq;
@@ -80,8 +87,10 @@ size_t pd_req_encode(const struct pd_req *req, uint8_t *out, size_t cap);
 
 /*
  * Decode one request packet; 0, or -1 if malformed (bad magic, unknown kind,
- * a name that is empty, too long, or not letters, digits, '-', '_' and '.').
- * The name comes out lower case without a trailing dot.
+ * a name that is empty, too long, or not letters, digits, '-', '_' and '.';
+ * for PD_ADDR a name that is not empty; for PD_POLICY and PD_ADDR an
+ * address family other than 0, AF_INET, AF_INET6). The name comes out lower
+ * case without a trailing dot. PD_REPORT is not a request (pd_report_decode).
  */
 int pd_req_decode(const uint8_t *in, size_t len, struct pd_req *out);
 
@@ -222,12 +231,6 @@ struct pd_pol {
 	const char *sts_mx[32];     /* "mx.example.net", "*.example.net" (STS_MAX_MX) */
 };
 #define PD_F_ANY_MX 0x04          /* MATCH: the address is in no MX set, hosts[] is every MX */
-
-/* The request for PD_POLICY / PD_ADDR carries the dialled address. */
-struct pd_req_addr {
-	uint8_t family;             /* AF_INET or AF_INET6; 0: none */
-	uint8_t addr[16];           /* network order; 4 bytes used for AF_INET */
-};
 
 /* Encode a pd_pol (seq, kind and every field); bytes written or 0. */
 size_t pd_pol_encode(const struct pd_pol *pol, uint8_t *out, size_t cap);
