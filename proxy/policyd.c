@@ -371,11 +371,7 @@ on_job_resolved(void *arg, const struct res_answer *ra)
 	j->nout--;
 	if (pdp_store(q->into, ra) < 0)
 		log_msg(LOG_ERR, "policyd", "out of memory");
-	if (ra->status == RES_BOGUS || ra->status == RES_ERROR)
-		log_msg(LOG_WARNING, "policyd", "%s: %s%s%s", ra->qname,
-		    res_status_str(ra->status), ra->why ? ": " : "",
-		    ra->why ? ra->why : "");
-	job_step(j);
+	job_step(j);   /* a failure is logged with the POLICY it decides */
 }
 
 static void
