@@ -25,6 +25,7 @@
 #include "starttlsd/config.h"
 #include "starttlsd/log.h"
 #include "starttlsd/pdpolicy.h"
+#include "starttlsd/tlsrpt.h"
 
 #define PD_MAX_CLIENTS 256
 #define PD_MAX_JOBS 512         /* PD_POLICY questions computed at once */
@@ -73,9 +74,10 @@ struct pd_job {
 
 static struct {
 	struct ev_loop *loop;
-	bool dane, mta_sts, tlsrpt;
+	bool dane, mta_sts;
 	unsigned timeout_ms;
 	struct pdp_learn *learn;
+	struct tlsrpt *tlsrpt;  /* opts->tlsrpt with a state_dir; NULL: reports only counted */
 	struct pd_job *jobs;
 	size_t njobs;
 	uint64_t policies;      /* PD_POLICY computed (not from the cache) */
@@ -515,22 +517,91 @@ addr_handle(uint64_t client, const struct pd_req *rq)
 	pol_send(client, rq->seq, &pol);
 }
 
+/*
+ * The policy strings of a report (RFC 8460 4.3): the policy in force for
+ * (domain, address) as the PD_POLICY cache holds it: TLSA records in
+ * presentation form (of the receiving MX, else of every host), or the
+ * MTA-STS policy's lines. Into buf; how many strings.
+ */
+static size_t
+report_strings(const struct pd_report *r, char *buf, size_t cap,
+    const char **str, size_t max)
+{
+	struct pd_req rq;
+	struct pd_pol pol;
+	char key[PD_CACHE_KEY_MAX + 1];
+	const uint8_t *ans;
+	size_t len, n = 0, o = 0;
+	uint32_t left;
+
+	memset(&rq, 0, sizeof(rq));
+	memcpy(rq.name, r->domain, sizeof(rq.name));
+	rq.addr = r->addr;
+	policy_key(&rq, key, sizeof(key));
+	ans = pd_cache_get(pd.cache, PD_POLICY, 0, key, now_s(), &len, &left);
+	if (ans == NULL || pd_pol_decode(ans, len, &pol) != 0)
+		return 0;
+#define ADDSTR(...) do {						\
+		int w_ = snprintf(buf + o, cap - o, __VA_ARGS__);	\
+		if (w_ < 0 || (size_t)w_ >= cap - o || n >= max)	\
+			return n;					\
+		str[n++] = buf + o;					\
+		o += (size_t)w_ + 1;					\
+	} while (0)
+	if (r->policy_type == TLSRPT_TLSA) {
+		for (size_t h = 0; h < pol.nhosts; h++) {
+			if (r->mx[0] != '\0' && pol.nhosts > 1 &&
+			    strcmp(r->mx, pol.hosts[h].host) != 0)
+				continue;
+			for (size_t i = 0; i < pol.hosts[h].nrr; i++) {
+				const uint8_t *d = pol.hosts[h].rdata[i];
+				size_t l = pol.hosts[h].rdlen[i], start = o;
+				if (l < 3 || cap - o < 16 + 2 * l || n >= max)
+					return n;
+				o += (size_t)snprintf(buf + o, cap - o, "%u %u %u ",
+				    d[0], d[1], d[2]);
+				for (size_t k = 3; k < l; k++)
+					o += (size_t)snprintf(buf + o, cap - o,
+					    "%02x", d[k]);
+				str[n++] = buf + start;
+				o++;
+			}
+		}
+	} else if (r->policy_type == TLSRPT_STS && pol.sts != PD_STS_NONE) {
+		ADDSTR("version: STSv1");
+		ADDSTR("mode: %s", pol.sts == PD_STS_ENFORCE ? "enforce" :
+		    "testing");
+		for (size_t i = 0; i < pol.sts_nmx; i++)
+			ADDSTR("mx: %s", pol.sts_mx[i]);
+		ADDSTR("max_age: %u", pol.sts_max_age);
+	}
+#undef ADDSTR
+	return n;
+}
+
 /* PD_REPORT: no answer. 0, or -1 if malformed. */
 static int
 report_handle(const uint8_t *pkt, size_t len)
 {
 	struct pd_report r;
-	char a[INET6_ADDRSTRLEN] = "none";
+	char a[INET6_ADDRSTRLEN] = "none", err[256];
+	static char buf[TLSRPT_STRINGS_MAX];
+	const char *str[TLSRPT_MAX_STRINGS];
+	size_t n;
 
 	if (pd_report_decode(pkt, len, &r) != 0)
 		return -1;
 	pd.reports++;
 	if (r.addr.family != 0)
 		inet_ntop(r.addr.family, r.addr.addr, a, sizeof(a));
-	/* tlsrpt.h (tlsrpt_record) when opts->tlsrpt: not merged yet. */
 	log_msg(LOG_DEBUG, "policyd", "report %s %s mx=%s ip=%s type=%u",
 	    r.domain, pd_result_str(r.result), r.mx[0] ? r.mx : "-", a,
 	    r.policy_type);
+	if (pd.tlsrpt == NULL)
+		return 0;
+	n = report_strings(&r, buf, sizeof(buf), str, TLSRPT_MAX_STRINGS);
+	if (tlsrpt_record(pd.tlsrpt, &r, str, n, err, sizeof(err)) < 0)
+		log_msg(LOG_ERR, "policyd", "%s", err);
 	return 0;
 }
 
@@ -697,7 +768,7 @@ policyd_main(int ctl, const struct policyd_opts *opts)
 	pd.learn = pdp_learn_new(PDP_LEARN_MAX);
 	pd.dane = opts->dane;
 	pd.mta_sts = opts->mta_sts;
-	pd.tlsrpt = opts->tlsrpt;
+
 	pd.timeout_ms = opts->resolver.timeout_ms ? opts->resolver.timeout_ms :
 	    RESOLVER_TIMEOUT_MS;
 	if (pd.loop == NULL || pd.cache == NULL || pd.learn == NULL) {
@@ -708,6 +779,20 @@ policyd_main(int ctl, const struct policyd_opts *opts)
 	if (pd.res == NULL) {
 		log_msg(LOG_ERR, "policyd", "resolver: %s", err);
 		_exit(1);
+	}
+	if (opts->tlsrpt && opts->state_dir == NULL) {
+		log_msg(LOG_ERR, "policyd", "tlsrpt: no state_dir: results "
+		    "are not kept");
+	} else if (opts->tlsrpt) {
+		struct tlsrpt_opts to;
+
+		memset(&to, 0, sizeof(to));
+		to.state_dir = opts->state_dir;
+		to.ca_file = opts->sts_ca_file;
+		pd.tlsrpt = tlsrpt_open(&to, err, sizeof(err));
+		if (pd.tlsrpt == NULL)
+			log_msg(LOG_ERR, "policyd", "tlsrpt: %s: results are not "
+			    "kept", err);
 	}
 	ev_io_init(&pd.ctl_io, ctl_cb, ctl, EV_READ);
 	ev_io_start(pd.loop, &pd.ctl_io);
@@ -732,6 +817,7 @@ policyd_main(int ctl, const struct policyd_opts *opts)
 	}
 	pd_cache_free(pd.cache);
 	pdp_learn_free(pd.learn);
+	tlsrpt_close(pd.tlsrpt);
 	ev_io_stop(pd.loop, &pd.ctl_io);
 	ev_loop_destroy(pd.loop);
 	close(ctl);

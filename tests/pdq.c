@@ -27,6 +27,8 @@
  *     any_mx=0 mx=.. sni=.. sts=none nhosts=1 host=MX/BASE/NRR/parse why=".."
  *
  * -n: policyd with dane off (every answer dane=none, no DNS).
+ * -R DIR: policyd keeps TLS-RPT results in DIR (tlsrpt.h); after it exits,
+ * today's aggregates are printed: "tlsrpt DOMAIN TYPE success=N ...".
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,11 +39,13 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "starttlsd/dane.h"
 #include "starttlsd/log.h"
 #include "starttlsd/policyd.h"
+#include "starttlsd/tlsrpt.h"
 
 #define MAXQ 32
 
@@ -209,6 +213,8 @@ pol_round(int fd, int round, struct pd_req *set, size_t n, int copies, int ms)
 	return 0;
 }
 
+static int tlsrpt_show(const char *dir);
+
 static int
 policy_main(struct policyd_opts *o, int argc, char **argv, int ms)
 {
@@ -264,8 +270,11 @@ policy_main(struct policyd_opts *o, int argc, char **argv, int ms)
 		memset(&r, 0, sizeof(r));
 		r.policy_type = 1;
 		r.result = PD_R_CERT_HOST_MISMATCH;
-		snprintf(r.domain, sizeof(r.domain), "secure.example");
-		snprintf(r.mx, sizeof(r.mx), "mx.secure.example");
+		/* about the first POLICY question's domain and address */
+		snprintf(r.domain, sizeof(r.domain), "%s",
+		    npol > 0 ? pols[0].name : "secure.example");
+		if (npol > 0)
+			r.addr = pols[0].addr;
 		n = pd_report_encode(&r, pkt, sizeof(pkt));
 		if (n == 0 || send(cli[0], pkt, n, MSG_NOSIGNAL) != (ssize_t)n)
 			bad = 1;
@@ -282,7 +291,45 @@ policy_main(struct policyd_opts *o, int argc, char **argv, int ms)
 	} else {
 		printf("policyd: exit 0\n");
 	}
+	if (o->tlsrpt && tlsrpt_show(o->state_dir) < 0)
+		bad = 1;
 	return bad;
+}
+
+static int
+show_agg(const struct tlsrpt_agg *a, void *arg)
+{
+	printf("tlsrpt %s %s success=%llu failure=%llu strings=%zu", a->domain,
+	    tlsrpt_policy_type_str(a->type), (unsigned long long)a->success,
+	    (unsigned long long)a->failure, a->nstrings);
+	for (size_t i = 0; i < a->nstrings; i++)
+		printf(" string=\"%s\"", a->strings[i]);
+	for (size_t i = 0; i < a->ndetails; i++)
+		printf(" detail=%s/%s", pd_result_str(a->details[i].result),
+		    a->details[i].mx[0] ? a->details[i].mx : "-");
+	printf("\n");
+	return 0;
+}
+
+/* What policyd's reports left in state_dir/tlsrpt.mdb today. */
+static int
+tlsrpt_show(const char *dir)
+{
+	struct tlsrpt_opts to = { .state_dir = dir };
+	struct tlsrpt *t;
+	bool missing = false;
+	char err[256];
+	int r;
+
+	t = tlsrpt_open_ro(&to, &missing, err, sizeof(err));
+	if (t == NULL) {
+		fprintf(stderr, "pdq: tlsrpt: %s\n", missing ? "no store" : err);
+		return -1;
+	}
+	r = tlsrpt_foreach(t, tlsrpt_day((int64_t)time(NULL)), NULL, show_agg,
+	    NULL, err, sizeof(err));
+	tlsrpt_close(t);
+	return r;
 }
 
 int
@@ -295,7 +342,7 @@ main(int argc, char **argv)
 
 	memset(&o, 0, sizeof(o));
 	o.dane = true;
-	while ((c = getopt(argc, argv, "a:f:T:mPn")) != -1) {
+	while ((c = getopt(argc, argv, "a:f:T:mPnR:")) != -1) {
 		switch (c) {
 		case 'a': o.resolver.trust_anchor_file = optarg; break;
 		case 'f':
@@ -306,6 +353,7 @@ main(int argc, char **argv)
 		case 'm': malformed = true; break;
 		case 'P': policy = true; break;
 		case 'n': o.dane = false; break;
+		case 'R': o.tlsrpt = true; o.state_dir = optarg; break;
 		default: return 2;
 		}
 	}

@@ -213,7 +213,8 @@ ok "policyd: one lookup per question (flights shared, then the cache)" grep -q '
 # learned; rounds 1 and 2: POLICY (twice at once, then cached); round 3: ADDR
 # after learning.
 qout=$T_TMP/pdq-pol.out
-in_cli "${VG[@]}" "$PDQ" -P -a "$Z/root-anchor.ds" -f $GWL4 \
+mkdir -p "$T_TMP/state"
+in_cli "${VG[@]}" "$PDQ" -P -R "$T_TMP/state" -a "$Z/root-anchor.ds" -f $GWL4 \
 	POLICY secure.example $SRV4  POLICY nodane.secure.example $SRV4 \
 	POLICY insecure.example $SRV4  POLICY bogus.example $SRV4 \
 	POLICY broken.example $SRV4  POLICY secure.example 203.0.113.99 \
@@ -248,6 +249,8 @@ ok "addr: behind a CNAME: sni = the canonical name (RFC 7672 8.1)" \
 	phas 3 "ADDR $SRV6" "dane=match .*mx=alias.secure.example sni=mx.secure.example "
 ok "addr: an any_mx match teaches nothing" phas 3 "ADDR 203.0.113.99" "dane=none .*sni=- "
 ok "policy: the report is taken, not answered" grep -q '^report: sent' "$qout"
+ok "tlsrpt: the report recorded with the TLSA records in force as policy strings" \
+	grep -Eq "^tlsrpt secure.example tlsa success=0 failure=1 strings=2 string=\"0 0 1 $TLSA_HASH\" string=\"3 1 1 $TLSA_HASH\" detail=certificate-host-mismatch/-$" "$qout"
 ok "policy: one computation per question (flights shared, then the cache), one report" \
 	grep -Eq 'msg="exiting \([0-9]+ questions asked, 0 answers dropped, 8 policies computed, 1 reports\)"' "$T_TMP/pdq-pol.err"
 ok "policy: a tempfail is logged" grep -q 'POLICY bogus.example 198.51.100.25: tempfail: TLSA' "$T_TMP/pdq-pol.err"
