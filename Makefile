@@ -57,6 +57,7 @@ $(BUILD)/starttlsd: $(BUILD)/obj/main.o $(BUILD)/libstarttlsd.a
 $(BUILD)/starttlsctl: $(BUILD)/obj/ctl.o $(BUILD)/libstarttlsd.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -ljansson
 $(BUILD)/unit/test_pinjson: LDLIBS += -ljansson
+$(BUILD)/unit/test_tlsrpt: LDLIBS += -ljansson -lz
 
 $(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libstarttlsd.a
 	@mkdir -p $(dir $@)

@@ -16,6 +16,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,8 +24,12 @@
 
 #include "starttlsd/config.h"
 #include "starttlsd/log.h"
+#include "starttlsd/pdpolicy.h"
+#include "starttlsd/tlsrpt.h"
 
 #define PD_MAX_CLIENTS 256
+#define PD_MAX_JOBS 512         /* PD_POLICY questions computed at once */
+#define PD_JOB_QUERIES 32       /* a job's queries in flight (1 MX, 16 A/AAAA, 8 TLSA) */
 
 struct pd_client {
 	struct pd_client *next;
@@ -49,8 +54,34 @@ struct pd_flight {
 	struct pd_waiter *waiters;
 };
 
+/* One resolver query of a job: cancelled when the job ends early. */
+struct pd_jq {
+	struct pd_job *job;
+	struct pdp_rrs *into;
+	uint64_t qid;            /* 0: free */
+};
+
+/* One PD_POLICY question (domain, address) being computed. */
+struct pd_job {
+	struct pd_job *next;
+	char key[PD_CACHE_KEY_MAX + 1];
+	struct pdp_facts facts;
+	struct pd_waiter *waiters;
+	struct pd_jq q[PD_JOB_QUERIES];
+	size_t nout;             /* queries in flight */
+	ev_timer timer;
+};
+
 static struct {
 	struct ev_loop *loop;
+	bool dane, mta_sts;
+	unsigned timeout_ms;
+	struct pdp_learn *learn;
+	struct tlsrpt *tlsrpt;  /* opts->tlsrpt with a state_dir; NULL: reports only counted */
+	struct pd_job *jobs;
+	size_t njobs;
+	uint64_t policies;      /* PD_POLICY computed (not from the cache) */
+	uint64_t reports;       /* PD_REPORT received */
 	struct resolver *res;
 	struct pd_cache *cache;
 	struct pd_client *clients;
@@ -162,6 +193,9 @@ on_resolved(void *arg, const struct res_answer *ra)
 	free(f);
 }
 
+static void policy_handle(uint64_t client, const struct pd_req *rq);
+static void addr_handle(uint64_t client, const struct pd_req *rq);
+
 /* Answer from the cache, join a flight, or start one. */
 static void
 handle(uint64_t client, const struct pd_req *rq)
@@ -174,6 +208,14 @@ handle(uint64_t client, const struct pd_req *rq)
 	struct pd_waiter *w;
 	uint16_t port = rq->kind == PD_TLSA ? rq->port : 0;
 
+	if (rq->kind == PD_POLICY) {
+		policy_handle(client, rq);
+		return;
+	}
+	if (rq->kind == PD_ADDR) {
+		addr_handle(client, rq);
+		return;
+	}
 	ans = pd_cache_get(pd.cache, rq->kind, port, rq->name, now_s(), &len,
 	    &left);
 	if (ans != NULL) {
@@ -224,6 +266,345 @@ handle(uint64_t client, const struct pd_req *rq)
 	f->waiters = w;
 }
 
+
+/* ---- PD_POLICY: jobs ------------------------------------------------------------ */
+
+static uint64_t
+wall_s(void)
+{
+	return (uint64_t)time(NULL);
+}
+
+/* "domain address": the job and cache key. */
+static void
+policy_key(const struct pd_req *rq, char *key, size_t cap)
+{
+	char a[INET6_ADDRSTRLEN] = "none";
+
+	if (rq->addr.family != 0)
+		inet_ntop(rq->addr.family, rq->addr.addr, a, sizeof(a));
+	snprintf(key, cap, "%s %s", rq->name, a);
+}
+
+/* Send pol to one asker with its seq. */
+static void
+pol_send(uint64_t client, uint32_t seq, struct pd_pol *pol)
+{
+	uint8_t pkt[PD_MSG_MAX];
+	size_t n;
+
+	pol->seq = seq;
+	n = pd_pol_encode(pol, pkt, sizeof(pkt));
+	if (n > 0)
+		client_send(client, pkt, n);
+}
+
+/* The cached answer with this asker's seq, the cached flag and the TTL left. */
+static void
+pol_send_cached(uint64_t client, uint32_t seq, const uint8_t *ans, size_t len,
+    uint32_t ttl_left)
+{
+	struct pd_pol pol;
+
+	if (pd_pol_decode(ans, len, &pol) != 0)
+		return;
+	pol.flags |= PD_F_CACHED;
+	pol.ttl = ttl_left;
+	pol_send(client, seq, &pol);
+}
+
+static void
+job_free(struct pd_job *j)
+{
+	struct pd_job **pp;
+
+	for (pp = &pd.jobs; *pp != j; pp = &(*pp)->next)
+		;
+	*pp = j->next;
+	pd.njobs--;
+	for (size_t i = 0; i < PD_JOB_QUERIES; i++)
+		if (j->q[i].qid != 0)
+			resolver_cancel(pd.res, j->q[i].qid);
+	ev_timer_stop(pd.loop, &j->timer);
+	while (j->waiters != NULL) {
+		struct pd_waiter *w = j->waiters;
+		j->waiters = w->next;
+		free(w);
+	}
+	pdp_free(&j->facts);
+	free(j);
+}
+
+/* The answer is known: cache it, learn from it, send it to every asker. */
+static void
+job_finish(struct pd_job *j, struct pd_pol *pol)
+{
+	uint8_t pkt[PD_MSG_MAX];
+	size_t n;
+
+	pol->seq = 0;
+	pol->kind = PD_POLICY;
+	n = pd_pol_encode(pol, pkt, sizeof(pkt));
+	if (n > 0 && pd_pol_decode(pkt, n, pol) == 0) {
+		/* From here on pol is what was encoded (maybe "answer too large"). */
+		pd_cache_put(pd.cache, PD_POLICY, 0, j->key,
+		    pol->dane == PD_DANE_TEMPFAIL ? RES_ERROR : RES_SECURE,
+		    pol->ttl, pkt, n, now_s());
+		pdp_learn_put(pd.learn, &j->facts, pol, wall_s());
+		for (struct pd_waiter *w = j->waiters; w != NULL; w = w->next)
+			pol_send(w->client, w->seq, pol);
+	}
+	pd.policies++;
+	if (pol->dane == PD_DANE_TEMPFAIL)
+		log_msg(LOG_WARNING, "policyd", "POLICY %s: tempfail: %s", j->key,
+		    pol->why);
+	job_free(j);
+}
+
+static void job_step(struct pd_job *j);
+
+static void
+on_job_resolved(void *arg, const struct res_answer *ra)
+{
+	struct pd_jq *q = arg;
+	struct pd_job *j = q->job;
+
+	q->qid = 0;
+	j->nout--;
+	if (pdp_store(q->into, ra) < 0)
+		log_msg(LOG_ERR, "policyd", "out of memory");
+	job_step(j);   /* a failure is logged with the POLICY it decides */
+}
+
+static void
+job_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct pd_job *j = t->data;
+	struct pd_pol pol;
+
+	memset(&pol, 0, sizeof(pol));
+	pol.dane = PD_DANE_TEMPFAIL;
+	pol.dane_result = PD_R_VALIDATION_FAILURE;
+	pol.ttl = PD_TTL_FAIL;
+	pol.why = "timeout";
+	pol.mx = pol.sni = pol.sts_id = "";
+	job_finish(j, &pol);
+}
+
+/* Ask what the facts need next; answer when nothing more is needed. */
+static void
+job_step(struct pd_job *j)
+{
+	struct pdp_query qs[PD_JOB_QUERIES];
+	struct pd_pol pol;
+	bool done;
+	size_t n;
+
+	while ((n = pdp_next(&j->facts, qs, PD_JOB_QUERIES - j->nout,
+	    &done)) > 0) {
+		for (size_t i = 0; i < n; i++) {
+			struct pd_jq *q = NULL;
+			uint64_t id;
+
+			for (size_t k = 0; k < PD_JOB_QUERIES && q == NULL; k++)
+				if (j->q[k].qid == 0 && j->q[k].into == NULL)
+					q = &j->q[k];
+			if (q == NULL) {
+				/* cannot happen (bounded by PD_JOB_QUERIES) */
+				qs[i].into->done = true;
+				qs[i].into->status = RES_ERROR;
+				snprintf(qs[i].into->why, sizeof(qs[i].into->why),
+				    "too many queries");
+				continue;
+			}
+			q->job = j;
+			q->into = qs[i].into;
+			pd.asked++;
+			id = qs[i].type == RES_T_TLSA ?
+			    resolver_tlsa(pd.res, qs[i].name, 25, on_job_resolved, q) :
+			    resolver_query(pd.res, qs[i].name, qs[i].type,
+			    on_job_resolved, q);
+			if (id == 0) {
+				qs[i].into->done = true;
+				qs[i].into->status = RES_ERROR;
+				snprintf(qs[i].into->why, sizeof(qs[i].into->why),
+				    "not asked");
+				continue;
+			}
+			q->qid = id;
+			j->nout++;
+		}
+	}
+	if (!done || j->nout > 0)
+		return;
+	pdp_decide(&j->facts, pd.dane, &pol);
+	/* MTA-STS (opts->mta_sts, dane NONE): stsfetch.h, not merged yet. */
+	job_finish(j, &pol);
+}
+
+static void
+policy_handle(uint64_t client, const struct pd_req *rq)
+{
+	char key[PD_CACHE_KEY_MAX + 1];
+	const uint8_t *ans;
+	size_t len;
+	uint32_t left;
+	struct pd_job *j;
+	struct pd_waiter *w;
+
+	policy_key(rq, key, sizeof(key));
+	ans = pd_cache_get(pd.cache, PD_POLICY, 0, key, now_s(), &len, &left);
+	if (ans != NULL) {
+		pol_send_cached(client, rq->seq, ans, len, left);
+		return;
+	}
+	if (!pd.dane && !pd.mta_sts) {
+		struct pd_pol pol;
+
+		memset(&pol, 0, sizeof(pol));
+		pol.kind = PD_POLICY;
+		pol.ttl = PD_TTL_MAX;
+		pol.why = pol.mx = pol.sni = pol.sts_id = "";
+		pol_send(client, rq->seq, &pol);
+		return;
+	}
+	for (j = pd.jobs; j != NULL; j = j->next)
+		if (strcmp(j->key, key) == 0)
+			break;
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return;
+	w->client = client;
+	w->seq = rq->seq;
+	if (j == NULL) {
+		if (pd.njobs >= PD_MAX_JOBS || (j = calloc(1, sizeof(*j))) == NULL) {
+			struct pd_pol pol;
+
+			free(w);
+			memset(&pol, 0, sizeof(pol));
+			pol.kind = PD_POLICY;
+			pol.dane = PD_DANE_TEMPFAIL;
+			pol.dane_result = PD_R_VALIDATION_FAILURE;
+			pol.ttl = PD_TTL_FAIL;
+			pol.why = "busy";
+			pol.mx = pol.sni = pol.sts_id = "";
+			pol_send(client, rq->seq, &pol);
+			return;
+		}
+		memcpy(j->key, key, sizeof(key));
+		pdp_init(&j->facts, rq->name, &rq->addr);
+		j->next = pd.jobs;
+		pd.jobs = j;
+		pd.njobs++;
+		ev_timer_init(&j->timer, job_timeout, pd.timeout_ms / 1000.0, 0);
+		j->timer.data = j;
+		ev_timer_start(pd.loop, &j->timer);
+		w->next = j->waiters;
+		j->waiters = w;
+		job_step(j);   /* may finish at once (no query could be asked) */
+		return;
+	}
+	w->next = j->waiters;
+	j->waiters = w;
+}
+
+/* PD_ADDR: the learned-address table; nothing known is all NONE. */
+static void
+addr_handle(uint64_t client, const struct pd_req *rq)
+{
+	struct pd_pol pol;
+
+	pdp_learn_get(pd.learn, &rq->addr, wall_s(), &pol);
+	pol_send(client, rq->seq, &pol);
+}
+
+/*
+ * The policy strings of a report (RFC 8460 4.3): the policy in force for
+ * (domain, address) as the PD_POLICY cache holds it: TLSA records in
+ * presentation form (of the receiving MX, else of every host), or the
+ * MTA-STS policy's lines. Into buf; how many strings.
+ */
+static size_t
+report_strings(const struct pd_report *r, char *buf, size_t cap,
+    const char **str, size_t max)
+{
+	struct pd_req rq;
+	struct pd_pol pol;
+	char key[PD_CACHE_KEY_MAX + 1];
+	const uint8_t *ans;
+	size_t len, n = 0, o = 0;
+	uint32_t left;
+
+	memset(&rq, 0, sizeof(rq));
+	memcpy(rq.name, r->domain, sizeof(rq.name));
+	rq.addr = r->addr;
+	policy_key(&rq, key, sizeof(key));
+	ans = pd_cache_get(pd.cache, PD_POLICY, 0, key, now_s(), &len, &left);
+	if (ans == NULL || pd_pol_decode(ans, len, &pol) != 0)
+		return 0;
+#define ADDSTR(...) do {						\
+		int w_ = snprintf(buf + o, cap - o, __VA_ARGS__);	\
+		if (w_ < 0 || (size_t)w_ >= cap - o || n >= max)	\
+			return n;					\
+		str[n++] = buf + o;					\
+		o += (size_t)w_ + 1;					\
+	} while (0)
+	if (r->policy_type == TLSRPT_TLSA) {
+		for (size_t h = 0; h < pol.nhosts; h++) {
+			if (r->mx[0] != '\0' && pol.nhosts > 1 &&
+			    strcmp(r->mx, pol.hosts[h].host) != 0)
+				continue;
+			for (size_t i = 0; i < pol.hosts[h].nrr; i++) {
+				const uint8_t *d = pol.hosts[h].rdata[i];
+				size_t l = pol.hosts[h].rdlen[i], start = o;
+				if (l < 3 || cap - o < 16 + 2 * l || n >= max)
+					return n;
+				o += (size_t)snprintf(buf + o, cap - o, "%u %u %u ",
+				    d[0], d[1], d[2]);
+				for (size_t k = 3; k < l; k++)
+					o += (size_t)snprintf(buf + o, cap - o,
+					    "%02x", d[k]);
+				str[n++] = buf + start;
+				o++;
+			}
+		}
+	} else if (r->policy_type == TLSRPT_STS && pol.sts != PD_STS_NONE) {
+		ADDSTR("version: STSv1");
+		ADDSTR("mode: %s", pol.sts == PD_STS_ENFORCE ? "enforce" :
+		    "testing");
+		for (size_t i = 0; i < pol.sts_nmx; i++)
+			ADDSTR("mx: %s", pol.sts_mx[i]);
+		ADDSTR("max_age: %u", pol.sts_max_age);
+	}
+#undef ADDSTR
+	return n;
+}
+
+/* PD_REPORT: no answer. 0, or -1 if malformed. */
+static int
+report_handle(const uint8_t *pkt, size_t len)
+{
+	struct pd_report r;
+	char a[INET6_ADDRSTRLEN] = "none", err[256];
+	static char buf[TLSRPT_STRINGS_MAX];
+	const char *str[TLSRPT_MAX_STRINGS];
+	size_t n;
+
+	if (pd_report_decode(pkt, len, &r) != 0)
+		return -1;
+	pd.reports++;
+	if (r.addr.family != 0)
+		inet_ntop(r.addr.family, r.addr.addr, a, sizeof(a));
+	log_msg(LOG_DEBUG, "policyd", "report %s %s mx=%s ip=%s type=%u",
+	    r.domain, pd_result_str(r.result), r.mx[0] ? r.mx : "-", a,
+	    r.policy_type);
+	if (pd.tlsrpt == NULL)
+		return 0;
+	n = report_strings(&r, buf, sizeof(buf), str, TLSRPT_MAX_STRINGS);
+	if (tlsrpt_record(pd.tlsrpt, &r, str, n, err, sizeof(err)) < 0)
+		log_msg(LOG_ERR, "policyd", "%s", err);
+	return 0;
+}
+
 static void
 client_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
@@ -243,6 +624,16 @@ client_cb(struct ev_loop *loop, ev_io *io, int revents)
 		if (n <= 0) {
 			client_close(c);   /* the worker is gone */
 			return;
+		}
+		if ((size_t)n <= sizeof(pkt) &&
+		    pd_packet_kind(pkt, (size_t)n) == PD_REPORT) {
+			if (report_handle(pkt, (size_t)n) < 0) {
+				log_msg(LOG_ERR, "policyd", "malformed report (%zd "
+				    "bytes): client dropped", n);
+				client_close(c);
+				return;
+			}
+			continue;
 		}
 		if ((size_t)n > sizeof(pkt) || pd_req_decode(pkt, (size_t)n, &rq) != 0) {
 			log_msg(LOG_ERR, "policyd", "malformed request (%zd bytes): "
@@ -347,6 +738,9 @@ policyd_start(const struct config *cfg, int (*drop)(void *), void *arg,
 
 	memset(&o, 0, sizeof(o));
 	o.resolver.trust_anchor_file = cfg->trust_anchor_file;
+	o.dane = cfg->dane;
+	o.state_dir = cfg->state_dir;
+	/* TODO(lead): mta_sts, tlsrpt, sts_* once config.h has the keys. */
 	for (size_t i = 0; i < cfg->resolvers.n && i < RESOLVER_MAX_FWD; i++)
 		o.resolver.forwarders[o.resolver.nforwarders++] =
 		    cfg->resolvers.item[i];
@@ -371,7 +765,13 @@ policyd_main(int ctl, const struct policyd_opts *opts)
 	pd.ctl = ctl;
 	pd.loop = ev_loop_new(EVFLAG_AUTO);
 	pd.cache = pd_cache_new(PD_CACHE_MAX);
-	if (pd.loop == NULL || pd.cache == NULL) {
+	pd.learn = pdp_learn_new(PDP_LEARN_MAX);
+	pd.dane = opts->dane;
+	pd.mta_sts = opts->mta_sts;
+
+	pd.timeout_ms = opts->resolver.timeout_ms ? opts->resolver.timeout_ms :
+	    RESOLVER_TIMEOUT_MS;
+	if (pd.loop == NULL || pd.cache == NULL || pd.learn == NULL) {
 		log_msg(LOG_ERR, "policyd", "out of memory");
 		_exit(1);
 	}
@@ -379,6 +779,20 @@ policyd_main(int ctl, const struct policyd_opts *opts)
 	if (pd.res == NULL) {
 		log_msg(LOG_ERR, "policyd", "resolver: %s", err);
 		_exit(1);
+	}
+	if (opts->tlsrpt && opts->state_dir == NULL) {
+		log_msg(LOG_ERR, "policyd", "tlsrpt: no state_dir: results "
+		    "are not kept");
+	} else if (opts->tlsrpt) {
+		struct tlsrpt_opts to;
+
+		memset(&to, 0, sizeof(to));
+		to.state_dir = opts->state_dir;
+		to.ca_file = opts->sts_ca_file;
+		pd.tlsrpt = tlsrpt_open(&to, err, sizeof(err));
+		if (pd.tlsrpt == NULL)
+			log_msg(LOG_ERR, "policyd", "tlsrpt: %s: results are not "
+			    "kept", err);
 	}
 	ev_io_init(&pd.ctl_io, ctl_cb, ctl, EV_READ);
 	ev_io_start(pd.loop, &pd.ctl_io);
@@ -388,6 +802,8 @@ policyd_main(int ctl, const struct policyd_opts *opts)
 	/* The master is gone: tidy up (valgrind and LSan look). */
 	while (pd.clients != NULL)
 		client_close(pd.clients);
+	while (pd.jobs != NULL)
+		job_free(pd.jobs);   /* cancels their queries: before resolver_free */
 	resolver_free(pd.res);   /* pending flights get no callback */
 	while (pd.flights != NULL) {
 		struct pd_flight *f = pd.flights;
@@ -400,11 +816,14 @@ policyd_main(int ctl, const struct policyd_opts *opts)
 		free(f);
 	}
 	pd_cache_free(pd.cache);
+	pdp_learn_free(pd.learn);
+	tlsrpt_close(pd.tlsrpt);
 	ev_io_stop(pd.loop, &pd.ctl_io);
 	ev_loop_destroy(pd.loop);
 	close(ctl);
 	log_msg(LOG_INFO, "policyd", "exiting (%llu questions asked, %llu "
-	    "answers dropped)", (unsigned long long)pd.asked,
-	    (unsigned long long)pd.dropped);
+	    "answers dropped, %llu policies computed, %llu reports)",
+	    (unsigned long long)pd.asked, (unsigned long long)pd.dropped,
+	    (unsigned long long)pd.policies, (unsigned long long)pd.reports);
 	exit(0);
 }

@@ -42,6 +42,7 @@
 #define PD_TTL_FAIL 10
 #define PD_CACHE_MAX 10000        /* entries */
 #define PD_MAX_RR 64              /* records carried in one answer */
+#define PD_CACHE_KEY_MAX 320      /* a cache key: a name, or "D address" for PD_POLICY */
 
 enum pd_kind {
 	PD_TLSA = 1, PD_MX = 2, PD_A = 3, PD_AAAA = 4,  /* raw RRsets (pd_ans) */
@@ -86,8 +87,10 @@ size_t pd_req_encode(const struct pd_req *req, uint8_t *out, size_t cap);
 
 /*
  * Decode one request packet; 0, or -1 if malformed (bad magic, unknown kind,
- * a name that is empty, too long, or not letters, digits, '-', '_' and '.').
- * The name comes out lower case without a trailing dot.
+ * a name that is empty, too long, or not letters, digits, '-', '_' and '.';
+ * for PD_ADDR a name that is not empty; for PD_POLICY and PD_ADDR an
+ * address family other than 0, AF_INET, AF_INET6). The name comes out lower
+ * case without a trailing dot. PD_REPORT is not a request (pd_report_decode).
  */
 int pd_req_decode(const uint8_t *in, size_t len, struct pd_req *out);
 

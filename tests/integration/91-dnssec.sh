@@ -64,7 +64,11 @@ mx IN AAAA $SRV6
 @ IN MX 10 mx
 _25._tcp.mx IN TLSA 3 1 1 $TLSA_HASH
 _25._tcp.mx IN TLSA 0 0 1 $TLSA_HASH
-nodane IN A $SRV4"
+nodane IN A $SRV4
+mixed IN MX 10 mx
+mixed IN MX 20 nodane
+cname IN MX 10 alias
+alias IN CNAME mx"
 for z in secure insecure bogus expired; do zone "$z.example" "$leaf"; done
 for z in secure bogus expired; do
 	k=$(key "$z.example") || { not_ok "ldns-keygen $z" true; finish; }
@@ -201,8 +205,60 @@ ok "policyd: the first client still served" test "$(pcount '^3 .* cached=1')" -e
 ok "policyd: exits when the master's socket closes" grep -q '^policyd: exit 0' "$pout"
 ok "policyd: logs the malformed request" grep -q 'malformed request' "$T_TMP/pdq.err"
 # 6 questions, each asked 4 times (twice at once, then twice more later): one lookup each.
-ok "policyd: one lookup per question (flights shared, then the cache)" grep -q 'msg="exiting (6 questions asked, 0 answers dropped)"' "$T_TMP/pdq.err"
+ok "policyd: one lookup per question (flights shared, then the cache)" grep -q 'msg="exiting (6 questions asked, 0 answers dropped, 0 policies computed, 0 reports)"' "$T_TMP/pdq.err"
 [ "$T_FAIL" -gt 0 ] && { cat "$pout" "$T_TMP/pdq.err" >&2; }
+
+# ---- domain policies: PD_POLICY, PD_ADDR, PD_REPORT (pdq -P) ------------------------
+# 203.0.113.99 is in no MX's addresses. Round 0: ADDR before anything is
+# learned; rounds 1 and 2: POLICY (twice at once, then cached); round 3: ADDR
+# after learning.
+qout=$T_TMP/pdq-pol.out
+mkdir -p "$T_TMP/state"
+in_cli "${VG[@]}" "$PDQ" -P -R "$T_TMP/state" -a "$Z/root-anchor.ds" -f $GWL4 \
+	POLICY secure.example $SRV4  POLICY nodane.secure.example $SRV4 \
+	POLICY insecure.example $SRV4  POLICY bogus.example $SRV4 \
+	POLICY broken.example $SRV4  POLICY secure.example 203.0.113.99 \
+	POLICY mixed.secure.example 203.0.113.99  POLICY cname.secure.example $SRV6 \
+	ADDR $SRV4  ADDR $SRV6  ADDR 203.0.113.99 >"$qout" 2>"$T_TMP/pdq-pol.err"
+ok "policy: every question answered, exit 0" test $? -eq 0
+pl() { grep -E "^$1 $2 " "$qout"; }
+phas() { pl "$1" "$2" | grep -Eq -- "$3"; }
+phas2() { test "$(pl "$1" "$2" | grep -Ec -- "$3")" -eq 2; }
+ok "policy: secure MX, host and usable TLSA: match, twice, one host with both records" \
+	phas2 1 "POLICY secure.example $SRV4" "dane=match result=success ttl=(2[0-9][0-9]|300) cached=0 any_mx=0 mx=mx.secure.example sni=- sts=none nhosts=1 host=mx.secure.example/mx.secure.example/2/ok why=\"\"$"
+ok "policy: secure NODATA TLSA (implicit MX): none" \
+	phas 1 "POLICY nodane.secure.example $SRV4" "dane=none .* mx=nodane.secure.example .*nhosts=0 why=\"\"$"
+ok "policy: insecure zone: none" \
+	phas 1 "POLICY insecure.example $SRV4" "dane=none .* mx=mx.insecure.example .*nhosts=0"
+ok "policy: bogus TLSA: tempfail dnssec-invalid, 10 s" \
+	phas 1 "POLICY bogus.example $SRV4" 'dane=tempfail result=dnssec-invalid ttl=10 .*mx=mx.bogus.example .*nhosts=0 why="TLSA _25._tcp.mx.bogus.example: bogus: '
+ok "policy: SERVFAIL: tempfail validation-failure naming the MX query" \
+	phas 1 "POLICY broken.example $SRV4" 'dane=tempfail result=validation-failure ttl=10 .*why="MX broken.example: error'
+ok "policy: address in no MX, every MX with usable TLSA: match any_mx" \
+	phas 1 "POLICY secure.example 203.0.113.99" "dane=match .*any_mx=1 mx=- .*nhosts=1 host=mx.secure.example/mx.secure.example/2/ok"
+ok "policy: address in no MX, mixed MX set: unknown" \
+	phas 1 "POLICY mixed.secure.example 203.0.113.99" 'dane=unknown .*nhosts=0 why="address 203.0.113.99 in no MX of mixed.secure.example; 1 of 2 MX hosts have DANE"'
+ok "policy: MX host behind a secure CNAME: TLSA at the canonical name" \
+	phas 1 "POLICY cname.secure.example $SRV6" "dane=match .*mx=alias.secure.example .*host=alias.secure.example/mx.secure.example/2/ok"
+ok "policy: round 2 all from the cache" test "$(grep -Ec '^2 POLICY .* cached=1 ' "$qout")" -eq 8
+ok "policy: a cached tempfail keeps its 10 s" phas 2 "POLICY bogus.example $SRV4" "dane=tempfail .*ttl=(10|[1-9]) cached=1"
+ok "addr: nothing learned yet: none" test "$(grep -Ec '^0 ADDR .*dane=none .*mx=- sni=- sts=none nhosts=0' "$qout")" -eq 3
+ok "addr: learned from a match: match, sni = the TLSA base domain, the TLSA records" \
+	phas 3 "ADDR $SRV4" "dane=match .*mx=mx.secure.example sni=mx.secure.example .*nhosts=1 host=mx.secure.example/mx.secure.example/2/ok"
+ok "addr: behind a CNAME: sni = the canonical name (RFC 7672 8.1)" \
+	phas 3 "ADDR $SRV6" "dane=match .*mx=alias.secure.example sni=mx.secure.example "
+ok "addr: an any_mx match teaches nothing" phas 3 "ADDR 203.0.113.99" "dane=none .*sni=- "
+ok "policy: the report is taken, not answered" grep -q '^report: sent' "$qout"
+ok "tlsrpt: the report recorded with the TLSA records in force as policy strings" \
+	grep -Eq "^tlsrpt secure.example tlsa success=0 failure=1 strings=2 string=\"0 0 1 $TLSA_HASH\" string=\"3 1 1 $TLSA_HASH\" detail=certificate-host-mismatch/-$" "$qout"
+ok "policy: one computation per question (flights shared, then the cache), one report" \
+	grep -Eq 'msg="exiting \([0-9]+ questions asked, 0 answers dropped, 8 policies computed, 1 reports\)"' "$T_TMP/pdq-pol.err"
+ok "policy: a tempfail is logged" grep -q 'POLICY bogus.example 198.51.100.25: tempfail: TLSA' "$T_TMP/pdq-pol.err"
+[ "$T_FAIL" -gt 0 ] && { cat "$qout" "$T_TMP/pdq-pol.err" >&2; }
+# A forwarder that never answers: TEMPFAIL "timeout" within the resolver's timeout.
+ok "policy: silent forwarder: tempfail timeout" bash -c "ip netns exec $NS_CLI '$PDQ' -P -a '$Z/root-anchor.ds' -f 192.0.2.77 -T 800 POLICY secure.example $SRV4 | grep -Eq '^1 POLICY secure.example .*dane=tempfail result=validation-failure ttl=10 .*why=\"[^\"]*timeout\"'"
+# dane off: every answer none, no DNS.
+ok "policy: dane off: none" bash -c "ip netns exec $NS_CLI '$PDQ' -P -n -a '$Z/root-anchor.ds' -f $GWL4 POLICY secure.example $SRV4 | grep -Eq '^1 POLICY secure.example .*dane=none .*nhosts=0'"
 
 # ---- failures of our own ---------------------------------------------------------
 # A forwarder that never answers: the query's own timer answers "error", once.

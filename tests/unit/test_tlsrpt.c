@@ -1,0 +1,376 @@
+/*
+ * Unit tests for the TLS-RPT store (proxy/tlsrpt.c), the report (proxy/
+ * tlsrptjson.c: JSON checked against RFC 8460 4.4's required members and
+ * types, gzip round trip) and delivery's pure parts (proxy/tlsrptsend.c:
+ * the _smtp._tls TXT record, the RFC 8460 5.3 message).
+ */
+
+#include "unit.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <zlib.h>
+
+#include "starttlsd/tlsrpt.h"
+
+#define ERRLEN 512
+
+struct fix {
+	char dir[64];
+	struct tlsrpt_opts o;
+	struct tlsrpt *t;
+	int64_t now;
+	uint32_t today;
+};
+
+static int fix_setup(void **state)
+{
+	struct fix *f = calloc(1, sizeof(*f));
+	char err[ERRLEN];
+
+	assert_non_null(f);
+	snprintf(f->dir, sizeof(f->dir), "/tmp/test_tlsrpt.XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	f->o.state_dir = f->dir;
+	f->o.org_name = "Example Gateway Org";
+	f->o.contact = "postmaster@gw.example.org";
+	f->o.from = "tlsrpt@gw.example.org";
+	f->now = (int64_t)time(NULL);
+	f->today = tlsrpt_day(f->now);
+	f->t = tlsrpt_open(&f->o, err, sizeof(err));
+	if (f->t == NULL)
+		print_error("open: %s\n", err);
+	assert_non_null(f->t);
+	*state = f;
+	return 0;
+}
+
+static int fix_teardown(void **state)
+{
+	struct fix *f = *state;
+	char path[128];
+
+	tlsrpt_close(f->t);
+	snprintf(path, sizeof(path), "%s/tlsrpt.mdb", f->dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/tlsrpt.mdb-lock", f->dir);
+	unlink(path);
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+static struct pd_report rep(uint8_t type, enum pd_result res, const char *dom,
+    const char *mx, const char *ip, int64_t when)
+{
+	struct pd_report r;
+
+	memset(&r, 0, sizeof(r));
+	r.policy_type = type;
+	r.result = res;
+	snprintf(r.domain, sizeof(r.domain), "%s", dom);
+	snprintf(r.mx, sizeof(r.mx), "%s", mx != NULL ? mx : "");
+	if (ip != NULL && strchr(ip, ':') != NULL) {
+		r.addr.family = AF_INET6;
+		assert_int_equal(inet_pton(AF_INET6, ip, r.addr.addr), 1);
+	} else if (ip != NULL) {
+		r.addr.family = AF_INET;
+		assert_int_equal(inet_pton(AF_INET, ip, r.addr.addr), 1);
+	}
+	r.when = (uint32_t)when;
+	return r;
+}
+
+static void record_ok(struct fix *f, const struct pd_report *r,
+    const char *const *s, size_t n)
+{
+	char err[ERRLEN] = "";
+
+	if (tlsrpt_record(f->t, r, s, n, err, sizeof(err)) != 0) {
+		print_error("record: %s\n", err);
+		fail();
+	}
+}
+
+struct collect {
+	size_t n;
+	struct tlsrpt_agg a[8];
+};
+
+static int collect_cb(const struct tlsrpt_agg *a, void *arg)
+{
+	struct collect *c = arg;
+
+	if (c->n < NELEM(c->a))
+		c->a[c->n] = *a;
+	/* strings point into a's own buffer: fix them up for the copy */
+	for (size_t i = 0; c->n < NELEM(c->a) && i < a->nstrings; i++)
+		c->a[c->n].strings[i] = c->a[c->n].buf + (a->strings[i] - a->buf);
+	c->n++;
+	return 0;
+}
+
+static const char *const sts_pol[] = {
+	"version: STSv1", "mode: enforce", "mx: mx1.example.net",
+	"mx: *.mail.example.net", "max_age: 86400",
+};
+static const char *const tlsa_pol[] = {
+	"3 1 1 8CB0FC6C527506A053F4F14C8464BEBBD6DEDE2738D11468DD953D7D6A3021F1",
+};
+
+/* ---- days ---------------------------------------------------------------------- */
+
+static void test_days(void **state)
+{
+	char s[11];
+	uint32_t d;
+
+	(void)state;
+	EQ("epoch", tlsrpt_day(0), 0);
+	EQ("1 Apr 2016", tlsrpt_day(1459468800), 16892);
+	EQ("end of 1 Apr 2016", tlsrpt_day(1459468800 + 86399), 16892);
+	tlsrpt_day_str(16892, s);
+	STREQ("day str", s, "2016-04-01");
+	EQ("parse", tlsrpt_day_parse("2016-04-01", &d), 0);
+	EQ("parsed", d, 16892);
+	EQ("30 Feb", tlsrpt_day_parse("2026-02-30", &d), -1);
+	EQ("short", tlsrpt_day_parse("2026-2-03", &d), -1);
+	EQ("letters", tlsrpt_day_parse("2026-0a-03", &d), -1);
+	EQ("before 1970", tlsrpt_day_parse("1969-12-31", &d), -1);
+	EQ("NULL", tlsrpt_day_parse(NULL, &d), -1);
+}
+
+/* ---- record and aggregate -------------------------------------------------------- */
+
+static void test_aggregate(void **state)
+{
+	struct fix *f = *state;
+	struct collect c = { 0 };
+	struct pd_report r;
+	char err[ERRLEN];
+
+	for (int i = 0; i < 5; i++) {
+		r = rep(TLSRPT_STS, PD_R_SUCCESS, "Example.NET.", "mx1.example.net",
+		    "203.0.113.25", f->now);
+		record_ok(f, &r, sts_pol, NELEM(sts_pol));
+	}
+	for (int i = 0; i < 3; i++) {
+		r = rep(TLSRPT_STS, PD_R_CERT_EXPIRED, "example.net",
+		    "mx1.example.net", "203.0.113.25", f->now);
+		record_ok(f, &r, sts_pol, NELEM(sts_pol));
+	}
+	r = rep(TLSRPT_STS, PD_R_CERT_EXPIRED, "example.net", "mx2.example.net",
+	    "2001:db8::25", f->now);
+	record_ok(f, &r, sts_pol, NELEM(sts_pol));
+	r = rep(TLSRPT_STS, PD_R_STARTTLS_NOT_SUPPORTED, "example.net", "", NULL,
+	    f->now);
+	record_ok(f, &r, sts_pol, NELEM(sts_pol));
+	/* the same domain under DANE: a second policy */
+	r = rep(TLSRPT_TLSA, PD_R_SUCCESS, "example.net", "mx1.example.net",
+	    "203.0.113.25", f->now);
+	record_ok(f, &r, tlsa_pol, NELEM(tlsa_pol));
+	/* another domain, another day */
+	r = rep(TLSRPT_TLSA, PD_R_TLSA_INVALID, "example.com", "mx.example.com",
+	    "198.51.100.7", f->now);
+	record_ok(f, &r, tlsa_pol, NELEM(tlsa_pol));
+	r = rep(TLSRPT_TLSA, PD_R_SUCCESS, "example.org", NULL, NULL,
+	    f->now - 86400);
+	record_ok(f, &r, NULL, 0);
+
+	assert_int_equal(tlsrpt_foreach(f->t, f->today, "example.net", collect_cb,
+	    &c, err, sizeof(err)), 0);
+	EQ("example.net policies", c.n, 2);
+	/* sts (type 2) after tlsa (type 1) in key order */
+	EQ("first is tlsa", c.a[0].type, TLSRPT_TLSA);
+	EQ("tlsa success", c.a[0].success, 1);
+	EQ("tlsa failure", c.a[0].failure, 0);
+	EQ("tlsa strings", c.a[0].nstrings, 1);
+	STREQ("tlsa string", c.a[0].strings[0], tlsa_pol[0]);
+	EQ("sts", c.a[1].type, TLSRPT_STS);
+	STREQ("domain lower case, no dot", c.a[1].domain, "example.net");
+	EQ("sts success", c.a[1].success, 5);
+	EQ("sts failure", c.a[1].failure, 5);
+	EQ("sts strings", c.a[1].nstrings, NELEM(sts_pol));
+	STREQ("sts string 3", c.a[1].strings[3], "mx: *.mail.example.net");
+	EQ("sts detail rows", c.a[1].ndetails, 3);
+	EQ("row 0 result", c.a[1].details[0].result, PD_R_CERT_EXPIRED);
+	EQ("row 0 count", c.a[1].details[0].count, 3);
+	STREQ("row 0 mx", c.a[1].details[0].mx, "mx1.example.net");
+	EQ("row 0 family", c.a[1].details[0].addr.family, AF_INET);
+	EQ("row 1 count", c.a[1].details[1].count, 1);
+	EQ("row 1 family", c.a[1].details[1].addr.family, AF_INET6);
+	EQ("row 2 result", c.a[1].details[2].result, PD_R_STARTTLS_NOT_SUPPORTED);
+	EQ("row 2 no address", c.a[1].details[2].addr.family, 0);
+	STREQ("row 2 no mx", c.a[1].details[2].mx, "");
+
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(tlsrpt_foreach(f->t, f->today, NULL, collect_cb, &c,
+	    err, sizeof(err)), 0);
+	EQ("today: 3 policies", c.n, 3);
+	STREQ("domain order", c.a[0].domain, "example.com");
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(tlsrpt_foreach(f->t, f->today - 1, NULL, collect_cb, &c,
+	    err, sizeof(err)), 0);
+	EQ("yesterday: 1", c.n, 1);
+	EQ("yesterday no strings", c.a[0].nstrings, 0);
+	/* a prefix of a domain is not that domain */
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(tlsrpt_foreach(f->t, f->today, "example.ne", collect_cb,
+	    &c, err, sizeof(err)), 0);
+	EQ("no prefix match", c.n, 0);
+}
+
+static void test_changed_policy(void **state)
+{
+	struct fix *f = *state;
+	static const char *const v2[] = { "version: STSv1", "mode: testing",
+	    "mx: mx1.example.net", "max_age: 600" };
+	struct collect c = { 0 };
+	struct pd_report r = rep(TLSRPT_STS, PD_R_SUCCESS, "example.net", NULL,
+	    NULL, f->now);
+	char err[ERRLEN];
+
+	record_ok(f, &r, sts_pol, NELEM(sts_pol));
+	record_ok(f, &r, v2, NELEM(v2));
+	record_ok(f, &r, v2, NELEM(v2));
+	assert_int_equal(tlsrpt_foreach(f->t, f->today, "example.net",
+	    collect_cb, &c, err, sizeof(err)), 0);
+	EQ("two policies for one domain", c.n, 2);
+	EQ("counts split", c.a[0].success + c.a[1].success, 3);
+}
+
+static void test_bounds(void **state)
+{
+	struct fix *f = *state;
+	struct collect c = { 0 };
+	struct pd_report r;
+	char ip[32], err[ERRLEN], big[TLSRPT_STRING_MAX + 10];
+	const char *strs[3] = { "ok", big, "after" };
+
+	/* more detail rows than kept: the rest in one row per result type */
+	for (int i = 0; i < TLSRPT_MAX_DETAILS + 10; i++) {
+		snprintf(ip, sizeof(ip), "198.51.100.%d", i + 1);
+		r = rep(TLSRPT_TLSA, PD_R_TLSA_INVALID, "example.net",
+		    "mx.example.net", ip, f->now);
+		record_ok(f, &r, NULL, 0);
+		r.result = PD_R_CERT_HOST_MISMATCH;
+		record_ok(f, &r, NULL, 0);
+	}
+	assert_int_equal(tlsrpt_foreach(f->t, f->today, "example.net",
+	    collect_cb, &c, err, sizeof(err)), 0);
+	EQ("one policy", c.n, 1);
+	EQ("failures all counted", c.a[0].failure, 2 * (TLSRPT_MAX_DETAILS + 10));
+	EQ("rows: max + one overflow per result", c.a[0].ndetails,
+	    TLSRPT_MAX_DETAILS + 2);
+	{
+		uint64_t sum = 0;
+
+		for (size_t i = 0; i < c.a[0].ndetails; i++)
+			sum += c.a[0].details[i].count;
+		EQ("rows sum to failures", sum, c.a[0].failure);
+	}
+	/* an overlong string is left out, the others kept */
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	r = rep(TLSRPT_STS, PD_R_SUCCESS, "example.org", NULL, NULL, f->now);
+	record_ok(f, &r, strs, 3);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(tlsrpt_foreach(f->t, f->today, "example.org",
+	    collect_cb, &c, err, sizeof(err)), 0);
+	EQ("strings kept", c.a[0].nstrings, 2);
+	STREQ("second kept", c.a[0].strings[1], "after");
+	/* refused: bad domain, bad type, bad result, a day long purged */
+	r = rep(TLSRPT_STS, PD_R_SUCCESS, "bad domain", NULL, NULL, f->now);
+	EQ("bad domain", tlsrpt_record(f->t, &r, NULL, 0, err, sizeof(err)), -1);
+	r = rep(9, PD_R_SUCCESS, "example.net", NULL, NULL, f->now);
+	EQ("bad type", tlsrpt_record(f->t, &r, NULL, 0, err, sizeof(err)), -1);
+	r = rep(TLSRPT_STS, PD_R_MAX_, "example.net", NULL, NULL, f->now);
+	EQ("bad result", tlsrpt_record(f->t, &r, NULL, 0, err, sizeof(err)), -1);
+	r = rep(TLSRPT_STS, PD_R_SUCCESS, "example.net", NULL, NULL,
+	    f->now - 30 * 86400);
+	EQ("old day", tlsrpt_record(f->t, &r, NULL, 0, err, sizeof(err)), -1);
+}
+
+static void test_purge_and_sent(void **state)
+{
+	struct fix *f = *state;
+	struct collect c = { 0 };
+	struct tlsrpt_sent s, g;
+	struct pd_report r;
+	char err[ERRLEN];
+
+	r = rep(TLSRPT_STS, PD_R_SUCCESS, "example.net", NULL, NULL,
+	    f->now - 6 * 86400);
+	record_ok(f, &r, NULL, 0);
+	EQ("no sent yet", tlsrpt_sent_get(f->t, f->today - 6, "example.net", &g,
+	    err, sizeof(err)), 0);
+	memset(&s, 0, sizeof(s));
+	snprintf(s.report_id, sizeof(s.report_id), "id@example.org");
+	s.attempts = 2;
+	s.done_at = 1234;
+	snprintf(s.done_uris, sizeof(s.done_uris), "https://a.example/x\nmailto:b@example.net");
+	EQ("sent put", tlsrpt_sent_put(f->t, f->today - 6, "example.net", &s, err,
+	    sizeof(err)), 0);
+	EQ("sent get", tlsrpt_sent_get(f->t, f->today - 6, "Example.net", &g, err,
+	    sizeof(err)), 1);
+	STREQ("id", g.report_id, "id@example.org");
+	EQ("attempts", g.attempts, 2);
+	EQ("done_at", g.done_at, 1234);
+	STREQ("uris", g.done_uris, s.done_uris);
+	/* two days later that day is beyond the days kept */
+	EQ("purge", tlsrpt_purge(f->t, f->today + 2, err, sizeof(err)), 0);
+	assert_int_equal(tlsrpt_foreach(f->t, f->today - 6, NULL, collect_cb, &c,
+	    err, sizeof(err)), 0);
+	EQ("purged", c.n, 0);
+	EQ("sent purged", tlsrpt_sent_get(f->t, f->today - 6, "example.net", &g,
+	    err, sizeof(err)), 0);
+}
+
+static void test_readonly(void **state)
+{
+	struct fix *f = *state;
+	struct tlsrpt_opts o = f->o;
+	struct collect c = { 0 };
+	struct pd_report r = rep(TLSRPT_TLSA, PD_R_SUCCESS, "example.net", NULL,
+	    NULL, f->now);
+	struct tlsrpt *ro;
+	char err[ERRLEN], empty[64];
+	bool missing;
+
+	record_ok(f, &r, NULL, 0);
+	ro = tlsrpt_open_ro(&o, &missing, err, sizeof(err));
+	assert_non_null(ro);
+	assert_int_equal(tlsrpt_foreach(ro, f->today, NULL, collect_cb, &c, err,
+	    sizeof(err)), 0);
+	EQ("read-only sees it", c.n, 1);
+	EQ("read-only cannot record", tlsrpt_record(ro, &r, NULL, 0, err,
+	    sizeof(err)), -1);
+	tlsrpt_close(ro);
+	snprintf(empty, sizeof(empty), "/tmp/test_tlsrpt_e.XXXXXX");
+	assert_non_null(mkdtemp(empty));
+	o.state_dir = empty;
+	assert_null(tlsrpt_open_ro(&o, &missing, err, sizeof(err)));
+	assert_true(missing);
+	rmdir(empty);
+	o.state_dir = "/nonexistent/dir";
+	assert_null(tlsrpt_open(&o, err, sizeof(err)));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_days),
+		cmocka_unit_test_setup_teardown(test_aggregate, fix_setup, fix_teardown),
+		cmocka_unit_test_setup_teardown(test_changed_policy, fix_setup, fix_teardown),
+		cmocka_unit_test_setup_teardown(test_bounds, fix_setup, fix_teardown),
+		cmocka_unit_test_setup_teardown(test_purge_and_sent, fix_setup, fix_teardown),
+		cmocka_unit_test_setup_teardown(test_readonly, fix_setup, fix_teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
