@@ -740,7 +740,10 @@ policyd_start(const struct config *cfg, int (*drop)(void *), void *arg,
 	o.resolver.trust_anchor_file = cfg->trust_anchor_file;
 	o.dane = cfg->dane;
 	o.state_dir = cfg->state_dir;
-	/* TODO(lead): mta_sts, tlsrpt, sts_* once config.h has the keys. */
+	o.mta_sts = cfg->mta_sts;
+	o.tlsrpt = cfg->tlsrpt;
+	o.sts_ca_file = cfg->mta_sts_ca_file;
+	o.sts_https_port = (uint16_t)cfg->mta_sts_port;
 	for (size_t i = 0; i < cfg->resolvers.n && i < RESOLVER_MAX_FWD; i++)
 		o.resolver.forwarders[o.resolver.nforwarders++] =
 		    cfg->resolvers.item[i];
