@@ -99,7 +99,7 @@ test_dane_mismatch(void **state)
 	EQ("mismatch", f.o.policy, DP_DANE);
 	EQ("mismatch", f.o.met, false);
 	EQ("mismatch", f.o.block, true);
-	EQ("mismatch", f.o.result, PD_R_VALIDATION_FAILURE);
+	EQ("mismatch", f.o.result, PD_R_TLSA_INVALID);
 	/* A WebPKI-valid chain does not rescue a DANE failure (RFC 8461 2). */
 	f.pol.sts = PD_STS_ENFORCE;
 	f.pol.sts_nmx = 1;
