@@ -888,7 +888,6 @@ static void
 policyd_child_cb(struct ev_loop *loop, ev_child *w, int revents)
 {
 	int st = w->rstatus;
-	struct logline l;
 	bool quick = ev_now(loop) - g.policyd_started < 1.0;
 
 	(void)revents;
@@ -897,15 +896,20 @@ policyd_child_cb(struct ev_loop *loop, ev_child *w, int revents)
 	if (g.policyd_ctl >= 0)
 		close(g.policyd_ctl);
 	g.policyd_ctl = -1;
-	log_begin(&l, "policyd");
-	log_str(&l, "msg", "exited");
-	log_int(&l, "pid", w->rpid);
-	if (WIFSIGNALED(st))
-		log_str(&l, "signal", log_signame(WTERMSIG(st)));
-	else
-		log_int(&l, "status", WEXITSTATUS(st));
-	log_str(&l, "expected", g.policyd_stopping || g.draining ? "yes" : "no");
-	log_emit(&l, g.policyd_stopping || g.draining ? LOG_INFO : LOG_ERR);
+	{
+		char how[64];
+		bool expected = g.policyd_stopping || g.draining;
+
+		if (WIFSIGNALED(st))
+			snprintf(how, sizeof(how), "signal %s",
+			    log_signame(WTERMSIG(st)));
+		else
+			snprintf(how, sizeof(how), "status %d", WEXITSTATUS(st));
+		log_msg(expected ? LOG_INFO : LOG_ERR, "policyd",
+		    "exited (pid %d, %s)%s", (int)w->rpid, how, g.draining ? "" :
+		    g.policyd_stopping ? ": restarted with the new settings" :
+		    ": restarted; until then DANE and MTA-STS lookups fail (450 4.7.5 in enforce)");
+	}
 	if (g.draining)
 		return;
 	/* Restarted: at once after a planned stop, else after a second. */
