@@ -75,7 +75,7 @@ helo_name = first.example.org
 max_sessions = 2
 client_timeout = 3s
 C
-PROXY_BASE=(--state-dir "$T_TMP/state")
+PROXY_BASE=(--state-dir "$T_TMP/state" "${NO_DNS[@]}")
 proxy_syslog -c "$T_TMP/run.conf"
 
 ok "mail through the proxy" cswaks --body "syslog test"

@@ -301,7 +301,14 @@ proxy --dane on --resolvers $GWL4 --trust-anchor-file "$T_TMP/empty.ds" --worker
 ok "daemon: bad trust anchor logged by policyd" wait_for 10 log_has 'event=policyd msg="resolver: trust_anchor_file .*no DS or DNSKEY record'
 ok "daemon: still up without it" bash -c "kill -0 $PROXY_PID"
 ok "daemon: stops cleanly after that" proxy_stop
-ok "daemon: dane = on needs master = on" bash -c "ip netns exec $NS_GW '$STARTTLSD' --check-config --dane on --master off 2>&1 | grep -q 'dane: on needs master = on'"
+# One process (master = off): it starts the policy process as its own child.
+: >"$PROXY_LOG"
+proxy --dane on --master off --resolvers $GWL4 --trust-anchor-file "$Z/root-anchor.ds"
+ok "single process: event=policyd msg=started" wait_for 10 log_has 'event=policyd msg=started'
+pdpid=$(ps -o pid= --ppid "$PROXY_PID" | tr -d ' ' | head -1)
+ok "single process: policyd is its child, as user starttlsd" test -n "$pdpid" -a "$(ps -o user= -p "${pdpid:-0}" 2>/dev/null)" = starttlsd
+ok "single process: stops cleanly" proxy_stop
+ok "single process: policyd gone with it" wait_for 10 bash -c "! kill -0 ${pdpid:-0} 2>/dev/null"
 
 if [ ${#VG[@]} -gt 0 ]; then
 	ok "valgrind: dnsq, pdq and policyd ran under memcheck" bash -c "ls '$T_TMP'/vg.*.log >/dev/null"

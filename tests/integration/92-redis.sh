@@ -100,7 +100,7 @@ ctl_a() { "$CTL" --state-dir "$STATE_A" "$@"; }
 ctl_b() { "$CTL" --state-dir "$STATE_B" "$@"; }
 FLEET=(--mode enforce --pin-store-prefix "$PREFIX" --pin-store-password-file "$PASSF")
 start_a() {
-	PROXY_BASE=(--helo-name gw-a.example.org --state-dir "$STATE_A")
+	PROXY_BASE=(--helo-name gw-a.example.org --state-dir "$STATE_A" "${NO_DNS[@]}")
 	proxy "${FLEET[@]}" --pin-store "redis+unix://fleet@$RSOCK?db=$DB" --pin-store-gateway gw-a "$@"
 }
 start_b() {
