@@ -11,6 +11,8 @@
 #include "starttlsd/log.h"
 #include "starttlsd/session.h"
 #include "starttlsd/ownport.h"
+#include "starttlsd/steer.h"
+#include "starttlsd/upcache.h"
 #include "starttlsd/upstream.h"
 
 #ifndef SO_ORIGINAL_DST
@@ -29,6 +31,7 @@ static struct listener *all_listeners;
 static size_t n_listeners;
 static ev_tstamp last_accept_error;
 static ev_timer pause_timer;
+static struct ev_loop *loop_of_listeners;
 
 static void
 pause_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -215,8 +218,45 @@ listener_accept_one(struct ev_loop *loop, struct listener *l, int fd,
 	if (refuse == SESS_ACCEPT &&
 	    sess_count_client(peer) >= env->cfg.max_sessions_per_client)
 		refuse = SESS_REFUSE_CLIENT;
+	/*
+	 * Nothing parked here for this destination, but another worker has a
+	 * connection parked: that worker takes the session (steer.h).
+	 */
+	if (refuse == SESS_ACCEPT && env->upc.on && env->upstream_len == 0 &&
+	    steer_active()) {
+		char key[UPC_KEY_MAX];
+		int owner;
+
+		upc_key(key, sizeof(key), &dst, env->up.transparent_source ?
+		    peer : NULL);
+		if (!steer_mine(key) && (owner = steer_owner(key)) >= 0 &&
+		    steer_send(owner, fd, peer, &dst, dlen)) {
+			close(fd);
+			return;
+		}
+	}
 	sess_start(loop, env, fd, (struct sockaddr *)peer,
 	    (struct sockaddr *)&dst, dlen, refuse);
+}
+
+/* A session another worker handed over: as if accepted here, never handed on. */
+void
+listener_steered(int fd, const struct sockaddr_storage *peer,
+    const struct sockaddr_storage *dst, socklen_t dlen)
+{
+	struct sess_env *env = cur_env;
+	enum sess_refuse refuse = SESS_ACCEPT;
+
+	if (env == NULL || loop_of_listeners == NULL) {
+		close(fd);
+		return;
+	}
+	if (sess_count_all() >= env->cfg.max_sessions)
+		refuse = SESS_REFUSE_SESSIONS;
+	else if (sess_count_client(peer) >= env->cfg.max_sessions_per_client)
+		refuse = SESS_REFUSE_CLIENT;
+	sess_start(loop_of_listeners, env, fd, (const struct sockaddr *)peer,
+	    (const struct sockaddr *)dst, dlen, refuse);
 }
 
 static void
@@ -258,6 +298,7 @@ listener_start(struct ev_loop *loop, struct listener *ls, size_t n)
 {
 	all_listeners = ls;
 	n_listeners = n;
+	loop_of_listeners = loop;
 	for (size_t i = 0; i < n; i++) {
 		ev_io_init(&ls[i].w, listener_cb, ls[i].fd, EV_READ);
 		ls[i].w.data = &ls[i];

@@ -34,6 +34,7 @@
 #include "starttlsd/ownport.h"
 #include "starttlsd/session.h"
 #include "starttlsd/tls.h"
+#include "starttlsd/steer.h"
 #include "starttlsd/upcache.h"
 
 #define MAX_WORKERS 64
@@ -81,6 +82,7 @@ static struct {
 	ev_tstamp policyd_started;
 	bool policyd_stopping;    /* killed on purpose (reload, stop) */
 	int worker_pdfd;          /* worker: its policyd socket until relay_setup */
+	size_t worker_slot;       /* worker: its slot */
 	char policyd_sig[2048];   /* the settings it was started with */
 } g;
 
@@ -382,6 +384,7 @@ drain(struct ev_loop *loop, int signum)
 	    "draining", sess_count());
 	listener_close(loop, g.listeners, g.nlisteners);
 	metrics_serve_stop(loop); /* the next generation serves it */
+	steer_close(loop);        /* no more sessions handed to us */
 	upc_drop(NULL);           /* parked connections: QUIT, close */
 	if (signum != SIGUSR2)
 		sess_drain();
@@ -645,6 +648,10 @@ relay_setup(struct ev_loop *loop)
 	}
 	listener_set_env(g.env);
 	upc_init(loop);
+	/* Sessions go to the worker holding a parked connection for them. */
+	if (g.role == ROLE_WORKER && g.nworkers > 1)
+		(void)steer_open(loop, g.master_pid, g.worker_slot,
+		    listener_steered);
 	listener_start(loop, g.listeners, g.nlisteners);
 	/* The workers serve the endpoint; the root master never does. */
 	metrics_serve(loop, g.metrics_fd, pins_count, NULL);
@@ -743,6 +750,7 @@ worker_main(struct ev_loop *master_loop, size_t slot, int ctl_fd, int pdfd)
 	ev_io_init(&g.ctl_watcher, ctl_cb, ctl_fd, EV_READ);
 	ev_io_start(loop, &g.ctl_watcher);
 	g.worker_pdfd = pdfd;
+	g.worker_slot = slot;
 	relay_setup(loop);
 	ev_run(loop, 0);
 	process_end(loop);
@@ -933,6 +941,7 @@ spawn_worker(struct ev_loop *loop)
 	w->slot = (size_t)(w - g.workers);
 	sess_shared_reset(w->slot);
 	ownport_reset(w->slot);
+	steer_reset(w->slot);
 	/* Both ways: words to the worker, its seccomp report back. */
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ctl) < 0) {
 		log_msg(LOG_ERR, "worker", "socketpair: %s", strerror(errno));
@@ -1056,6 +1065,7 @@ child_cb(struct ev_loop *loop, ev_child *cw, int revents)
 	metrics_reset_slot(w->slot);
 	sess_shared_reset(w->slot);
 	ownport_reset(w->slot);
+	steer_reset(w->slot);
 	if (g.draining) {
 		if (workers_alive() == 0)
 			ev_break(loop, EVBREAK_ALL);
@@ -1216,7 +1226,7 @@ main(int argc, char **argv)
 
 	notify_init();
 	loop = ev_default_loop(EVFLAG_AUTO);
-	if (ownport_init(SHARED_SLOTS) < 0 ||
+	if (ownport_init(SHARED_SLOTS) < 0 || steer_init(SHARED_SLOTS) < 0 ||
 	    sess_shared_init(SHARED_SLOTS) < 0) {
 		intercept_remove();
 		log_fatal("shared memory: %s", strerror(errno));

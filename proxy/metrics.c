@@ -50,7 +50,7 @@ struct m_shared {
 	uint64_t pinstore_errors[M_PINOP_N];
 	uint64_t reloads[2];                     /* [ok] */
 	uint64_t rcpt_domains;
-	uint64_t reused, reuse_retries;
+	uint64_t reused, reuse_retries, handoffs;
 	uint64_t open[M_SLOTS];                  /* sessions open, per worker */
 	uint64_t pinsync_up;                     /* 0/1; 2: no pin_store = Redis */
 	uint64_t pinsync[M_SYNC_N];
@@ -318,6 +318,13 @@ metrics_reused(void)
 }
 
 void
+metrics_handoff(void)
+{
+	if (M != NULL)
+		add(&M->handoffs, 1);
+}
+
+void
 metrics_reuse_retry(void)
 {
 	if (M != NULL)
@@ -523,6 +530,10 @@ render(const struct m_shared *m, char *buf, size_t cap, long long pins)
 				    r == PD_R_SUCCESS ? "passed" : b ? "blocked" :
 				    "allowed", (unsigned long long)v);
 			}
+	head(&o, "starttlsd_upstream_handoffs_total", "counter",
+	    "Sessions handed to the worker holding a parked connection to their destination.");
+	put(&o, "starttlsd_upstream_handoffs_total %llu\n",
+	    (unsigned long long)get(&m->handoffs));
 	for (size_t i = 0; i < M_SLOTS; i++) {
 		open += get(&m->open[i]);
 		parked += get(&m->parked[i]);

@@ -17,6 +17,7 @@
 #include "starttlsd/addr.h"
 #include "starttlsd/metrics.h"
 #include "starttlsd/smtp.h"
+#include "starttlsd/steer.h"
 #include "starttlsd/upcache.h"
 
 #define UPC_MAGIC 0x75706363u /* "upcc" */
@@ -77,6 +78,7 @@ upc_unlink(struct upc_entry *e)
 		e->next->prev = e->prev;
 	e->prev = e->next = NULL;
 	upc.n--;
+	steer_parked(e->key, -1);
 	metrics_parked((int)upc.n);
 }
 
@@ -212,6 +214,7 @@ upc_park(const struct upc_params *p, const char *key, struct upc_conn *pc)
 		upc.head->prev = e;
 	upc.head = e;
 	upc.n++;
+	steer_parked(e->key, +1);
 	metrics_parked((int)upc.n);
 	/* Whatever the last client left on the server side goes. */
 	conn_cork(e->pc.conn, false);

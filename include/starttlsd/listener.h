@@ -34,5 +34,8 @@ void listener_start(struct ev_loop *loop, struct listener *ls, size_t n);
 void listener_close(struct ev_loop *loop, struct listener *ls, size_t n);
 /* The configuration new sessions get (a reference is taken). */
 void listener_set_env(struct sess_env *env);
+/* Start a session another worker handed over (steer.h's callback). */
+void listener_steered(int fd, const struct sockaddr_storage *peer,
+    const struct sockaddr_storage *dst, socklen_t dlen);
 
 #endif

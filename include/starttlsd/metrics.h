@@ -81,7 +81,8 @@ void metrics_pinstore_error(enum m_pinop op);
 void metrics_reload(bool ok);
 /* A recipient domain judged under DANE (dane) or MTA-STS: its result. */
 void metrics_domain_policy(bool dane, enum pd_result r, bool blocked);
-void metrics_reused(void);        /* a session took a parked connection */
+void metrics_reused(void);
+void metrics_handoff(void);       /* a session handed to another worker (steer.h) */        /* a session took a parked connection */
 void metrics_reuse_retry(void);   /* ... which was dead: a fresh one made */
 void metrics_parked(int n);       /* this worker's parked connections now */
 /* The fleet's sync process (pinsync.h): Redis up or not, and its counts. */

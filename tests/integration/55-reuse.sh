@@ -146,6 +146,28 @@ ok "cache off: the QUITs reach the server" test "$(grep -c ' cmd QUIT' "$SRV_LOG
 ok "cache off: later sessions resume TLS instead (resumed=yes)" bash -c "grep event=session '$PROXY_LOG' | tail -n +2 | grep -c 'resumed=yes' | grep -qx 2"
 ok "proxy exits cleanly (cache off)" proxy_stop
 
+# Two workers: a session accepted by the worker without the parked
+# connection is handed to the one with it (steer.h), so ten sessions in a
+# row still share one server connection.
+server_stop
+rm -f "$SRV_LOG" "$SRV_OUT"/msg-*
+server starttls
+: >"$PROXY_LOG"
+proxy --workers 2 --state-dir "$T_TMP/state2" --upstream-cache-idle 60
+for i in 1 2 3 4 5 6 7 8 9 10; do
+	send_n $i || { say "session $i failed"; cat "$T_TMP/swaks-$i.out" >&2; }
+done
+ok "two workers: ten messages stored" wait_msgs 10
+ok "two workers: over one server connection" test "$(nconns)" -eq 1
+ok "two workers: nine sessions reused it" bash -c "grep event=session '$PROXY_LOG' | grep -c 'reused=yes' | grep -qx 9"
+ok "two workers: the sessions ran in both (handed over)" bash -c "'$CTL' --state-dir '$T_TMP/state2' stats | grep -Eq '^starttlsd_upstream_handoffs_total [1-9]'"
+ok "two workers: each message byte-identical, after its own EHLO" bash -c "
+	for i in \$(seq 1 10); do
+		grep -q \"\\\"helo\\\": \\\"client-\$i.example.org\\\"\" $SRV_OUT/msg-\$i.json || exit 1
+		grep -c \"marker-\$i-$$\" $SRV_OUT/msg-\$i.eml | grep -qx 1 || exit 1
+	done"
+ok "proxy exits cleanly (two workers)" proxy_stop
+
 # Limits: 1,000 sessions to 100 destinations, 10 at a time, 10 in a row to
 # each destination (the next destination's sessions start while the last
 # one's connections are parked: more than fit); at most
