@@ -506,13 +506,12 @@ dane_send() {
 	in_cli swaks --server "$(dane_dial "$c")" --port 25 --helo client.example.org \
 		--from sender@example.org --to "user@$(dane_domain "$c")" --timeout 30 "$@"
 }
-# dane_msg CASE: the newest message file (json) stored for CASE's domain by its server kind.
+# dane_msg CASE: the newest message file (json) stored for user@CASE's domain,
+# by any of the servers (case 17b dials another kind's address).
 dane_msg() {
-	local c=$1 kind dir f
-	kind=$(dane_kind "$c"); [ "$kind" = plain ] && kind=plain
-	dir=$DANE_OUT/srv-$kind
-	for f in $(ls -t "$dir"/msg-*.json 2>/dev/null); do
-		grep -q "user@$(dane_domain "$c")" "$f" && { echo "$f"; return 0; }
+	local f
+	for f in $(ls -t "$DANE_OUT"/srv-*/msg-*.json 2>/dev/null); do
+		grep -q "user@$(dane_domain "$1")" "$f" && { echo "$f"; return 0; }
 	done
 	return 1
 }
