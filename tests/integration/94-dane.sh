@@ -48,7 +48,7 @@ sys.exit(0 if b\"mode: enforce\" in d and b\"mx: mx.c29.example\" in d else 1)' 
 declare -A PF=(
 	[c01]=verified [c02]=dane-fail [c03]=verified [c04]=verified [c04w]=dane-fail
 	[c04r]=dane-fail [c05a]=dane-fail [c05b]=verified [c06]=unusable-tls
-	[c06s]=unusable-no-starttls [c07]=no-dane [c08]=no-dane [c09]=tlsa-lookup-error
+	[c06s]=unusable-no-starttls [c07]=no-dane [c07s]=no-dane-verified [c08]=no-dane [c09]=tlsa-lookup-error
 	[c10]=tlsa-lookup-error [c10a]=dns-tempfail [c11]=dns-tempfail [c12]=dns-tempfail
 	[c13]=trusted [c13b]=dane-fail [c14]=verified [c14b]=verified [c15]=dane-no-starttls
 	[c16]=tlsa-lookup-error [c17]=verified [c17b]=verified [c18a]=verified [c18b]=dane-fail
@@ -178,6 +178,7 @@ expect_pass c05b dane
 expect_pass c06 dane            # only unusable TLSA: TLS required, no authentication
 expect_block c06s starttls-not-supported
 expect_pass c07 none            # secure NODATA: no DANE, no STS published
+expect_pass c07s mta-sts       # secure NODATA, MTA-STS enforce, valid cert: STS applies
 expect_pass c08 none            # insecure delegation: no DANE
 expect_block c09 dnssec-invalid
 expect_block c10 dnssec-invalid

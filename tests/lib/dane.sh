@@ -6,8 +6,8 @@
 #       ee     self-signed leaf (DANE-EE)
 #       wrong  a key no server uses (TLSA that must not match)
 #       exp    self-signed, expired in 2020, named wrong.invalid
-#       root -> inter -> ta    leaf for mx.c04, mx.c04r, mx.c29, mx.c30 and
-#                              mta-sts.c29/c30 (chain sent: leaf + inter)
+#       root -> inter -> ta    leaf for mx.c04, mx.c04r, mx.c07s, mx.c29, mx.c30
+#                              and mta-sts.c07s/c29/c30 (chain sent: leaf + inter)
 #       root -> inter -> taw   leaf for mx.elsewhere.example only (wrong SAN)
 #   * a private "example." tree signed with ldnsutils (DANE_Z): one zone per
 #     case of /work/shared/dane.md section 4 (table DANE_CASES below), and
@@ -56,6 +56,7 @@ DANE_CASES=(
 	"c06 ee 198.51.100.109"      # only 0 1 1, 1 1 1, 3 1 255: unusable
 	"c06s plain 198.51.100.110"  # the same, no STARTTLS
 	"c07 ee 198.51.100.111"      # secure NODATA at the TLSA name
+	"c07s ta 198.51.100.129"     # the same, with MTA-STS enforce and a valid cert: STS applies
 	"c08 ee 198.51.100.112"      # insecure delegation (no DS), TLSA present
 	"c09 ee 198.51.100.113"      # TLSA rdata edited after signing
 	"c10 ee 198.51.100.114"      # TLSA RRSIG expired in 2020
@@ -133,7 +134,7 @@ dane_certs() {
 	printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n' >"$c/ca.ext"
 	_dane_sign inter "/CN=starttlsd DANE test intermediate" root "$c/ca.ext" || return 1
 	printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=%s\n' \
-		"DNS:mx.c04.example,DNS:mx.c04r.example,DNS:mx.c29.example,DNS:mx.c30.example,DNS:mta-sts.c29.example,DNS:mta-sts.c30.example" >"$c/ta.ext"
+		"DNS:mx.c04.example,DNS:mx.c04r.example,DNS:mx.c07s.example,DNS:mx.c29.example,DNS:mx.c30.example,DNS:mta-sts.c07s.example,DNS:mta-sts.c29.example,DNS:mta-sts.c30.example" >"$c/ta.ext"
 	_dane_sign ta "/CN=mx.c04.example" inter "$c/ta.ext" || return 1
 	printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:mx.elsewhere.example\n' >"$c/taw.ext"
 	_dane_sign taw "/CN=mx.elsewhere.example" inter "$c/taw.ext" || return 1
@@ -202,7 +203,7 @@ mx IN A $(dane_ip "$n")" t
 _25._tcp.mx IN TLSA $t"; done
 		printf '%s\n' "$b"
 	}
-	for z in c01 c02 c03 c04 c04w c04r c05a c05b c06 c06s c07 c09 c10 c10a c11 c12 c14 c14b c15 c16 c17 c17b c18a c18b c29 c30; do
+	for z in c01 c02 c03 c04 c04w c04r c05a c05b c06 c06s c07 c07s c09 c10 c10a c11 c12 c14 c14b c15 c16 c17 c17b c18a c18b c29 c30; do
 		case $z in
 		c01|c18a|c10|c10a|c17) body=$(std $z "3 1 1 $EE256") ;;
 		c02|c18b) body=$(std $z "3 1 1 $WR256") ;;
@@ -213,7 +214,7 @@ _25._tcp.mx IN TLSA $t"; done
 		c05a) body=$(std $z "3 1 2 $WR512" "3 1 1 $EE256") ;;
 		c05b) body=$(std $z "3 1 2 $EE512" "3 1 1 $JUNK") ;;
 		c06|c06s) body=$(std $z "0 1 1 $EE256" "1 1 1 $EE256" "3 1 255 $EE256") ;;
-		c07) body="$(std $z)
+		c07|c07s) body="$(std $z)
 _25._tcp.mx IN TXT \"no TLSA here\"" ;;
 		c09) body=$(std $z "3 1 1 $EE256") ;;
 		c11) body=$(std $z "3 1 1 $EE256") ;;
@@ -238,7 +239,7 @@ $(cat "$DANE_Z/$kk.ds")" ;;
 _mta-sts IN TXT \"v=STSv1; id=$DANE_STS_ID\"
 mta-sts IN A $DANE_STS4" ;;
 		esac
-		[ $z = c30 ] && body="$body
+		case $z in c07s|c30) ;; *) false ;; esac && body="$body
 _mta-sts IN TXT \"v=STSv1; id=$DANE_STS_ID\"
 mta-sts IN A $DANE_STS4"
 		_dane_zone "$z.example" "$body"
@@ -481,12 +482,15 @@ dane_finger() {
 #   unusable-tls                only unusable TLSA: TLS without authentication (encrypt)
 #   unusable-no-starttls        the same without STARTTLS: the client defers
 #   no-dane                     no usable secure TLSA: opportunistic TLS (may)
+#   no-dane-verified            the same; posttls-finger's fallback level "secure"
+#                               verified the chain with -P (a real client: may)
 dane_verdict() {
 	local f=$1 tlsa=0 unusable=0 tls=0
 	grep -q "DNSSEC-signed TLSA record" "$f" && tlsa=1
 	grep -Eq "unsupported TLSA certificate usage|reserved private-use matching type|unsupported TLSA (selector|matching type)" "$f" && unusable=1
 	grep -q "TLS connection established" "$f" && tls=1
 	if grep -q "TLSA lookup error" "$f"; then echo tlsa-lookup-error
+	elif grep -q "Verified TLS connection established" "$f" && [ $tlsa = 0 ]; then echo no-dane-verified
 	elif grep -q "Verified TLS connection established" "$f"; then echo verified
 	elif grep -q "Trusted TLS connection established" "$f"; then echo trusted
 	elif grep -Eq "Destination address lookup failed|Host or domain name not found" "$f"; then echo dns-tempfail
