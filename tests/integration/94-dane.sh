@@ -12,6 +12,9 @@
 #       policy= and policy_met=. DANE_ORACLE_ONLY=1 runs (a) alone.
 . "$(dirname "$0")/../lib/common.sh"
 . "$(dirname "$0")/../lib/dane.sh"
+. "$(dirname "$0")/../lib/postfix.sh"
+pf_need
+trap 'dane_pf_stop; cleanup' EXIT
 
 need_root
 for t in nsd unbound ldns-keygen ldns-signzone drill swaks openssl; do
@@ -22,6 +25,10 @@ done
 topo_up
 ok "the DANE bed is up (certificates, zones, nsd, two unbounds, SMTP and HTTPS servers)" dane_up
 [ "$T_FAIL" -eq 0 ] || finish
+# The real Postfix client works in the background while posttls-finger runs.
+ok "postfix client (level dane) starts in gw" dane_pf_up
+ALL_CASES=(); for e in "${DANE_CASES[@]}"; do ALL_CASES+=("${e%% *}"); done
+ok "postfix client: one message per case queued" dane_pf_send "${ALL_CASES[@]}"
 
 # ---- the bed itself: what the zones hold is what the cases say ------------------
 vq() { in_gw drill -D "$1" "$2" @"$DANE_VAL" 2>&1; }   # the validating resolver
@@ -76,6 +83,27 @@ ok "postfix c14: TLSA of the CNAME target used, not the alias's" fgrep_case c14 
 ok "postfix c14b: TLSA at the alias used (secure CNAME, insecure target)" fgrep_case c14b "DNSSEC-signed TLSA record: _25._tcp.mx.c14b.example"
 ok "postfix c15: no STARTTLS offered" bash -c "! grep -q STARTTLS '$DANE_OUT/finger-c15.out'"
 ok "postfix c16: the TLSA query timed out into a lookup error" fgrep_case c16 "TLSA lookup error for mx.c16.example"
+
+# The Postfix SMTP client's first delivery attempt per case (dane_pf_verdict).
+declare -A PFC=(
+	[c01]=sent/verified [c02]=deferred/cert-not-trusted [c03]=sent/verified [c04]=sent/verified
+	[c04w]=deferred/cert-not-trusted [c04r]=deferred/cert-not-trusted [c05a]=deferred/cert-not-trusted
+	[c05b]=sent/verified [c06]=sent/untrusted [c06s]=deferred/no-starttls [c07]=sent/untrusted
+	[c07s]=sent/untrusted [c08]=sent/untrusted [c09]=deferred/tlsa-lookup-error
+	[c10]=deferred/tlsa-lookup-error [c10a]=deferred/dns [c11]=deferred/dns [c12]=deferred/dns
+	[c13]=sent/trusted [c13b]=deferred/cert-not-trusted [c14]=sent/verified [c14b]=sent/verified
+	[c15]=deferred/no-starttls [c16]=deferred/tlsa-lookup-error [c17]=sent/verified
+	[c17b]=sent/verified [c18a]=sent/verified [c18b]=deferred/cert-not-trusted
+	[c29]=deferred/cert-not-trusted [c30]=deferred/tlsa-lookup-error
+)
+all_done() { local c; for c in "${ALL_CASES[@]}"; do [ -n "$(dane_pf_status "$c")" ] || return 1; done; }
+ok "postfix client: a first attempt for every case" wait_for 60 all_done
+for c in "${ALL_CASES[@]}"; do
+	v=$(dane_pf_verdict "$c")
+	ok "postfix client $c: $v (expected ${PFC[$c]})" test "$v" = "${PFC[$c]}"
+	echo "$c $v" >>"$DANE_OUT/postfix-client.verdicts"
+done
+dane_pf_stop
 
 if [ "${DANE_ORACLE_ONLY:-}" = 1 ]; then
 	say "  DANE_ORACLE_ONLY=1: starttlsd's part (b) not run"

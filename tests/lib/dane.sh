@@ -519,3 +519,80 @@ dane_msg() {
 	done
 	return 1
 }
+
+# ---- a real Postfix SMTP client at level dane (needs tests/lib/postfix.sh) --------
+# One private instance in gw (its own traffic is not intercepted), started in a
+# mount namespace whose /etc/resolv.conf names the validating unbound: every
+# daemon it forks stays there. Each case gets one message to pf@DOMAIN; the
+# first delivery attempt's status is the verdict (dane_pf_verdict).
+DANE_PF=$T_TMP/pf-dane
+_dane_pf_run() {
+	in_gw unshare -m sh -c '
+		mount --make-rprivate / 2>/dev/null
+		mount --bind "$1" /etc/resolv.conf || exit 99
+		shift; exec "$@"' sh "$DANE_OUT/resolv.conf" "$@"
+}
+dane_pf_up() {
+	pf_instance "$DANE_PF" dane <<-EOF
+	myhostname = pfclient.example.org
+	mydomain = example.org
+	myorigin = example.org
+	inet_interfaces = 127.0.0.1
+	mydestination =
+	mynetworks = 127.0.0.0/8
+	relayhost =
+	smtp_host_lookup = dns
+	smtp_address_preference = ipv4
+	smtp_dns_support_level = dnssec
+	smtp_tls_security_level = dane
+	smtp_tls_dane_insecure_mx_policy = dane
+	smtp_tls_loglevel = 1
+	smtp_connect_timeout = 10s
+	dnssec_probe =
+	smtpd_tls_security_level = none
+	queue_run_delay = 3600s
+	minimal_backoff_time = 3600s
+	maximal_backoff_time = 3600s
+	default_destination_concurrency_limit = 2
+	EOF
+	pf_start _dane_pf_run "$DANE_PF"
+}
+dane_pf_stop() { pf_stop _dane_pf_run "$DANE_PF"; }
+# dane_pf_send CASE...: queue one message to pf@DOMAIN for each case
+dane_pf_send() {
+	local c
+	for c in "$@"; do
+		printf 'From: sender@example.org\nTo: pf@%s\nSubject: postfix dane %s\n\npostfix oracle %s\n' \
+			"$(dane_domain "$c")" "$c" "$c" |
+			_dane_pf_run sendmail -C "$DANE_PF/etc" -f sender@example.org -i "pf@$(dane_domain "$c")" || return 1
+	done
+}
+# dane_pf_status CASE: the first status line for pf@DOMAIN in the maillog
+dane_pf_status() {
+	grep -F "to=<pf@$(dane_domain "$1")>" "$DANE_PF/maillog" 2>/dev/null | grep -E ' status=(sent|deferred|bounced) ' | head -n 1
+}
+# dane_pf_verdict CASE: sent/<TLS trust level> or deferred/<why>, from the maillog
+#   sent/verified sent/trusted sent/untrusted sent/plain
+#   deferred/tlsa-lookup-error deferred/cert-not-trusted deferred/no-starttls
+#   deferred/dns (MX or host lookup) deferred/other
+dane_pf_verdict() {
+	local st host tls
+	st=$(dane_pf_status "$1")
+	[ -n "$st" ] || { echo none; return; }
+	case $st in
+	*status=sent*)
+		host=$(sed -nE 's/.* relay=([^ ,]+\[[0-9.]+\]):25.*/\1/p' <<<"$st")
+		tls=$(grep -F "TLS connection established to $host:25" "$DANE_PF/maillog" | head -n 1)
+		case $tls in
+		*Verified\ TLS*) echo sent/verified ;;
+		*Trusted\ TLS*) echo sent/trusted ;;
+		*Untrusted\ TLS*|*Anonymous\ TLS*) echo sent/untrusted ;;
+		*) echo sent/plain ;;
+		esac ;;
+	*"TLSA lookup error"*) echo deferred/tlsa-lookup-error ;;
+	*"not trusted"*|*"certificate verification failed"*|*"not verified"*) echo deferred/cert-not-trusted ;;
+	*"TLS is required, but was not offered"*) echo deferred/no-starttls ;;
+	*"Host or domain name not found"*|*"Name service error"*|*"no MX host"*|*"valid address record"*) echo deferred/dns ;;
+	*) echo deferred/other ;;
+	esac
+}
