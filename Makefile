@@ -74,6 +74,15 @@ all: $(BUILD)/dnsq $(BUILD)/pdq
 $(BUILD)/dnsq $(BUILD)/pdq: $(BUILD)/%: tests/%.c $(BUILD)/libstarttlsd.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libstarttlsd.a $(UNBOUND_LDLIBS)
 
+# httpsq: the HTTPS client's test tool (tests/integration/89-https.sh). https.c
+# needs only BoringSSL and libev, but resolves names through resolver.c, so
+# the tool links libunbound the EV_STATIC way. Its objects are named, not
+# taken from libstarttlsd.a: it needs no other part of the proxy.
+HTTPS_OBJS := $(BUILD)/obj/https.o $(BUILD)/obj/resolver.o $(BUILD)/obj/reswire.o
+all: $(BUILD)/httpsq
+$(BUILD)/httpsq: tests/httpsq.c $(HTTPS_OBJS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(HTTPS_OBJS) $(UNBOUND_LDLIBS)
+
 unit: $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
 
