@@ -83,6 +83,13 @@ all: $(BUILD)/httpsq
 $(BUILD)/httpsq: tests/httpsq.c $(HTTPS_OBJS)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(HTTPS_OBJS) $(UNBOUND_LDLIBS)
 
+# stsq: the MTA-STS fetcher's test tool (tests/integration/88-sts.sh); stsfetch.c
+# runs in policyd, beside libunbound: linked the EV_STATIC way, objects named.
+STSF_OBJS := $(BUILD)/obj/stsfetch.o $(BUILD)/obj/sts.o $(HTTPS_OBJS)
+all: $(BUILD)/stsq
+$(BUILD)/stsq: tests/stsq.c $(STSF_OBJS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STSF_OBJS) $(UNBOUND_LDLIBS)
+
 unit: $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
 
