@@ -46,7 +46,7 @@ httpsd() { # PORT CERT [args...]
 	T_PIDS+=($!); disown $!
 }
 mkdir -p "$T_TMP/capture"
-httpsd 8443 good --mode-file "$T_TMP/mode"
+httpsd 8443 good --mode-file "$T_TMP/mode" --raw "$T_TMP/raw.bin"
 httpsd 8444 expired
 httpsd 8445 untrusted
 httpsd 8446 wrongname
@@ -179,6 +179,55 @@ ok "the right certificate asked for another host: cert-name" has name2 'result=c
 ok "no request reached a server with a bad certificate" bash -c "! grep -q . '$T_TMP/req-8444.log' '$T_TMP/req-8445.log' '$T_TMP/req-8446.log' 2>/dev/null"
 echo badstatus >"$T_TMP/mode"; run bad -a $SRV4 -p 8443 $H $P
 ok "bad status line: protocol" has bad 'result=protocol .*bad status line'
+echo file >"$T_TMP/mode"
+
+# ---- responses built byte by byte (mode raw: then close_notify; rawcut: TCP close only) ----
+raw() { # NAME MODE PRINTF-FORMAT [args]: that response, then httpsq
+	local n=$1 m=$2 fmt=$3; shift 3
+	printf "$fmt" "$@" >"$T_TMP/raw.bin"
+	echo "$m" >"$T_TMP/mode"
+	run "$n" -a $SRV4 -p 8443 -o "$T_TMP/$n.body" $H $P
+}
+raw lf raw 'HTTP/1.1 200 OK\nContent-Type: text/plain\nContent-Length: 5\n\nhello'
+ok "head with bare LF line ends: ok" has lf 'result=ok status=200 type="text/plain" len=5 '
+raw cont raw 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi'
+ok "a 100 Continue before the answer is skipped" has cont 'result=ok status=200 .*len=2 '
+raw nobody raw 'HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n'
+ok "204: no body whatever the length says" has nobody 'result=ok status=204 .*len=0 '
+raw trail raw 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n'
+ok "chunk extension and trailer ignored" has trail 'result=ok status=200 .*len=3 '
+ok "chunked: the body is the chunks' data" bash -c "[ \"\$(cat '$T_TMP/trail.body')\" = abc ]"
+raw both raw 'HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n'
+ok "chunked wins over Content-Length" has both 'result=ok status=200 .*len=2 '
+big_head=$(head -c 17000 /dev/zero | tr '\0' a)
+raw bighead raw "HTTP/1.1 200 OK\r\nX-Big: %s\r\n\r\n" "$big_head"
+ok "head over 16 KiB: too-large" has bighead 'result=too-large .*head over'
+raw h2 raw 'HTTP/2 200\r\n\r\n'
+ok "HTTP/2 status line: protocol" has h2 'result=protocol .*bad status line'
+raw twolen raw 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc'
+ok "two different Content-Lengths: protocol" has twolen 'result=protocol .*two Content-Lengths'
+raw neglen raw 'HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n'
+ok "Content-Length -1: protocol" has neglen 'result=protocol .*bad Content-Length'
+raw gzip raw 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n'
+ok "Transfer-Encoding gzip: protocol" has gzip 'result=protocol .*Transfer-Encoding'
+raw fold raw 'HTTP/1.1 200 OK\r\nX-A: 1\r\n  folded\r\nContent-Length: 0\r\n\r\n'
+ok "folded header line: protocol" has fold 'result=protocol .*folded'
+raw badchunk raw 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n'
+ok "bad chunk size: protocol" has badchunk 'result=protocol .*bad chunk size'
+raw hugechunk raw 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffffffff\r\nabc\r\n'
+ok "chunk size overflowing 64 bits: protocol" has hugechunk 'result=protocol .*bad chunk size'
+raw bigchunk1 raw 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10001\r\nabc\r\n'
+ok "one chunk announced over max_body: too-large at once" has bigchunk1 'result=too-large '
+raw nocrlf raw 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXY\r\n0\r\n\r\n'
+ok "chunk data not followed by CRLF: protocol" has nocrlf 'result=protocol .*no CRLF after a chunk'
+raw short raw 'HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc'
+ok "closed before Content-Length bytes: protocol" has short 'result=protocol .*closed after 3 of 10'
+raw cut rawcut 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nversion: STSv1\r\nmode: enforce\r\n'
+ok "body until close, cut without close_notify: protocol (a truncation)" has cut 'result=protocol .*without close_notify'
+raw headcut rawcut 'HTTP/1.1 200 OK\r\nContent-Le'
+ok "closed inside the head: protocol" has headcut 'result=protocol '
+raw nul raw 'HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 0\r\n\r\n'
+ok "NUL in a header: protocol" has nul 'result=protocol .*NUL'
 echo file >"$T_TMP/mode"
 
 # ---- POST (TLS-RPT) ------------------------------------------------------------------------
