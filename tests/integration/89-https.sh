@@ -28,13 +28,23 @@ esac
 
 H=mta-sts.a.example
 C=$T_TMP/certs
-bash "$PEERS/mkstscerts.sh" "$C" $H mta-sts.six.example mta-sts.fallback.example >"$T_TMP/mkcerts.out" 2>&1
+bash "$PEERS/mkstscerts.sh" "$C" $H mta-sts.six.example mta-sts.fallback.example mta-sts.hole.example >"$T_TMP/mkcerts.out" 2>&1
 ok "test certificates made (openssl CLI)" test -s "$C/expired.crt" -a -s "$C/untrusted.crt"
 ok "the expired leaf really is expired" bash -c "! openssl x509 -in '$C/expired.crt' -noout -checkend 0"
 
 topo_up
 DEAD4=198.51.100.54
+HOLE4=198.51.100.55   # on srv, every packet to it dropped: a connect that never ends
 ip -n "$NS_SRV" addr add $DEAD4/24 dev wan0
+ip -n "$NS_SRV" addr add $HOLE4/24 dev wan0
+in_srv nft -f - <<NFT
+table inet hole {
+	chain input {
+		type filter hook input priority 0; policy accept;
+		ip daddr $HOLE4 drop
+	}
+}
+NFT
 
 printf 'version: STSv1\r\nmode: enforce\r\nmx: mx.a.example\r\nmax_age: 86400\r\n' >"$T_TMP/policy.txt"
 echo file >"$T_TMP/mode"
@@ -78,6 +88,8 @@ server:
 	local-data: "mta-sts.six.example. 300 IN AAAA $SRV6"
 	local-data: "mta-sts.fallback.example. 300 IN A $DEAD4"
 	local-data: "mta-sts.fallback.example. 300 IN AAAA $SRV6"
+	local-data: "mta-sts.hole.example. 300 IN A $HOLE4"
+	local-data: "mta-sts.hole.example. 300 IN AAAA $SRV6"
 EOF
 in_gw unbound -d -c "$T_TMP/unbound.conf" >"$T_TMP/unbound.out" 2>&1 &
 T_PIDS+=($!); disown $!
@@ -122,6 +134,12 @@ ok "name resolved through resolver.c (AAAA only)" has dns6 "result=ok status=200
 run fallback "${RES[@]}" -p 8443 mta-sts.fallback.example $P
 ok "A refuses, then AAAA serves: the next address is tried" has fallback "result=ok status=200 .*sha256=$SUM"
 ok "the AAAA server got it (the A address refused)" grep -q "host=mta-sts.fallback.example:8443" "$T_TMP/req-8443.log"
+start=$SECONDS
+run hole "${RES[@]}" -p 8443 -T 30000 mta-sts.hole.example $P
+ok "A black-holed: after its 10 s attempt, AAAA serves" has hole "result=ok status=200 .*sha256=$SUM"
+ok "A black-holed: the attempt bound, not the 30 s timeout" test $((SECONDS - start)) -lt 20
+run hole2 -a $HOLE4 -p 8443 -T 1500 $H $P
+ok "the only address black-holed: timeout (connecting)" has hole2 'result=timeout .*timeout connecting'
 run many -a $SRV4 -p 8443 -n 4 $H $P
 ok "four requests at once: four answers, one each" bash -c "[ \$(grep -c 'result=ok status=200' '$T_TMP/many.out') = 4 ] && [ \$(cat '$T_TMP/many.rc') = 0 ]"
 
@@ -228,6 +246,12 @@ raw headcut rawcut 'HTTP/1.1 200 OK\r\nContent-Le'
 ok "closed inside the head: protocol" has headcut 'result=protocol '
 raw nul raw 'HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 0\r\n\r\n'
 ok "NUL in a header: protocol" has nul 'result=protocol .*NUL'
+raw ct1 raw 'HTTP/1.1 200 OK\r\nContent-Type:  Text/Plain ;charset="x"\r\nContent-Length: 0\r\n\r\n'
+ok "https_type_is: case and blanks before parameters ignored" has ct1 'text_plain=1'
+raw ct2 raw 'HTTP/1.1 200 OK\r\nContent-Type: text/plainx\r\nContent-Length: 0\r\n\r\n'
+ok "https_type_is: text/plainx is not text/plain" has ct2 'type="text/plainx" .*text_plain=0'
+raw ct3 raw 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'
+ok "https_type_is: no Content-Type is not text/plain" has ct3 'type="" .*text_plain=0'
 echo file >"$T_TMP/mode"
 
 # ---- POST (TLS-RPT) ------------------------------------------------------------------------
