@@ -116,7 +116,7 @@ int tlsrpt_foreach(struct tlsrpt *t, uint32_t day, const char *domain,
 uint64_t tlsrpt_dropped(struct tlsrpt *t, uint32_t day);
 
 /* What was sent of a (day, domain) report. */
-#define TLSRPT_ID_MAX 200
+#define TLSRPT_ID_MAX 560
 #define TLSRPT_MAX_RUA 8
 #define TLSRPT_URI_MAX 512
 struct tlsrpt_sent {
