@@ -63,6 +63,7 @@ usage(FILE *fp)
 	fprintf(fp,
 "usage: starttlsd-tlsrpt [OPTIONS] show [DAY]\n"
 "       starttlsd-tlsrpt [OPTIONS] send [--day DAY]\n"
+"(options may come before or after the command)\n"
 "\n"
 "  show [DAY]      the RFC 8460 JSON reports of a UTC day so far, one per\n"
 "                  policy domain, as a JSON array (DAY: YYYY-MM-DD; default\n"
@@ -753,7 +754,7 @@ send_one(struct ev_loop *loop, struct resolver *res, struct tlsrpt *t,
 		    sentto[0] != '\0' ? sentto : "(all before)");
 		return 0;
 	}
-	printf("%s %s failed (%zu of %zu URIs took it, tried %u times): %s\n",
+	printf("%s %s failed (%zu of %zu URIs took it, attempt %u): %s\n",
 	    ds, domain, nsent, ntotal, s.attempts, failed);
 	return 1;
 }
@@ -828,6 +829,7 @@ main(int argc, char **argv)
 		{ "trust-anchor", required_argument, NULL, 'a' },
 		{ "ca-file", required_argument, NULL, 'A' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "day", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -839,9 +841,16 @@ main(int argc, char **argv)
 	int c;
 
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
+	/* Options anywhere: starttlsctl puts --state-dir first, the user's after the command. */
+	while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c': opt.config = optarg; break;
+		case 'D':
+			if (tlsrpt_day_parse(optarg, &day) < 0)
+				return usage_error("--day: %s: expected YYYY-MM-DD",
+				    optarg);
+			one_day = true;
+			break;
 		case 'd': opt.state_dir = optarg; break;
 		case 'o': opt.org = optarg; break;
 		case 'k': opt.contact = optarg; break;
@@ -875,7 +884,7 @@ main(int argc, char **argv)
 		return usage_error("no command (show or send)");
 	cmd = argv[optind++];
 	if (strcmp(cmd, "show") == 0) {
-		if (argc - optind > 1)
+		if (argc - optind > 1 || (argc - optind == 1 && one_day))
 			return usage_error("show: at most one DAY");
 		if (argc - optind == 1 && tlsrpt_day_parse(argv[optind], &day) < 0)
 			return usage_error("show: %s: expected YYYY-MM-DD",
@@ -884,13 +893,9 @@ main(int argc, char **argv)
 			return EX_USAGE;
 		c = cmd_show(day);
 	} else if (strcmp(cmd, "send") == 0) {
-		if (argc - optind == 2 && strcmp(argv[optind], "--day") == 0) {
-			if (tlsrpt_day_parse(argv[optind + 1], &day) < 0)
-				return usage_error("send --day: %s: expected "
-				    "YYYY-MM-DD", argv[optind + 1]);
-			one_day = true;
-		} else if (argc - optind != 0)
-			return usage_error("send: expected --day DAY or nothing");
+		if (argc - optind != 0)
+			return usage_error("send: %s: expected --day DAY or "
+			    "nothing", argv[optind]);
 		if (load_config() < 0)
 			return EX_USAGE;
 		c = cmd_send(one_day, day);

@@ -477,8 +477,9 @@ tlsrpt_mail_build(const struct tlsrpt_opts *opts, uint32_t day,
 		sb_printf(&b, "%s<%s>", i > 0 ? ",\r\n " : "", rcpts[i]);
 	sb_printf(&b, "\r\n");
 	sb_printf(&b, "Date: %s\r\n", date);
-	sb_printf(&b, "Subject: Report Domain: %s Submitter: %s\r\n"
-	    " Report-ID: <%s>\r\n", domain, sub, report_id);
+	/* One line (up to 998 bytes is allowed): some readers do not unfold. */
+	sb_printf(&b, "Subject: Report Domain: %s Submitter: %s Report-ID: <%s>\r\n",
+	    domain, sub, report_id);
 	sb_printf(&b, "Message-ID: <%s>\r\n", report_id);
 	sb_printf(&b, "TLS-Report-Domain: %s\r\n", domain);
 	sb_printf(&b, "TLS-Report-Submitter: %s\r\n", sub);

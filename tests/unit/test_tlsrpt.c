@@ -638,7 +638,7 @@ static void test_mail(void **state)
 	assert_non_null(m);
 	EQ("len", len, strlen(m));
 	assert_non_null(strstr(m, "\r\nSubject: Report Domain: example.net "
-	    "Submitter: gw.example.org\r\n Report-ID: <id.1@gw.example.org>\r\n"));
+	    "Submitter: gw.example.org Report-ID: <id.1@gw.example.org>\r\n"));
 	assert_non_null(strstr(m, "\r\nTLS-Report-Domain: example.net\r\n"));
 	assert_non_null(strstr(m, "\r\nTLS-Report-Submitter: gw.example.org\r\n"));
 	assert_non_null(strstr(m, "Content-Type: multipart/report; "
