@@ -75,22 +75,25 @@ all: $(BUILD)/dnsq $(BUILD)/pdq
 $(BUILD)/dnsq $(BUILD)/pdq: $(BUILD)/%: tests/%.c $(BUILD)/libstarttlsd.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libstarttlsd.a $(UNBOUND_LDLIBS)
 
+# httpsq: the HTTPS client's test tool (tests/integration/89-https.sh). https.c
+# needs only BoringSSL and libev, but resolves names through resolver.c, so
+# the tool links libunbound the EV_STATIC way. Its objects are named, not
+# taken from libstarttlsd.a: it needs no other part of the proxy.
+HTTPS_OBJS := $(BUILD)/obj/https.o $(BUILD)/obj/resolver.o $(BUILD)/obj/reswire.o
+all: $(BUILD)/httpsq
+$(BUILD)/httpsq: tests/httpsq.c $(HTTPS_OBJS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(HTTPS_OBJS) $(UNBOUND_LDLIBS)
+
 # starttlsd-tlsrpt: TLS-RPT reports, show and send (proxy/tlsrpt_main.c; starttlsctl
 # tlsrpt runs it). The resolver (libunbound: libev statically, as above), jansson and
-# zlib for the report, BoringSSL for https: collectors. Until proxy/https.c is merged
-# (branch h-sts) a stub stands in for it: https: reports then fail, mailto: work.
-TLSRPT_HTTPS_STUB := $(if $(wildcard proxy/https.c),,$(BUILD)/obj/tlsrpt_https_stub.o)
+# zlib for the report, https.c (BoringSSL) for https: collectors.
 all: $(BUILD)/starttlsd-tlsrpt
-$(BUILD)/starttlsd-tlsrpt: $(BUILD)/obj/tlsrpt_main.o $(BUILD)/libstarttlsd.a $(TLSRPT_HTTPS_STUB)
-	$(CC) $(LDFLAGS) -o $@ $(BUILD)/obj/tlsrpt_main.o $(TLSRPT_HTTPS_STUB) $(BUILD)/libstarttlsd.a \
-		$(UNBOUND_LDLIBS) -ljansson -lz
+$(BUILD)/starttlsd-tlsrpt: $(BUILD)/obj/tlsrpt_main.o $(BUILD)/libstarttlsd.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(UNBOUND_LDLIBS) -ljansson -lz
 # tlsrptq: records results as policyd does (tests/integration/89-tlsrpt.sh).
 all: $(BUILD)/tlsrptq
 $(BUILD)/tlsrptq: tests/tlsrptq.c $(BUILD)/libstarttlsd.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libstarttlsd.a $(LDLIBS)
-$(BUILD)/obj/tlsrpt_https_stub.o: tests/tlsrpt_https_stub.c
-	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 unit: $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)

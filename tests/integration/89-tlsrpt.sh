@@ -29,9 +29,6 @@ case $STARTTLSD in
 *valgrind*) VG=(valgrind -q --error-exitcode=97 --leak-check=full
 	--errors-for-leak-kinds=definite --log-file="$T_TMP/vg.%p.log") ;;
 esac
-# https: collectors need proxy/https.c (branch h-sts); without it a stub is linked.
-HTTPS=yes
-[ -f "$TOP/proxy/https.c" ] || HTTPS=no
 
 ok "starttlsd-tlsrpt: libev linked statically (no libev.so)" bash -c "! ldd '$BIN/starttlsd-tlsrpt' | grep -q 'libev\.so'"
 ok "starttlsd-tlsrpt: exports no event_* symbols" bash -c "! nm -D --defined-only '$BIN/starttlsd-tlsrpt' | grep -q ' event_'"
@@ -157,24 +154,18 @@ ok "mail: report-id as in the send line" grep -q "example.com sent id=<$EID>" "$
 ok "mail: refused recipient got nothing" bash -c "! grep -l refused '$SUB'/msg-*.json"
 
 # https
-if [ "$HTTPS" = yes ]; then
-	pfor() { grep -l "\"path\": \"$1\"" "$COL"/post-*.json 2>/dev/null | head -1; }
-	ok "https: example.net sent" bash -c "grep -q '^$YDAY example.net sent id=<.*> to https://mx.example.net:8443/v1/tlsrpt$' '$T_TMP/send1.out'"
-	P=$(pfor /v1/tlsrpt)
-	ok "https: one POST to /v1/tlsrpt" test -n "$P"
-	ok "https: Content-Type application/tlsrpt+gzip" grep -q '"content_type": "application/tlsrpt+gzip"' "$P"
-	ok "https: POST method" grep -q '"method": "POST"' "$P"
-	ok "https: gzip body, RFC 8460 JSON, example.net sts 7/3" chk gz "${P%.json}.body" domain=example.net type=sts success=7 failure=3 details=1
-	ok "https: 503 is a failure, said so" bash -c "grep -q '^$YDAY retry.example.net failed .*HTTP 503' '$T_TMP/send1.out'"
-	ok "both: mail and POST sent" bash -c "grep -q '^$YDAY both.example.net sent .*mailto:a@both.example.net.*https://mx.example.net:8443/both' '$T_TMP/send1.out'"
-	BM=$(mfor a@both.example.net)
-	BP=$(pfor /both)
-	ok "both: the same report-id by mail and by POST" test "$(chk eml "$BM" | sed -n 's/^ok //p')" = "$(chk gz "${BP%.json}.body" | sed -n 's/^ok //p')"
-else
-	say "  (https: proxy/https.c not merged yet (branch h-sts): the https: checks are not run)"
-	ok "https: without https.c a POST fails and says so" bash -c "grep -q '^$YDAY example.net failed .*cannot start' '$T_TMP/send1.out'"
-	ok "both: mail sent, the report not marked sent" bash -c "grep -q '^$YDAY both.example.net failed (1 of 2 URIs took it' '$T_TMP/send1.out'"
-fi
+pfor() { grep -l "\"path\": \"$1\"" "$COL"/post-*.json 2>/dev/null | head -1; }
+ok "https: example.net sent" bash -c "grep -q '^$YDAY example.net sent id=<.*> to https://mx.example.net:8443/v1/tlsrpt$' '$T_TMP/send1.out'"
+P=$(pfor /v1/tlsrpt)
+ok "https: one POST to /v1/tlsrpt" test -n "$P"
+ok "https: Content-Type application/tlsrpt+gzip" grep -q '"content_type": "application/tlsrpt+gzip"' "$P"
+ok "https: POST method" grep -q '"method": "POST"' "$P"
+ok "https: gzip body, RFC 8460 JSON, example.net sts 7/3" chk gz "${P%.json}.body" domain=example.net type=sts success=7 failure=3 details=1
+ok "https: 503 is a failure, said so" bash -c "grep -q '^$YDAY retry.example.net failed .*HTTP 503' '$T_TMP/send1.out'"
+ok "both: mail and POST sent" bash -c "grep '^$YDAY both.example.net sent ' '$T_TMP/send1.out' | grep 'mailto:a@both.example.net' | grep -q 'https://mx.example.net:8443/both'"
+BM=$(mfor a@both.example.net)
+BP=$(pfor /both)
+ok "both: the same report-id by mail and by POST" test "$(chk eml "$BM" | sed -n 's/^ok //p')" = "$(chk gz "${BP%.json}.body" | sed -n 's/^ok //p')"
 
 # ---- send #2: what was sent is not sent again; failures are retried ----------------
 nmsg=$(ls "$SUB"/msg-*.json | wc -l)
@@ -185,11 +176,7 @@ ok "send again: example.com not sent twice" bash -c "! grep -q 'example.com sent
 ok "send again: skipped ones not looked up again" bash -c "! grep -q 'skipped' '$T_TMP/send2.out'"
 ok "send again: refused retried (the sink saw a second RCPT)" test "$(grep -c 'RCPT TO:<nobody@refused.example.com>' "$T_TMP/sub.log")" -eq 2
 ok "send again: the attempts counted" grep -q "^$YDAY refused.example.com failed .*attempt 2" "$T_TMP/send2.out"
-if [ "$HTTPS" = yes ]; then
-	ok "send again: only the 503 collector POSTed again" test "$(ls "$COL"/post-*.json | wc -l)" -eq $((npost + 1))
-else
-	ok "send again: both.example.net's mail not sent twice" bash -c "! grep -l a@both.example.net '$SUB'/msg-*.json | sed -n 2p | grep -q ."
-fi
+ok "send again: only the 503 collector POSTed again" test "$(ls "$COL"/post-*.json | wc -l)" -eq $((npost + 1))
 "${CTL[@]}" tlsrpt show "$YDAY" >"$T_TMP/show2.json"
 ok "show after send: the report-id that was sent" grep -q "\"report-id\": \"$EID\"" "$T_TMP/show2.json"
 ok "send --day today: refused (not over)" bash -c "'$BIN/starttlsctl' --state-dir '$STATE' tlsrpt send --day $TODAY; test \$? -eq 2"
