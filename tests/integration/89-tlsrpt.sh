@@ -59,8 +59,13 @@ ok "record: today's results (not due)" rec sts success example.net mx.example.ne
 ok "the store is state_dir/tlsrpt.mdb" test -s "$STATE/tlsrpt.mdb"
 
 # ---- show --------------------------------------------------------------------
-CTL=("${VG[@]}" "$BIN/starttlsctl" --state-dir "$STATE")
-"${CTL[@]}" tlsrpt show "$YDAY" >"$T_TMP/show.json" 2>"$T_TMP/show.err"
+# Through starttlsctl; under valgrind the program itself (memcheck does not follow the exec).
+if [ ${#VG[@]} -gt 0 ]; then
+	show() { "${VG[@]}" "$BIN/starttlsd-tlsrpt" --state-dir "$STATE" show "$@"; }
+else
+	show() { "$BIN/starttlsctl" --state-dir "$STATE" tlsrpt show "$@"; }
+fi
+show "$YDAY" >"$T_TMP/show.json" 2>"$T_TMP/show.err"
 ok "show DAY: exit 0" test $? -eq 0
 chk() { "$PY" "$PEERS/tlsrpt_check.py" "$@"; }
 ok "show DAY: RFC 8460 JSON, example.net sts 7/3, one detail row" chk json "$T_TMP/show.json" domain=example.net type=sts success=7 failure=3 details=1
@@ -69,7 +74,7 @@ ok "show DAY: example.org no-policy-found 0/1" chk json "$T_TMP/show.json" domai
 ok "show DAY: one report per domain (8)" test "$("$PY" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$T_TMP/show.json")" -eq 8
 ok "show DAY: sts mx-host from the policy's mx lines" grep -q '"\*.mail.example.net"' "$T_TMP/show.json"
 ok "show DAY: the receiving address of a failure" grep -q '"receiving-ip": "2001:db8:5::5"' "$T_TMP/show.json"
-"${CTL[@]}" tlsrpt show >"$T_TMP/today.json"
+show >"$T_TMP/today.json"
 ok "show (today): today's count only" chk json "$T_TMP/today.json" domain=example.net success=4 failure=0
 ok "show: a bad day is a usage error" bash -c "'$BIN/starttlsctl' --state-dir '$STATE' tlsrpt show 2026-02-30; test \$? -eq 2"
 ok "show: an empty state_dir shows []" bash -c "d=\$(mktemp -d); chmod 700 \$d; out=\$('$BIN/starttlsctl' --state-dir \$d tlsrpt show); rm -rf \$d; test \"\$out\" = '[]'"
@@ -127,7 +132,12 @@ ok "unbound up" wait_for 10 bash -c "ip netns exec $NS_GW ss -lun | grep -q '$GW
 SEND=(--resolver $GWL4 --trust-anchor "$T_TMP/anchor.ds" --ca-file "$CERTS/ca.crt"
 	--org "Example Gateway" --contact tlsrpt-contact@gw.example.org
 	--submission "$SRV4:587" --from tlsrpt@gw.example.org --timeout 5000)
-send() { in_gw "${VG[@]}" "$BIN/starttlsctl" --state-dir "$STATE" tlsrpt send "${SEND[@]}" "$@"; }
+# Through starttlsctl; under valgrind the program itself (memcheck does not follow the exec).
+if [ ${#VG[@]} -gt 0 ]; then
+	send() { in_gw "${VG[@]}" "$BIN/starttlsd-tlsrpt" --state-dir "$STATE" send "${SEND[@]}" "$@"; }
+else
+	send() { in_gw "$BIN/starttlsctl" --state-dir "$STATE" tlsrpt send "${SEND[@]}" "$@"; }
+fi
 
 # ---- send #1 ----------------------------------------------------------------------
 send >"$T_TMP/send1.out" 2>"$T_TMP/send1.err"
@@ -177,7 +187,7 @@ ok "send again: skipped ones not looked up again" bash -c "! grep -q 'skipped' '
 ok "send again: refused retried (the sink saw a second RCPT)" test "$(grep -c 'RCPT TO:<nobody@refused.example.com>' "$T_TMP/sub.log")" -eq 2
 ok "send again: the attempts counted" grep -q "^$YDAY refused.example.com failed .*attempt 2" "$T_TMP/send2.out"
 ok "send again: only the 503 collector POSTed again" test "$(ls "$COL"/post-*.json | wc -l)" -eq $((npost + 1))
-"${CTL[@]}" tlsrpt show "$YDAY" >"$T_TMP/show2.json"
+show "$YDAY" >"$T_TMP/show2.json"
 ok "show after send: the report-id that was sent" grep -q "\"report-id\": \"$EID\"" "$T_TMP/show2.json"
 ok "send --day today: refused (not over)" bash -c "'$BIN/starttlsctl' --state-dir '$STATE' tlsrpt send --day $TODAY; test \$? -eq 2"
 out=$(in_gw "$BIN/starttlsd-tlsrpt" --state-dir "$STATE" "${SEND[@]}" send --day "$(date -u -d '3 days ago' +%F)")
