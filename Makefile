@@ -130,6 +130,7 @@ OPSDOCS := deploy/ops/README.md deploy/ops/starttlsd.mtail \
 install: all
 	install -D -m 0755 $(BUILD)/starttlsd $(DESTDIR)$(PREFIX)/sbin/starttlsd
 	install -D -m 0755 $(BUILD)/starttlsctl $(DESTDIR)$(PREFIX)/sbin/starttlsctl
+	install -D -m 0755 $(BUILD)/starttlsd-tlsrpt $(DESTDIR)$(PREFIX)/sbin/starttlsd-tlsrpt
 	install -D -m 0644 docs/starttlsd.8 $(DESTDIR)$(PREFIX)/share/man/man8/starttlsd.8
 	install -D -m 0644 docs/starttlsd.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/starttlsd.conf.5
 	install -D -m 0644 docs/starttlsctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/starttlsctl.8
@@ -137,6 +138,10 @@ install: all
 	sed 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' deploy/starttlsd.service \
 		>$(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd.service
 	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd.service
+	sed 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' deploy/starttlsd-tlsrpt.service \
+		>$(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd-tlsrpt.service
+	install -m 0644 deploy/starttlsd-tlsrpt.timer $(DESTDIR)$(SYSTEMDUNITDIR)/
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd-tlsrpt.service
 	install -d $(DESTDIR)$(DOCDIR)/ops
 	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
 	install -m 0644 $(OPSDOCS) $(DESTDIR)$(DOCDIR)/ops/
@@ -154,6 +159,8 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/share/man/man8/starttlsd.8 $(DESTDIR)$(PREFIX)/share/man/man8/starttlsctl.8
 	rm -f $(DESTDIR)$(PREFIX)/share/man/man5/starttlsd.conf.5
 	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd.service
+	rm -f $(DESTDIR)$(PREFIX)/sbin/starttlsd-tlsrpt
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd-tlsrpt.service $(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd-tlsrpt.timer
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 # A Debian package (dpkg-buildpackage, debian/), built from a copy of this

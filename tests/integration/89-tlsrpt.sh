@@ -79,6 +79,18 @@ ok "show (today): today's count only" chk json "$T_TMP/today.json" domain=exampl
 ok "show: a bad day is a usage error" bash -c "'$BIN/starttlsctl' --state-dir '$STATE' tlsrpt show 2026-02-30; test \$? -eq 2"
 ok "show: an empty state_dir shows []" bash -c "d=\$(mktemp -d); chmod 700 \$d; out=\$('$BIN/starttlsctl' --state-dir \$d tlsrpt show); rm -rf \$d; test \"\$out\" = '[]'"
 
+# Root (starttlsctl) opening the store of a state_dir the daemon's user owns
+# leaves the files that user's, the lock file a read-only open makes too.
+if id starttlsd >/dev/null 2>&1; then
+	S2=$T_TMP/state2
+	mkdir -p "$S2" && chmod 700 "$S2" && chown starttlsd: "$S2"
+	"$BIN/tlsrptq" "$S2" tlsa success example.net - - 0 1
+	rm -f "$S2/tlsrpt.mdb-lock"
+	"$BIN/starttlsctl" --state-dir "$S2" tlsrpt show >/dev/null
+	ok "store files stay the state_dir owner's (root wrote, root read)" \
+		test "$(stat -c %U "$S2/tlsrpt.mdb" "$S2/tlsrpt.mdb-lock" | sort -u)" = starttlsd
+fi
+
 # ---- DNS, collector, submission host ----------------------------------------
 topo_up
 cat >"$T_TMP/unbound.conf" <<EOF
