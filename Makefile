@@ -246,6 +246,7 @@ $(FUZZ_DIR)/libstarttlsd-fuzz.a: $(FUZZ_OBJS)
 	$(AR) rcs $@ $^
 
 $(FUZZ_DIR)/fuzz_pinjson: LDLIBS += -ljansson
+$(FUZZ_DIR)/fuzz_tlsrpt: LDLIBS += -ljansson -lz
 $(FUZZ_BINS): $(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_DIR)/libstarttlsd-fuzz.a
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) $(WARN) -fsanitize=fuzzer -o $@ $< \

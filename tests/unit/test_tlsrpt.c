@@ -661,6 +661,43 @@ static void test_mail(void **state)
 	free(m);
 }
 
+static void test_day_full(void **state)
+{
+	struct fix *f = *state;
+	struct collect c = { 0 };
+	struct pd_report r;
+	char err[ERRLEN], dom[64];
+
+	for (int i = 0; i < TLSRPT_MAX_POLICIES; i++) {
+		snprintf(dom, sizeof(dom), "d%d.example.net", i);
+		r = rep(TLSRPT_STS, PD_R_SUCCESS, dom, NULL, NULL, f->now);
+		record_ok(f, &r, NULL, 0);
+	}
+	EQ("none dropped yet", tlsrpt_dropped(f->t, f->today), 0);
+	r = rep(TLSRPT_STS, PD_R_SUCCESS, "new.example.net", NULL, NULL, f->now);
+	err[0] = '\0';
+	EQ("first drop: an error to log", tlsrpt_record(f->t, &r, NULL, 0, err,
+	    sizeof(err)), -1);
+	assert_non_null(strstr(err, "dropped"));
+	EQ("later drops: quiet", tlsrpt_record(f->t, &r, NULL, 0, err,
+	    sizeof(err)), 0);
+	EQ("dropped counted", tlsrpt_dropped(f->t, f->today), 2);
+	/* a policy already there still counts */
+	r = rep(TLSRPT_STS, PD_R_CERT_EXPIRED, "d7.example.net", NULL, NULL, f->now);
+	record_ok(f, &r, NULL, 0);
+	assert_int_equal(tlsrpt_foreach(f->t, f->today, "d7.example.net",
+	    collect_cb, &c, err, sizeof(err)), 0);
+	EQ("existing policy counted", c.a[0].failure, 1);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(tlsrpt_foreach(f->t, f->today, "new.example.net",
+	    collect_cb, &c, err, sizeof(err)), 0);
+	EQ("dropped one not stored", c.n, 0);
+	/* the next day has room again */
+	r = rep(TLSRPT_STS, PD_R_SUCCESS, "new.example.net", NULL, NULL,
+	    f->now - 86400);
+	record_ok(f, &r, NULL, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -671,6 +708,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_purge_and_sent, fix_setup, fix_teardown),
 		cmocka_unit_test_setup_teardown(test_readonly, fix_setup, fix_teardown),
 		cmocka_unit_test_setup_teardown(test_report_json, fix_setup, fix_teardown),
+		cmocka_unit_test_setup_teardown(test_day_full, fix_setup, fix_teardown),
 		cmocka_unit_test(test_gzip),
 		cmocka_unit_test(test_report_id),
 		cmocka_unit_test(test_txt),
