@@ -178,7 +178,7 @@ tlsrpt_report_json(struct tlsrpt *t, const struct tlsrpt_opts *opts,
 {
 	struct build b = { 0 };
 	json_t *root = NULL, *range = NULL;
-	char d[11], start[32], end[32], *text = NULL;
+	char d[11], start[32], end[32], sub[256], *text = NULL;
 
 	if ((b.policies = json_array()) == NULL)
 		goto nomem;
@@ -200,13 +200,16 @@ tlsrpt_report_json(struct tlsrpt *t, const struct tlsrpt_opts *opts,
 		json_decref(range);
 		goto nomem;
 	}
+	/* Defaults: the submitter's domain; the From address. */
+	tlsrpt_submitter(opts, sub, sizeof(sub));
 	set(root, "organization-name", json_string(opts->org_name != NULL &&
-	    opts->org_name[0] != '\0' ? opts->org_name : "starttlsd"), &b);
+	    opts->org_name[0] != '\0' ? opts->org_name : sub), &b);
 	set(range, "start-datetime", json_string(start), &b);
 	set(range, "end-datetime", json_string(end), &b);
 	set(root, "date-range", range, &b);
-	set(root, "contact-info", json_string(opts->contact != NULL ?
-	    opts->contact : ""), &b);
+	set(root, "contact-info", json_string(opts->contact != NULL &&
+	    opts->contact[0] != '\0' ? opts->contact : opts->from != NULL ?
+	    opts->from : ""), &b);
 	set(root, "report-id", json_string(report_id), &b);
 	set(root, "policies", b.policies, &b);
 	b.policies = NULL;

@@ -461,6 +461,23 @@ static void test_report_json(void **state)
 	assert_null(json_object_get(json_array_get(fd, 0), "receiving-mx-hostname"));
 	json_decref(root);
 
+	/* defaults: organization-name the submitter, contact-info the From */
+	{
+		struct tlsrpt_opts o2 = { .state_dir = f->dir,
+		    .from = "r@gw2.example.org" };
+
+		text = tlsrpt_report_json(f->t, &o2, f->today - 1, "example.net",
+		    "id-3", false, &len, err, sizeof(err));
+		assert_non_null(text);
+		root = json_loads(text, 0, &jerr);
+		free(text);
+		assert_non_null(root);
+		STREQ("default org", json_string_value(json_object_get(root,
+		    "organization-name")), "gw2.example.org");
+		STREQ("default contact", json_string_value(json_object_get(root,
+		    "contact-info")), "r@gw2.example.org");
+		json_decref(root);
+	}
 	/* nothing recorded: NULL with an empty err */
 	text = tlsrpt_report_json(f->t, &f->o, f->today - 1, "example.org",
 	    "id-2", false, &len, err, sizeof(err));
