@@ -134,6 +134,7 @@ install: all
 	install -D -m 0644 docs/starttlsd.8 $(DESTDIR)$(PREFIX)/share/man/man8/starttlsd.8
 	install -D -m 0644 docs/starttlsd.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/starttlsd.conf.5
 	install -D -m 0644 docs/starttlsctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/starttlsctl.8
+	install -D -m 0644 docs/starttlsd-tlsrpt.8 $(DESTDIR)$(PREFIX)/share/man/man8/starttlsd-tlsrpt.8
 	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
 	sed 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' deploy/starttlsd.service \
 		>$(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd.service
@@ -160,6 +161,7 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/share/man/man5/starttlsd.conf.5
 	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd.service
 	rm -f $(DESTDIR)$(PREFIX)/sbin/starttlsd-tlsrpt
+	rm -f $(DESTDIR)$(PREFIX)/share/man/man8/starttlsd-tlsrpt.8
 	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd-tlsrpt.service $(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd-tlsrpt.timer
 	rm -rf $(DESTDIR)$(DOCDIR)
 
