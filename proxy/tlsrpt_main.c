@@ -382,7 +382,7 @@ smtp_reply(struct smtp *s)
 {
 	for (int lines = 0; lines < SMTP_LINES_MAX; lines++) {
 		char *nl;
-		size_t l;
+		size_t l, used;
 
 		while ((nl = memchr(s->buf, '\n', s->len)) == NULL) {
 			ssize_t r;
@@ -406,9 +406,9 @@ smtp_reply(struct smtp *s)
 		for (char *p = s->last; *p != '\0'; p++)
 			if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
 				*p = '?';
-		l = (size_t)(nl + 1 - s->buf);
-		memmove(s->buf, nl + 1, s->len - l);
-		s->len -= l;
+		used = (size_t)(nl + 1 - s->buf);
+		memmove(s->buf, nl + 1, s->len - used);
+		s->len -= used;
 		if (s->last[0] < '2' || s->last[0] > '5' || s->last[1] < '0' ||
 		    s->last[1] > '9' || s->last[2] < '0' || s->last[2] > '9')
 			return -1;
@@ -728,8 +728,10 @@ send_one(struct ev_loop *loop, struct resolver *res, struct tlsrpt *t,
 		else if (smtp_send(msg, mlen, rcpts, nrcpt, ok, why,
 		    sizeof(why)) < 0)
 			why_add(failed, sizeof(failed), "mailto: %s", why);
+		bool built = msg != NULL;
+
 		free(msg);
-		for (size_t i = 0; msg != NULL && i < nrcpt; i++) {
+		for (size_t i = 0; built && i < nrcpt; i++) {
 			for (size_t k = 0; k < w.rua.n; k++)
 				if (w.rua.uri[k].addr == rcpts[i] && ok[i]) {
 					uri_mark(&s, w.rua.uri[k].uri);
