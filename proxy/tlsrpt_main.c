@@ -18,6 +18,7 @@
  * remembered so a retry goes only to the others, with the same report-id.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <netdb.h>
 #include <poll.h>
@@ -25,7 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -761,6 +764,41 @@ send_one(struct ev_loop *loop, struct resolver *res, struct tlsrpt *t,
 	return 1;
 }
 
+/*
+ * One send at a time (the timer and a manual run): an flock on
+ * state_dir/tlsrpt.send.lock, held until exit. The fd; -2 if another send
+ * holds it, -1 on error.
+ */
+static int
+send_lock(void)
+{
+	char path[4096];
+	struct stat st;
+	int fd;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/tlsrpt.send.lock",
+	    topts.state_dir) >= sizeof(path))
+		return -1;
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
+		fprintf(stderr, "starttlsd-tlsrpt: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	/* Root's run leaves it to state_dir's owner, as the store's files. */
+	if (geteuid() == 0 && stat(topts.state_dir, &st) == 0 && st.st_uid != 0 &&
+	    fchown(fd, st.st_uid, st.st_gid) < 0) {
+		/* best effort */
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+
+		fprintf(stderr, "starttlsd-tlsrpt: %s: %s\n", path,
+		    e == EWOULDBLOCK ? "another send is running" : strerror(e));
+		close(fd);
+		return e == EWOULDBLOCK ? -2 : -1;
+	}
+	return fd;
+}
+
 static int
 cmd_send(bool one_day, uint32_t day)
 {
@@ -770,7 +808,7 @@ cmd_send(bool one_day, uint32_t day)
 	struct resolver *res;
 	struct tlsrpt *t;
 	char err[1024];
-	int rc = EX_OK;
+	int rc = EX_OK, lock;
 
 	if (one_day && day >= today) {
 		char ds[11];
@@ -778,8 +816,13 @@ cmd_send(bool one_day, uint32_t day)
 		tlsrpt_day_str(day, ds);
 		return usage_error("send --day %s: not over yet (UTC)", ds);
 	}
+	if ((lock = send_lock()) == -2)
+		return EX_FAILED;
+	if (lock < 0)
+		return EX_STORE;
 	if ((t = tlsrpt_open(&topts, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "starttlsd-tlsrpt: %s\n", err);
+		close(lock);
 		return EX_STORE;
 	}
 	if (tlsrpt_purge(t, today, err, sizeof(err)) < 0)
@@ -787,12 +830,14 @@ cmd_send(bool one_day, uint32_t day)
 	if ((loop = ev_loop_new(EVFLAG_AUTO)) == NULL) {
 		fprintf(stderr, "starttlsd-tlsrpt: no event loop\n");
 		tlsrpt_close(t);
+		close(lock);
 		return EX_STORE;
 	}
 	if ((res = resolver_new(loop, &ropts, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "starttlsd-tlsrpt: resolver: %s\n", err);
 		ev_loop_destroy(loop);
 		tlsrpt_close(t);
+		close(lock);
 		return EX_FAILED;
 	}
 	first = one_day ? day : today >= TLSRPT_DAYS_KEPT - 1 ?
@@ -812,6 +857,7 @@ cmd_send(bool one_day, uint32_t day)
 	resolver_free(res);
 	ev_loop_destroy(loop);
 	tlsrpt_close(t);
+	close(lock);
 	return rc;
 }
 

@@ -205,6 +205,13 @@ ok "send --day today: refused (not over)" bash -c "'$BIN/starttlsctl' --state-di
 out=$(in_gw "$BIN/starttlsd-tlsrpt" --state-dir "$STATE" "${SEND[@]}" send --day "$(date -u -d '3 days ago' +%F)")
 ok "send --day: only that day (nothing recorded 3 days ago)" test -z "$out"
 
+# ---- one send at a time -----------------------------------------------------------------
+flock "$STATE/tlsrpt.send.lock" sleep 3 &
+sleep 0.5
+in_gw "$BIN/starttlsd-tlsrpt" --state-dir "$STATE" "${SEND[@]}" send >"$T_TMP/send-locked.out" 2>&1
+ok "a second send while one runs: exit 1, says so" bash -c "test $? -eq 1 && grep -q 'another send is running' '$T_TMP/send-locked.out'"
+wait
+
 # ---- a DNS failure is retried, not "no record" ---------------------------------------
 ok "record: a domain whose lookup fails" rec sts success dnsfail.example.net mx.example.net $SRV4 1 1 "${STS[@]}"
 in_gw "$BIN/starttlsd-tlsrpt" --state-dir "$STATE" --resolver 192.0.2.77 --trust-anchor "$T_TMP/anchor.ds" \
