@@ -33,7 +33,7 @@ CFLAGS   += -std=c11 $(WARN) $(HARDEN) $(SANFLAGS) -MMD -MP
 LDFLAGS  += $(SANFLAGS) -pie -Wl,-z,relro,-z,now -L$(BSSL_LIB) -Wl,-rpath,$(BSSL_LIB)
 LDLIBS   += -lev -lseccomp -lnftnl -lmnl -llmdb -lhiredis -lssl -lcrypto -lpthread
 
-LIB_SRCS := $(filter-out proxy/main.c proxy/ctl.c,$(wildcard proxy/*.c))
+LIB_SRCS := $(filter-out proxy/main.c proxy/ctl.c proxy/tlsrpt_main.c,$(wildcard proxy/*.c))
 LIB_OBJS := $(LIB_SRCS:proxy/%.c=$(BUILD)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%)
@@ -90,6 +90,16 @@ STSF_OBJS := $(BUILD)/obj/stsfetch.o $(BUILD)/obj/sts.o $(HTTPS_OBJS)
 all: $(BUILD)/stsq
 $(BUILD)/stsq: tests/stsq.c $(STSF_OBJS)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STSF_OBJS) $(UNBOUND_LDLIBS)
+# starttlsd-tlsrpt: TLS-RPT reports, show and send (proxy/tlsrpt_main.c; starttlsctl
+# tlsrpt runs it). The resolver (libunbound: libev statically, as above), jansson and
+# zlib for the report, https.c (BoringSSL) for https: collectors.
+all: $(BUILD)/starttlsd-tlsrpt
+$(BUILD)/starttlsd-tlsrpt: $(BUILD)/obj/tlsrpt_main.o $(BUILD)/libstarttlsd.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(UNBOUND_LDLIBS) -ljansson -lz
+# tlsrptq: records results as policyd does (tests/integration/89-tlsrpt.sh).
+all: $(BUILD)/tlsrptq
+$(BUILD)/tlsrptq: tests/tlsrptq.c $(BUILD)/libstarttlsd.a
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libstarttlsd.a $(LDLIBS)
 
 unit: $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
@@ -126,13 +136,19 @@ OPSDOCS := deploy/ops/README.md deploy/ops/starttlsd.mtail \
 install: all
 	install -D -m 0755 $(BUILD)/starttlsd $(DESTDIR)$(PREFIX)/sbin/starttlsd
 	install -D -m 0755 $(BUILD)/starttlsctl $(DESTDIR)$(PREFIX)/sbin/starttlsctl
+	install -D -m 0755 $(BUILD)/starttlsd-tlsrpt $(DESTDIR)$(PREFIX)/sbin/starttlsd-tlsrpt
 	install -D -m 0644 docs/starttlsd.8 $(DESTDIR)$(PREFIX)/share/man/man8/starttlsd.8
 	install -D -m 0644 docs/starttlsd.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/starttlsd.conf.5
 	install -D -m 0644 docs/starttlsctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/starttlsctl.8
+	install -D -m 0644 docs/starttlsd-tlsrpt.8 $(DESTDIR)$(PREFIX)/share/man/man8/starttlsd-tlsrpt.8
 	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
 	sed 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' deploy/starttlsd.service \
 		>$(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd.service
 	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd.service
+	sed 's|/usr/local/sbin/|$(PREFIX)/sbin/|g' deploy/starttlsd-tlsrpt.service \
+		>$(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd-tlsrpt.service
+	install -m 0644 deploy/starttlsd-tlsrpt.timer $(DESTDIR)$(SYSTEMDUNITDIR)/
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd-tlsrpt.service
 	install -d $(DESTDIR)$(DOCDIR)/ops
 	install -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/
 	install -m 0644 $(OPSDOCS) $(DESTDIR)$(DOCDIR)/ops/
@@ -150,6 +166,9 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/share/man/man8/starttlsd.8 $(DESTDIR)$(PREFIX)/share/man/man8/starttlsctl.8
 	rm -f $(DESTDIR)$(PREFIX)/share/man/man5/starttlsd.conf.5
 	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd.service
+	rm -f $(DESTDIR)$(PREFIX)/sbin/starttlsd-tlsrpt
+	rm -f $(DESTDIR)$(PREFIX)/share/man/man8/starttlsd-tlsrpt.8
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd-tlsrpt.service $(DESTDIR)$(SYSTEMDUNITDIR)/starttlsd-tlsrpt.timer
 	rm -rf $(DESTDIR)$(DOCDIR)
 
 # A Debian package (dpkg-buildpackage, debian/), built from a copy of this
@@ -200,7 +219,7 @@ test-ops: deps all
 clean:
 	rm -rf build
 
--include $(LIB_OBJS:.o=.d) $(BUILD)/obj/main.d $(BUILD)/obj/ctl.d
+-include $(LIB_OBJS:.o=.d) $(BUILD)/obj/main.d $(BUILD)/obj/ctl.d $(BUILD)/obj/tlsrpt_main.d
 
 # ---- fuzzing: libFuzzer harnesses in tests/fuzz/ (clang-14) -------------------------
 #   make fuzz         build every harness, run each for FUZZ_SECONDS (default 60);
@@ -235,6 +254,7 @@ $(FUZZ_DIR)/libstarttlsd-fuzz.a: $(FUZZ_OBJS)
 	$(AR) rcs $@ $^
 
 $(FUZZ_DIR)/fuzz_pinjson: LDLIBS += -ljansson
+$(FUZZ_DIR)/fuzz_tlsrpt: LDLIBS += -ljansson -lz
 $(FUZZ_BINS): $(FUZZ_DIR)/%: tests/fuzz/%.c $(FUZZ_DIR)/libstarttlsd-fuzz.a
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) $(WARN) -fsanitize=fuzzer -o $@ $< \

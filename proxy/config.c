@@ -134,9 +134,9 @@ static const struct config_key config_keys[] = {
 	{ "tlsrpt", CK_BOOL, OFF(tlsrpt), "off", 0, 0,
 	  "TLS-RPT (RFC 8460): aggregate DANE/MTA-STS results per recipient domain and day for `starttlsctl tlsrpt send`" },
 	{ "tlsrpt_org", CK_STR, OFF(tlsrpt_org), NULL, 0, 0,
-	  "TLS-RPT: organization-name in the reports (required with tlsrpt = on)" },
+	  "TLS-RPT: organization-name in the reports (default: the domain of tlsrpt_from)" },
 	{ "tlsrpt_contact", CK_STR, OFF(tlsrpt_contact), NULL, 0, 0,
-	  "TLS-RPT: contact-info in the reports, an address or URI (required with tlsrpt = on)" },
+	  "TLS-RPT: contact-info in the reports, an address or URI (default: tlsrpt_from)" },
 	{ "tlsrpt_submission", CK_STR, OFF(tlsrpt_submission), NULL, 0, 0,
 	  "TLS-RPT: HOST:PORT of the mail submission host that DKIM-signs and sends mailto: reports" },
 	{ "tlsrpt_from", CK_STR, OFF(tlsrpt_from), NULL, 0, 0,
@@ -655,11 +655,6 @@ validate(struct config *c, char *err, size_t errlen)
 			    "address, optionally ADDR@PORT", c->resolvers.item[i]);
 			return -1;
 		}
-	}
-	if (c->tlsrpt && (c->tlsrpt_org == NULL || c->tlsrpt_contact == NULL)) {
-		snprintf(err, errlen, "tlsrpt: on needs tlsrpt_org and "
-		    "tlsrpt_contact (RFC 8460 4.4: organization-name, contact-info)");
-		return -1;
 	}
 	if (c->intercept_interfaces.n > NFT_MAX_IFACES) {
 		snprintf(err, errlen, "intercept_interfaces: at most %d",

@@ -6,12 +6,14 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "starttlsd/metrics.h"
 #include "starttlsd/pinjson.h"
@@ -31,7 +33,8 @@ enum ctl_exit {
 static struct {
 	const char *state_dir;
 	int64_t expire_secs;
-} opt = { CTL_STATE_DIR, PIN_EXPIRE_DEFAULT };
+	bool state_dir_set;
+} opt = { CTL_STATE_DIR, PIN_EXPIRE_DEFAULT, false };
 
 static void
 usage(FILE *fp)
@@ -53,6 +56,15 @@ usage(FILE *fp)
 "  stats           the running daemon's counters in the Prometheus text\n"
 "                  format (docs/metrics.md), from STATE_DIR/metrics: for\n"
 "                  node_exporter's textfile collector, or a quick look\n"
+"  tlsrpt show [DAY]\n"
+"                  the TLS-RPT reports (RFC 8460 JSON) of a UTC day so\n"
+"                  far (YYYY-MM-DD, default today)\n"
+"  tlsrpt send [--day DAY] [OPTION...]\n"
+"                  send the reports that are due (days over, not sent);\n"
+"                  OPTIONs override the configuration: --org, --contact,\n"
+"                  --submission, --from, --resolver, --trust-anchor,\n"
+"                  --ca-file, --timeout (both run starttlsd-tlsrpt: see\n"
+"                  its --help)\n"
 "\n"
 "KEY is an IP address (198.51.100.25, 2001:db8::25), a domain\n"
 "(example.net), or a key as listed (ip:198.51.100.25, domain:example.net).\n"
@@ -501,6 +513,50 @@ cmd_import(const char *path)
 	return output_done();
 }
 
+/* ---- tlsrpt --------------------------------------------------------------------- */
+
+/*
+ * tlsrpt: run starttlsd-tlsrpt, installed beside this program. It is a
+ * program of its own because sending links the validating resolver
+ * (libunbound, with libev static) and makes network connections, which this
+ * tool, run by root for the pin store, should not carry (docs/dane.md).
+ */
+static int
+cmd_tlsrpt(int argc, char **argv)
+{
+	char self[PATH_MAX], path[PATH_MAX + 32];
+	char **av;
+	ssize_t n;
+	int k = 0;
+	char *slash;
+
+	if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) < 0) {
+		fprintf(stderr, "starttlsctl: /proc/self/exe: %s\n",
+		    strerror(errno));
+		return CTL_STORE;
+	}
+	self[n] = '\0';
+	if ((slash = strrchr(self, '/')) == NULL)
+		return CTL_STORE;
+	*slash = '\0';
+	snprintf(path, sizeof(path), "%s/starttlsd-tlsrpt", self);
+	if ((av = calloc((size_t)argc + 4, sizeof(*av))) == NULL)
+		return CTL_STORE;
+	av[k++] = path;
+	if (opt.state_dir_set) {
+		av[k++] = (char *)(uintptr_t)"--state-dir";
+		av[k++] = (char *)(uintptr_t)opt.state_dir;
+	}
+	for (int i = 0; i < argc; i++)
+		av[k++] = argv[i];
+	av[k] = NULL;
+	fflush(stdout);
+	execv(path, av);
+	fprintf(stderr, "starttlsctl: %s: %s\n", path, strerror(errno));
+	free(av);
+	return CTL_STORE;
+}
+
 /* ---- main --------------------------------------------------------------------- */
 
 int
@@ -526,6 +582,7 @@ main(int argc, char **argv)
 			if (optarg[0] == '\0')
 				return usage_error("--state-dir: empty");
 			opt.state_dir = optarg;
+			opt.state_dir_set = true;
 			break;
 		case 'e':
 			errno = 0;
@@ -575,6 +632,12 @@ main(int argc, char **argv)
 		if (cmd[0] == 'f')
 			return cmd_forget(argv[0]);
 		return cmd_import(argv[0]);
+	}
+	if (strcmp(cmd, "tlsrpt") == 0) {
+		if (argc == 0 || (strcmp(argv[0], "show") != 0 &&
+		    strcmp(argv[0], "send") != 0))
+			return usage_error("tlsrpt: expected show or send");
+		return cmd_tlsrpt(argc, argv);
 	}
 	if (strcmp(cmd, "stats") == 0) {
 		if (argc != 0)

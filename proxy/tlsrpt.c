@@ -205,8 +205,8 @@ open_common(const struct tlsrpt_opts *opts, bool readonly, bool *missing,
 	    (readonly ? MDB_RDONLY : 0), 0600);
 	if (rc != 0)
 		goto lmdb_fail;
-	if (!readonly)
-		give_files(dir, &st);
+	/* Read-only too: the first open makes the lock file, which policyd needs. */
+	give_files(dir, &st);
 	if ((rc = txn_begin(t, readonly ? MDB_RDONLY : 0, &txn)) != 0)
 		goto lmdb_fail;
 	if ((rc = mdb_dbi_open(txn, "agg", dflags, &t->agg)) != 0 ||

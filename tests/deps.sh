@@ -7,7 +7,7 @@ pkgs=(
   build-essential pkg-config
   android-libboringssl-dev android-libboringssl android-boringssl
   libev-dev libnftnl-dev libmnl-dev liblmdb-dev libcmocka-dev
-  libjansson-dev
+  libjansson-dev zlib1g-dev
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
   nftables iproute2 iptables
   swaks libnet-ssleay-perl libio-socket-inet6-perl libio-socket-ssl-perl

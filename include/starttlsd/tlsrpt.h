@@ -71,7 +71,7 @@ int tlsrpt_record(struct tlsrpt *t, const struct pd_report *r,
 #define TLSRPT_MAX_DETAILS 32
 #define TLSRPT_MAX_STRINGS 64
 #define TLSRPT_STRINGS_MAX 8192
-#define TLSRPT_STRING_MAX 2048     /* one policy string */
+#define TLSRPT_STRING_MAX 4096     /* one policy string (a "2 0 0" TLSA record of a whole certificate) */
 #define TLSRPT_SYNC_SECS 30
 
 /* The UTC day of t (days since 1970-01-01), and back as "YYYY-MM-DD". */
@@ -116,7 +116,7 @@ int tlsrpt_foreach(struct tlsrpt *t, uint32_t day, const char *domain,
 uint64_t tlsrpt_dropped(struct tlsrpt *t, uint32_t day);
 
 /* What was sent of a (day, domain) report. */
-#define TLSRPT_ID_MAX 200
+#define TLSRPT_ID_MAX 560
 #define TLSRPT_MAX_RUA 8
 #define TLSRPT_URI_MAX 512
 struct tlsrpt_sent {

@@ -449,6 +449,10 @@ seed("fuzz_sts", "ext", "version: STSv1\nmode: testing\nmx: a.example\nmax_age: 
 seed("fuzz_sts", "txt", "v=STSv1; id=20160831085700Z;")
 seed("fuzz_sts", "txt-ext", "v=STSv1; id=abc; foo=bar")
 seed("fuzz_sts", "pattern", "*.example.netmx.example.net")
+seed("fuzz_tlsrpt", "mailto", "v=TLSRPTv1; rua=mailto:reports@example.com")
+seed("fuzz_tlsrpt", "https", "v=TLSRPTv1;rua=https://reporting.example.com:8443/v1/tlsrpt?x=1")
+seed("fuzz_tlsrpt", "both", "v=TLSRPTv1 ; rua=mailto:tls%2Drpt@example.com , https://r.example.net/ ; ext_1=v;")
+seed("fuzz_tlsrpt", "other-scheme", "v=TLSRPTv1; rua=ftp://x.example/, mailto:a@example.net?subject=x")
 
 
 def tlsa(usage, sel, mtype, assoc):

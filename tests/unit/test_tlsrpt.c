@@ -361,6 +361,360 @@ static void test_readonly(void **state)
 	assert_null(tlsrpt_open(&o, err, sizeof(err)));
 }
 
+
+/* ---- the report JSON (RFC 8460 4.4) ---------------------------------------------- */
+
+static json_t *must(json_t *o, const char *k, int type)
+{
+	json_t *v = json_object_get(o, k);
+
+	if (v == NULL || (int)json_typeof(v) != type) {
+		print_error("member %s: missing or type %d, want %d\n", k,
+		    v != NULL ? (int)json_typeof(v) : -1, type);
+		fail();
+	}
+	return v;
+}
+
+static void test_report_json(void **state)
+{
+	struct fix *f = *state;
+	struct pd_report r;
+	json_t *root, *pols, *p, *pol, *sum, *fd, *range, *mx;
+	json_error_t jerr;
+	char err[ERRLEN], d[11], want[40];
+	size_t len;
+	char *text;
+
+	for (int i = 0; i < 4; i++) {
+		r = rep(TLSRPT_STS, PD_R_SUCCESS, "example.net", "mx1.example.net",
+		    "203.0.113.25", f->now - 86400);
+		record_ok(f, &r, sts_pol, NELEM(sts_pol));
+	}
+	r = rep(TLSRPT_STS, PD_R_CERT_HOST_MISMATCH, "example.net",
+	    "mx1.example.net", "2001:db8::25", f->now - 86400);
+	record_ok(f, &r, sts_pol, NELEM(sts_pol));
+	r = rep(TLSRPT_NO_POLICY, PD_R_STARTTLS_NOT_SUPPORTED, "example.net", NULL,
+	    NULL, f->now - 86400);
+	record_ok(f, &r, NULL, 0);
+
+	text = tlsrpt_report_json(f->t, &f->o, f->today - 1, "example.net",
+	    "id-1@gw.example.org", false, &len, err, sizeof(err));
+	assert_non_null(text);
+	EQ("len", len, strlen(text));
+	assert_null(strchr(text, '\n'));   /* compact */
+	root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+	free(text);
+	assert_non_null(root);
+	STREQ("org", json_string_value(must(root, "organization-name", JSON_STRING)),
+	    "Example Gateway Org");
+	STREQ("contact", json_string_value(must(root, "contact-info", JSON_STRING)),
+	    "postmaster@gw.example.org");
+	STREQ("id", json_string_value(must(root, "report-id", JSON_STRING)),
+	    "id-1@gw.example.org");
+	range = must(root, "date-range", JSON_OBJECT);
+	tlsrpt_day_str(f->today - 1, d);
+	snprintf(want, sizeof(want), "%sT00:00:00Z", d);
+	STREQ("start", json_string_value(must(range, "start-datetime", JSON_STRING)),
+	    want);
+	snprintf(want, sizeof(want), "%sT23:59:59Z", d);
+	STREQ("end", json_string_value(must(range, "end-datetime", JSON_STRING)),
+	    want);
+	pols = must(root, "policies", JSON_ARRAY);
+	EQ("two policies (sts, no-policy-found)", json_array_size(pols), 2);
+
+	p = json_array_get(pols, 0);
+	pol = must(p, "policy", JSON_OBJECT);
+	STREQ("type", json_string_value(must(pol, "policy-type", JSON_STRING)), "sts");
+	STREQ("domain", json_string_value(must(pol, "policy-domain", JSON_STRING)),
+	    "example.net");
+	EQ("strings", json_array_size(must(pol, "policy-string", JSON_ARRAY)),
+	    NELEM(sts_pol));
+	mx = must(pol, "mx-host", JSON_ARRAY);
+	EQ("mx-host: the mx lines", json_array_size(mx), 2);
+	STREQ("mx-host 1", json_string_value(json_array_get(mx, 1)),
+	    "*.mail.example.net");
+	sum = must(p, "summary", JSON_OBJECT);
+	EQ("successes", json_integer_value(must(sum,
+	    "total-successful-session-count", JSON_INTEGER)), 4);
+	EQ("failures", json_integer_value(must(sum,
+	    "total-failure-session-count", JSON_INTEGER)), 1);
+	fd = must(p, "failure-details", JSON_ARRAY);
+	EQ("one detail", json_array_size(fd), 1);
+	STREQ("result-type", json_string_value(must(json_array_get(fd, 0),
+	    "result-type", JSON_STRING)), "certificate-host-mismatch");
+	STREQ("receiving-ip", json_string_value(must(json_array_get(fd, 0),
+	    "receiving-ip", JSON_STRING)), "2001:db8::25");
+	STREQ("mx", json_string_value(must(json_array_get(fd, 0),
+	    "receiving-mx-hostname", JSON_STRING)), "mx1.example.net");
+	EQ("count", json_integer_value(must(json_array_get(fd, 0),
+	    "failed-session-count", JSON_INTEGER)), 1);
+
+	p = json_array_get(pols, 1);
+	pol = must(p, "policy", JSON_OBJECT);
+	STREQ("no policy", json_string_value(must(pol, "policy-type", JSON_STRING)),
+	    "no-policy-found");
+	assert_null(json_object_get(pol, "policy-string"));
+	assert_null(json_object_get(pol, "mx-host"));
+	fd = must(p, "failure-details", JSON_ARRAY);
+	assert_null(json_object_get(json_array_get(fd, 0), "receiving-ip"));
+	assert_null(json_object_get(json_array_get(fd, 0), "receiving-mx-hostname"));
+	json_decref(root);
+
+	/* defaults: organization-name the submitter, contact-info the From */
+	{
+		struct tlsrpt_opts o2 = { .state_dir = f->dir,
+		    .from = "r@gw2.example.org" };
+
+		text = tlsrpt_report_json(f->t, &o2, f->today - 1, "example.net",
+		    "id-3", false, &len, err, sizeof(err));
+		assert_non_null(text);
+		root = json_loads(text, 0, &jerr);
+		free(text);
+		assert_non_null(root);
+		STREQ("default org", json_string_value(json_object_get(root,
+		    "organization-name")), "gw2.example.org");
+		STREQ("default contact", json_string_value(json_object_get(root,
+		    "contact-info")), "r@gw2.example.org");
+		json_decref(root);
+	}
+	/* nothing recorded: NULL with an empty err */
+	text = tlsrpt_report_json(f->t, &f->o, f->today - 1, "example.org",
+	    "id-2", false, &len, err, sizeof(err));
+	assert_null(text);
+	STREQ("nothing: empty err", err, "");
+}
+
+static void test_gzip(void **state)
+{
+	static const char in[] = "{\"organization-name\":\"x\",\"policies\":[]}";
+	uint8_t *gz, back[256];
+	size_t gzlen;
+	z_stream z;
+
+	(void)state;
+	assert_int_equal(tlsrpt_gzip(in, strlen(in), &gz, &gzlen), 0);
+	assert_true(gzlen > 18);
+	EQ("gzip magic 1", gz[0], 0x1f);
+	EQ("gzip magic 2", gz[1], 0x8b);
+	memset(&z, 0, sizeof(z));
+	assert_int_equal(inflateInit2(&z, 16 + 15), Z_OK);
+	z.next_in = gz;
+	z.avail_in = (uInt)gzlen;
+	z.next_out = back;
+	z.avail_out = sizeof(back);
+	assert_int_equal(inflate(&z, Z_FINISH), Z_STREAM_END);
+	EQ("round trip length", z.total_out, strlen(in));
+	assert_memory_equal(back, in, strlen(in));
+	inflateEnd(&z);
+	free(gz);
+}
+
+static void test_report_id(void **state)
+{
+	struct tlsrpt_opts o = { .from = "tlsrpt@gw.example.org" };
+	char sub[256], a[TLSRPT_ID_MAX], b[TLSRPT_ID_MAX];
+
+	(void)state;
+	tlsrpt_submitter(&o, sub, sizeof(sub));
+	STREQ("submitter from From", sub, "gw.example.org");
+	o.from = NULL;
+	o.contact = "mailto:ops@example.com";
+	tlsrpt_submitter(&o, sub, sizeof(sub));
+	STREQ("submitter from contact", sub, "example.com");
+	tlsrpt_report_id(16892, "example.net", "gw.example.org", a, sizeof(a));
+	tlsrpt_report_id(16892, "example.net", "gw.example.org", b, sizeof(b));
+	assert_int_equal(strncmp(a, "2016-04-01.example.net.", 23), 0);
+	assert_non_null(strstr(a, "@gw.example.org"));
+	EQ("id length", strlen(a), 23 + 16 + 15);
+	assert_string_not_equal(a, b);
+}
+
+/* ---- _smtp._tls TXT (RFC 8460 3) ----------------------------------------------------- */
+
+struct txt_case {
+	const char *txt;
+	int rc;
+	size_t n;
+	const char *first;   /* the first kept URI's address or host */
+};
+
+static void test_txt(void **state)
+{
+	static const struct txt_case cases[] = {
+		{ "v=TLSRPTv1; rua=mailto:reports@example.com", 0, 1, "reports@example.com" },
+		{ "v=TLSRPTv1;rua=https://reporting.example.com/v1/tlsrpt", 0, 1, "reporting.example.com" },
+		{ "v=TLSRPTv1; rua=mailto:a@example.com,https://r.example.com:8443/x?y=1;", 0, 2, "a@example.com" },
+		{ "v=TLSRPTv1 ; rua=mailto:a@example.com , mailto:b@example.com", 0, 2, "a@example.com" },
+		{ "v=TLSRPTv1; rua=mailto:a%40b@example.com", -1, 0, NULL },
+		{ "v=TLSRPTv1; rua=mailto:tls%2Drpt@example.com", 0, 1, "tls-rpt@example.com" },
+		{ "v=TLSRPTv1; rua=mailto:a@example.com?subject=x", 0, 1, "a@example.com" },
+		{ "v=TLSRPTv1; ext_1=value; rua=mailto:a@example.com", 0, 1, "a@example.com" },
+		{ "v=TLSRPTv1; rua=ftp://x.example.com/, mailto:a@example.com", 0, 1, "a@example.com" },
+		{ "v=TLSRPTv1; rua=ftp://x.example.com/", -1, 0, NULL },
+		{ "v=TLSRPTv1", -1, 0, NULL },
+		{ "v=TLSRPTv1;", -1, 0, NULL },
+		{ "v=TLSRPTv2; rua=mailto:a@example.com", -1, 0, NULL },
+		{ "v=tlsrptv1; rua=mailto:a@example.com", -1, 0, NULL },
+		{ "v=TLSRPTv1; RUA=mailto:a@example.com", -1, 0, NULL },
+		{ "v=TLSRPTv1; rua=mailto:a@example.com; rua=mailto:b@example.com", -1, 0, NULL },
+		{ "v=TLSRPTv1;; rua=mailto:a@example.com", -1, 0, NULL },
+		{ "v=TLSRPTv1; rua=mailto:a@example.com,", -1, 0, NULL },
+		{ "v=TLSRPTv1; rua=mailto:a b@example.com", -1, 0, NULL },
+		{ "v=TLSRPTv1; rua=mailto:@example.com", -1, 0, NULL },
+		{ "v=TLSRPTv1; rua=mailto:a@localhost", -1, 0, NULL },
+		{ "v=TLSRPTv1; rua=https://user@r.example.com/", -1, 0, NULL },
+		{ "v=TLSRPTv1; rua=https://r.example.com:0/", -1, 0, NULL },
+		{ "v=TLSRPTv1; rua=https://r.example.com:65536/", -1, 0, NULL },
+		{ "v=TLSRPTv1; rua=https://-r.example.com/", -1, 0, NULL },
+		{ "v=TLSRPTv1; rua=https://r.example.com", 0, 1, "r.example.com" },
+		{ "v=TLSRPTv1; rua=mailto:a@example.com; bad field", -1, 0, NULL },
+		{ "v=TLSRPTv1; rua=mailto:a@example.com; x==y", -1, 0, NULL },
+		{ "v=TLSRPTv1; rua=mailto:a@example.com\r\n", -1, 0, NULL },
+	};
+	struct tlsrpt_rua rua;
+	char err[ERRLEN];
+
+	(void)state;
+	for (size_t i = 0; i < NELEM(cases); i++) {
+		const struct txt_case *c = &cases[i];
+		int rc = tlsrpt_txt_parse_text(c->txt, strlen(c->txt), &rua, err,
+		    sizeof(err));
+
+		if (rc != c->rc) {
+			print_error("case %zu \"%s\": rc %d, want %d (%s)\n", i,
+			    c->txt, rc, c->rc, rc < 0 ? err : "");
+			fail();
+		}
+		if (rc != 0)
+			continue;
+		EQ(c->txt, rua.n, c->n);
+		STREQ(c->txt, rua.uri[0].kind == TLSRPT_URI_MAILTO ?
+		    rua.uri[0].addr : rua.uri[0].host, c->first);
+	}
+	/* https parts */
+	assert_int_equal(tlsrpt_txt_parse_text(S("v=TLSRPTv1; rua=https://"
+	    "R.Example.com:8443/v1/tlsrpt?k=1#frag"), &rua, err, sizeof(err)), 0);
+	EQ("port", rua.uri[0].port, 8443);
+	STREQ("host lower", rua.uri[0].host, "r.example.com");
+	STREQ("path", rua.uri[0].path, "/v1/tlsrpt?k=1");
+	STREQ("uri as published", rua.uri[0].uri,
+	    "https://R.Example.com:8443/v1/tlsrpt?k=1#frag");
+	assert_int_equal(tlsrpt_txt_parse_text(S("v=TLSRPTv1; rua=https://"
+	    "r.example.com"), &rua, err, sizeof(err)), 0);
+	EQ("default port", rua.uri[0].port, 443);
+	STREQ("default path", rua.uri[0].path, "/");
+}
+
+static void test_txt_rrset(void **state)
+{
+	/* wire form: character-strings; one record split in two strings */
+	static const uint8_t r1[] = "\x0bv=TLSRPTv1;" "\x18rua=mailto:a@example.com";
+	static const uint8_t r2[] = "\x0dv=spf1 -all x";
+	static const uint8_t r3[] = "\x1ev=TLSRPTv1;rua=mailto:b@ex.com";
+	static const uint8_t bad[] = "\x30v=TLSRPTv1";   /* length past the end */
+	const uint8_t *rd[3];
+	size_t rl[3];
+	struct tlsrpt_rua rua;
+	char err[ERRLEN];
+
+	(void)state;
+	rd[0] = r1; rl[0] = sizeof(r1) - 1;
+	rd[1] = r2; rl[1] = sizeof(r2) - 1;
+	EQ("split strings joined, other TXT ignored",
+	    tlsrpt_txt_parse(rd, rl, 2, &rua, err, sizeof(err)), 0);
+	STREQ("addr", rua.uri[0].addr, "a@example.com");
+	rd[2] = r3; rl[2] = sizeof(r3) - 1;
+	EQ("two TLSRPT records: none", tlsrpt_txt_parse(rd, rl, 3, &rua, err,
+	    sizeof(err)), -1);
+	assert_non_null(strstr(err, "2 TLSRPTv1 records"));
+	EQ("none at all", tlsrpt_txt_parse(rd + 1, rl + 1, 1, &rua, err,
+	    sizeof(err)), -1);
+	rd[0] = bad; rl[0] = sizeof(bad) - 1;
+	EQ("truncated string: not a record", tlsrpt_txt_parse(rd, rl, 1, &rua,
+	    err, sizeof(err)), -1);
+	EQ("empty RRset", tlsrpt_txt_parse(rd, rl, 0, &rua, err, sizeof(err)), -1);
+}
+
+/* ---- the message (RFC 8460 5.3) ----------------------------------------------------- */
+
+static void test_mail(void **state)
+{
+	struct tlsrpt_opts o = { .from = "tlsrpt@gw.example.org",
+	    .org_name = "Org" };
+	const char *rcpts[] = { "a@example.net", "b@example.net" };
+	uint8_t gz[100];
+	size_t len;
+	char *m;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(gz); i++)
+		gz[i] = (uint8_t)(i * 7);
+	m = tlsrpt_mail_build(&o, 16892, "example.net", "id.1@gw.example.org",
+	    rcpts, 2, gz, sizeof(gz), 1459555200, &len);
+	assert_non_null(m);
+	EQ("len", len, strlen(m));
+	assert_non_null(strstr(m, "\r\nSubject: Report Domain: example.net "
+	    "Submitter: gw.example.org Report-ID: <id.1@gw.example.org>\r\n"));
+	assert_non_null(strstr(m, "\r\nTLS-Report-Domain: example.net\r\n"));
+	assert_non_null(strstr(m, "\r\nTLS-Report-Submitter: gw.example.org\r\n"));
+	assert_non_null(strstr(m, "Content-Type: multipart/report; "
+	    "report-type=\"tlsrpt\";"));
+	assert_non_null(strstr(m, "Content-Type: application/tlsrpt+gzip;"));
+	assert_non_null(strstr(m, "filename=\"gw.example.org!example.net!"
+	    "1459468800!1459555199.json.gz\""));
+	assert_non_null(strstr(m, "Date: Sat, 02 Apr 2016 00:00:00 +0000\r\n"));
+	assert_non_null(strstr(m, "To: <a@example.net>,\r\n <b@example.net>\r\n"));
+	/* base64 of the first bytes 00 07 0e 15 1c 23 ... */
+	assert_non_null(strstr(m, "\r\n\r\nAAcOFRwj"));
+	/* no bare LF anywhere, no line over 998 */
+	for (size_t i = 0, col = 0; i < len; i++, col++) {
+		if (m[i] == '\n') {
+			assert_true(i > 0 && m[i - 1] == '\r');
+			col = 0;
+		}
+		assert_true(col < 998);
+	}
+	free(m);
+}
+
+static void test_day_full(void **state)
+{
+	struct fix *f = *state;
+	struct collect c = { 0 };
+	struct pd_report r;
+	char err[ERRLEN], dom[64];
+
+	for (int i = 0; i < TLSRPT_MAX_POLICIES; i++) {
+		snprintf(dom, sizeof(dom), "d%d.example.net", i);
+		r = rep(TLSRPT_STS, PD_R_SUCCESS, dom, NULL, NULL, f->now);
+		record_ok(f, &r, NULL, 0);
+	}
+	EQ("none dropped yet", tlsrpt_dropped(f->t, f->today), 0);
+	r = rep(TLSRPT_STS, PD_R_SUCCESS, "new.example.net", NULL, NULL, f->now);
+	err[0] = '\0';
+	EQ("first drop: an error to log", tlsrpt_record(f->t, &r, NULL, 0, err,
+	    sizeof(err)), -1);
+	assert_non_null(strstr(err, "dropped"));
+	EQ("later drops: quiet", tlsrpt_record(f->t, &r, NULL, 0, err,
+	    sizeof(err)), 0);
+	EQ("dropped counted", tlsrpt_dropped(f->t, f->today), 2);
+	/* a policy already there still counts */
+	r = rep(TLSRPT_STS, PD_R_CERT_EXPIRED, "d7.example.net", NULL, NULL, f->now);
+	record_ok(f, &r, NULL, 0);
+	assert_int_equal(tlsrpt_foreach(f->t, f->today, "d7.example.net",
+	    collect_cb, &c, err, sizeof(err)), 0);
+	EQ("existing policy counted", c.a[0].failure, 1);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(tlsrpt_foreach(f->t, f->today, "new.example.net",
+	    collect_cb, &c, err, sizeof(err)), 0);
+	EQ("dropped one not stored", c.n, 0);
+	/* the next day has room again */
+	r = rep(TLSRPT_STS, PD_R_SUCCESS, "new.example.net", NULL, NULL,
+	    f->now - 86400);
+	record_ok(f, &r, NULL, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -370,6 +724,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bounds, fix_setup, fix_teardown),
 		cmocka_unit_test_setup_teardown(test_purge_and_sent, fix_setup, fix_teardown),
 		cmocka_unit_test_setup_teardown(test_readonly, fix_setup, fix_teardown),
+		cmocka_unit_test_setup_teardown(test_report_json, fix_setup, fix_teardown),
+		cmocka_unit_test_setup_teardown(test_day_full, fix_setup, fix_teardown),
+		cmocka_unit_test(test_gzip),
+		cmocka_unit_test(test_report_id),
+		cmocka_unit_test(test_txt),
+		cmocka_unit_test(test_txt_rrset),
+		cmocka_unit_test(test_mail),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
