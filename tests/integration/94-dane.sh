@@ -126,6 +126,8 @@ dane_conf() { # MODE MTA_STS: the daemon's configuration file
 	trust_anchor_file = $DANE_ANCHOR
 	policy_timeout = 10
 	ca_file = $DANE_C/root.crt
+	tlsrpt = on
+	tlsrpt_from = tlsrpt@gw.example.org
 	EOF
 	echo "$T_TMP/dane-$1.conf"
 }
@@ -239,6 +241,52 @@ ok "c18: stored once, for c18a and c08 only" wait_for 5 bash -c "m=\$(ls '$DANE_
 ok "c18: downgrade for c18b only" wait_for 5 eval 'has_kv "$(dg_line c18b.example)" signal dane-failed policy dane action blocked tlsrpt tlsa-invalid'
 not_ok "c18: no downgrade for c18a" bash -c "grep event=downgrade '$PROXY_LOG' | grep -q ' domain=c18a.example'"
 say "  (enforce pass: $((SECONDS - t0)) s)"
+
+# A learned address (c02's MX host has usable TLSA, secure): the next session
+# to it is checked before the client's greeting: 421 4.7.5, the client tries
+# its next MX; the TLSA base domain goes as SNI.
+in_cli swaks --server "$(dane_dial c02)" --port 25 --helo client.example.org --quit-after connect \
+	--timeout 30 >"$DANE_OUT/swaks-c02-again.out" 2>&1
+ok "learned address: 421 4.7.5 instead of the greeting" grep -Eq '<\*\* +421 4\.7\.5' "$DANE_OUT/swaks-c02-again.out"
+ok "learned address: event=downgrade signal=dane-failed before the greeting, mx named" \
+	wait_for 5 eval 'grep event=downgrade "$PROXY_LOG" | grep "dst=$(dane_dial c02):25" | grep -q "(learned for this address)" && has_kv "$(grep event=downgrade "$PROXY_LOG" | grep "learned for this address" | tail -n 1)" signal dane-failed policy dane action blocked mx mx.c02.example'
+ok "learned address: session line action=blocked policy=dane" \
+	wait_for 5 eval 'has_kv "$(sess_line $(dane_dial c02))" action blocked policy dane policy_met no'
+# A learned address that matches: delivered as before (SNI: the base domain).
+expect_pass c01 dane
+
+# TLS-RPT (tlsrpt = on): every domain judged went to policyd's aggregate.
+CTL=${STARTTLSCTL:-$(dirname "$STARTTLSD")/starttlsctl}
+ok "tlsrpt: starttlsctl tlsrpt show prints today's reports" bash -c "'$CTL' --state-dir '$STATE' tlsrpt show >'$DANE_OUT/tlsrpt.json' 2>'$DANE_OUT/tlsrpt.err'"
+ok "tlsrpt: c01 counted as successes under a tlsa policy" "$PY" -c '
+import json, sys
+reps = json.load(open(sys.argv[1]))
+reps = reps if isinstance(reps, list) else [reps]
+pol = {}
+for r in reps:
+    for p in r["policies"]:
+        pol[p["policy"]["policy-domain"]] = p
+ok = pol["c01.example"]["policy"]["policy-type"] == "tlsa" and pol["c01.example"]["summary"]["total-successful-session-count"] >= 1
+f = pol["c02.example"]["failure-details"]
+ok = ok and pol["c02.example"]["summary"]["total-failure-session-count"] >= 1 and any(x["result-type"] == "tlsa-invalid" and x["receiving-ip"] == sys.argv[2] for x in f)
+sys.exit(0 if ok else 1)' "$DANE_OUT/tlsrpt.json" "$(dane_ip c02)"
+
+# policyd killed: the master restarts it and hands the workers new sockets;
+# mail to a DANE domain goes on.
+workers=$(sed -nE 's/.*event=worker action=started pid=([0-9]+).*/\1/p' "$PROXY_LOG" | tr '\n' ' ')
+pdpid=$(ps -o pid= --ppid "$PROXY_PID" | tr -d ' ' | while read -r p; do
+	case " $workers " in *" $p "*) ;; *) echo "$p" ;; esac; done | head -n 1)
+ok "policyd found beside the workers" test -n "$pdpid"
+kill -KILL "${pdpid:-0}" 2>/dev/null
+ok "policyd killed: the master says so and restarts it" \
+	wait_for 10 grep -q "event=policyd msg=\"exited (pid $pdpid, signal SIGKILL): restarted" "$PROXY_LOG"
+ok "policyd restarted: started again" wait_for 10 eval '[ "$(grep -c "event=policyd msg=started" "$PROXY_LOG")" -ge 2 ]'
+sleep 1
+ok "after the restart: a DANE domain still judged (c18a passes)" bash -c "
+	in_cli() { ip netns exec $NS_CLI \"\$@\"; }
+	ip netns exec $NS_CLI swaks --server $(dane_dial c18a) --port 25 --helo client.example.org --from sender@example.org \
+		--to user@c18a.example --timeout 30 >'$DANE_OUT/swaks-restart.out' 2>&1"
+ok "after the restart: policy=dane policy_met=yes" wait_for 5 eval 'has_kv "$(sess_line $(dane_dial c18a))" policy dane policy_met yes'
 ok "starttlsd stops cleanly" proxy_stop
 
 # Monitor: the same failures are logged and the mail goes through.
