@@ -517,6 +517,12 @@ addr_handle(uint64_t client, const struct pd_req *rq)
 	pol_send(client, rq->seq, &pol);
 }
 
+static int
+strptrcmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 /*
  * The policy strings of a report (RFC 8460 4.3): the policy in force for
  * (domain, address) as the PD_POLICY cache holds it: TLSA records in
@@ -567,6 +573,8 @@ report_strings(const struct pd_report *r, char *buf, size_t cap,
 				o++;
 			}
 		}
+		/* RRset order varies between answers: one order, one aggregate. */
+		qsort(str, n, sizeof(str[0]), strptrcmp);
 	} else if (r->policy_type == TLSRPT_STS && pol.sts != PD_STS_NONE) {
 		ADDSTR("version: STSv1");
 		ADDSTR("mode: %s", pol.sts == PD_STS_ENFORCE ? "enforce" :
