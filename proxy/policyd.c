@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <ev.h>
+#include <lmdb.h>
 
 #include "starttlsd/config.h"
 #include "starttlsd/log.h"
@@ -77,6 +78,9 @@ static struct {
 	bool dane, mta_sts;
 	unsigned timeout_ms;
 	struct pdp_learn *learn;
+	MDB_env *lenv;          /* state_dir/policyd.mdb: the learned addresses; NULL: memory only */
+	MDB_dbi ldbi;
+	bool lfull_logged;
 	struct tlsrpt *tlsrpt;  /* opts->tlsrpt with a state_dir; NULL: reports only counted */
 	struct pd_job *jobs;
 	size_t njobs;
@@ -267,6 +271,175 @@ handle(uint64_t client, const struct pd_req *rq)
 }
 
 
+/* ---- learned addresses in LMDB (state_dir/policyd.mdb) ----------------------------
+ *
+ * A mirror of the table: key = family u8 + 16 address bytes, value =
+ * expires u64 (wall clock) + the encoded PD_ADDR answer. Loaded at start
+ * (expired entries dropped), written at each learn, entries deleted when
+ * the table drops them. MDB_NOSYNC: a crash loses at most what was learned
+ * since the last sync (at exit), which is only a cache.
+ */
+#define LEARN_FILE "policyd.mdb"
+#define LEARN_MAP_SIZE (64u << 20)
+
+static void
+lkey(const struct pd_req_addr *x, uint8_t k[17])
+{
+	k[0] = x->family;
+	memset(k + 1, 0, 16);
+	memcpy(k + 1, x->addr, x->family == AF_INET ? 4 : 16);
+}
+
+static void
+learn_db_err(const char *what, int rc)
+{
+	if (rc == MDB_MAP_FULL && pd.lfull_logged)
+		return;
+	pd.lfull_logged |= rc == MDB_MAP_FULL;
+	log_msg(LOG_ERR, "policyd", "learned addresses: %s: %s", what,
+	    mdb_strerror(rc));
+}
+
+static void
+learn_db_del(void *arg, const struct pd_req_addr *x)
+{
+	uint8_t k[17];
+	MDB_val kv = { sizeof(k), k };
+	MDB_txn *txn;
+	int rc;
+
+	if (pd.lenv == NULL)
+		return;
+	lkey(x, k);
+	if ((rc = mdb_txn_begin(pd.lenv, NULL, 0, &txn)) != 0) {
+		learn_db_err("delete", rc);
+		return;
+	}
+	rc = mdb_del(txn, pd.ldbi, &kv, NULL);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		mdb_txn_abort(txn);
+		learn_db_err("delete", rc);
+		return;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		learn_db_err("delete", rc);
+}
+
+static void
+learn_db_put(const struct pd_req_addr *x)
+{
+	uint8_t k[17], v[8 + PD_MSG_MAX];
+	const uint8_t *blob;
+	size_t len;
+	uint64_t exp;
+	MDB_val kv = { sizeof(k), k }, vv;
+	MDB_txn *txn;
+	int rc;
+
+	if (pd.lenv == NULL ||
+	    (blob = pdp_learn_raw(pd.learn, x, &len, &exp)) == NULL)
+		return;
+	lkey(x, k);
+	memcpy(v, &exp, 8);
+	memcpy(v + 8, blob, len);
+	vv.mv_size = 8 + len;
+	vv.mv_data = v;
+	if ((rc = mdb_txn_begin(pd.lenv, NULL, 0, &txn)) != 0) {
+		learn_db_err("write", rc);
+		return;
+	}
+	if ((rc = mdb_put(txn, pd.ldbi, &kv, &vv, 0)) != 0) {
+		mdb_txn_abort(txn);
+		learn_db_err("write", rc);
+		return;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		learn_db_err("write", rc);
+}
+
+/* Open state_dir/policyd.mdb and load it; memory only if it cannot be. */
+static void
+learn_db_open(const char *dir)
+{
+	char path[4096];
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur;
+	MDB_val kv, vv;
+	uint64_t now = (uint64_t)time(NULL);
+	size_t loaded = 0, stale = 0;
+	int rc;
+
+	if (dir == NULL || dir[0] == '\0')
+		return;
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, LEARN_FILE) >=
+	    sizeof(path)) {
+		log_msg(LOG_ERR, "policyd", "learned addresses: state_dir too "
+		    "long: memory only");
+		return;
+	}
+	if ((rc = mdb_env_create(&pd.lenv)) != 0)
+		goto fail;
+	mdb_env_set_mapsize(pd.lenv, LEARN_MAP_SIZE);
+	if ((rc = mdb_env_open(pd.lenv, path, MDB_NOSUBDIR | MDB_NOSYNC |
+	    MDB_NOMETASYNC, 0600)) != 0 ||
+	    (rc = mdb_txn_begin(pd.lenv, NULL, 0, &txn)) != 0 ||
+	    (rc = mdb_dbi_open(txn, NULL, 0, &pd.ldbi)) != 0 ||
+	    (rc = mdb_cursor_open(txn, pd.ldbi, &cur)) != 0)
+		goto fail;
+	/* Load what is alive; delete the rest (and what does not parse). */
+	while ((rc = mdb_cursor_get(cur, &kv, &vv, loaded + stale == 0 ?
+	    MDB_FIRST : MDB_NEXT)) == 0) {
+		struct pd_req_addr x;
+		uint64_t exp;
+		int r = 0;
+
+		if (kv.mv_size == 17 && vv.mv_size > 8) {
+			memset(&x, 0, sizeof(x));
+			x.family = ((const uint8_t *)kv.mv_data)[0];
+			memcpy(x.addr, (const uint8_t *)kv.mv_data + 1, 16);
+			memcpy(&exp, vv.mv_data, 8);
+			r = pdp_learn_load(pd.learn, &x,
+			    (const uint8_t *)vv.mv_data + 8, vv.mv_size - 8, exp,
+			    now);
+		}
+		if (r == 1) {
+			loaded++;
+		} else {
+			stale++;
+			mdb_cursor_del(cur, 0);
+		}
+	}
+	mdb_cursor_close(cur);
+	if (rc != MDB_NOTFOUND || (rc = mdb_txn_commit(txn)) != 0) {
+		txn = NULL;
+		goto fail;
+	}
+	pdp_learn_on_drop(pd.learn, learn_db_del, NULL);
+	if (loaded > pdp_learn_count(pd.learn))
+		loaded = pdp_learn_count(pd.learn);
+	log_msg(LOG_INFO, "policyd", "learned addresses: %zu loaded from %s, "
+	    "%zu expired", loaded, path, stale);
+	return;
+fail:
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	log_msg(LOG_ERR, "policyd", "learned addresses: %s: %s: memory only",
+	    path, mdb_strerror(rc));
+	if (pd.lenv != NULL)
+		mdb_env_close(pd.lenv);
+	pd.lenv = NULL;
+}
+
+static void
+learn_db_close(void)
+{
+	if (pd.lenv == NULL)
+		return;
+	mdb_env_sync(pd.lenv, 1);
+	mdb_env_close(pd.lenv);
+	pd.lenv = NULL;
+}
+
 /* ---- PD_POLICY: jobs ------------------------------------------------------------ */
 
 static uint64_t
@@ -350,7 +523,8 @@ job_finish(struct pd_job *j, struct pd_pol *pol)
 		pd_cache_put(pd.cache, PD_POLICY, 0, j->key,
 		    pol->dane == PD_DANE_TEMPFAIL ? RES_ERROR : RES_SECURE,
 		    pol->ttl, pkt, n, now_s());
-		pdp_learn_put(pd.learn, &j->facts, pol, wall_s());
+		if (pdp_learn_put(pd.learn, &j->facts, pol, wall_s()) == 1)
+			learn_db_put(&j->facts.x);
 		for (struct pd_waiter *w = j->waiters; w != NULL; w = w->next)
 			pol_send(w->client, w->seq, pol);
 	}
@@ -802,6 +976,7 @@ policyd_main(int ctl, const struct policyd_opts *opts)
 			log_msg(LOG_ERR, "policyd", "tlsrpt: %s: results are not "
 			    "kept", err);
 	}
+	learn_db_open(opts->state_dir);
 	ev_io_init(&pd.ctl_io, ctl_cb, ctl, EV_READ);
 	ev_io_start(pd.loop, &pd.ctl_io);
 	log_msg(LOG_INFO, "policyd", "started");
@@ -824,7 +999,9 @@ policyd_main(int ctl, const struct policyd_opts *opts)
 		free(f);
 	}
 	pd_cache_free(pd.cache);
+	pdp_learn_on_drop(pd.learn, NULL, NULL);
 	pdp_learn_free(pd.learn);
+	learn_db_close();
 	tlsrpt_close(pd.tlsrpt);
 	ev_io_stop(pd.loop, &pd.ctl_io);
 	ev_loop_destroy(pd.loop);

@@ -255,6 +255,15 @@ ok "policy: one computation per question (flights shared, then the cache), one r
 	grep -Eq 'msg="exiting \([0-9]+ questions asked, 0 answers dropped, 8 policies computed, 1 reports\)"' "$T_TMP/pdq-pol.err"
 ok "policy: a tempfail is logged" grep -q 'POLICY bogus.example 198.51.100.25: tempfail: TLSA' "$T_TMP/pdq-pol.err"
 [ "$T_FAIL" -gt 0 ] && { cat "$qout" "$T_TMP/pdq-pol.err" >&2; }
+# A restart keeps what was learned (state_dir/policyd.mdb): a new policyd
+# answers PD_ADDR from it before any PD_POLICY.
+in_cli "$PDQ" -P -a "$Z/root-anchor.ds" -f $GWL4 -R "$T_TMP/state" ADDR $SRV4 ADDR 203.0.113.99 \
+	>"$T_TMP/pdq-restart.out" 2>"$T_TMP/pdq-restart.err"
+ok "addr: learned addresses kept across a restart (LMDB)" \
+	grep -Eq "^0 ADDR $SRV4 dane=match .*mx=mx.secure.example sni=mx.secure.example .*host=mx.secure.example/mx.secure.example/2/ok" "$T_TMP/pdq-restart.out"
+ok "addr: after a restart, still nothing for an address never learned" \
+	grep -Eq "^0 ADDR 203.0.113.99 dane=none .*sni=- " "$T_TMP/pdq-restart.out"
+ok "addr: the load is logged" grep -Eq 'msg="learned addresses: 2 loaded from .*/policyd.mdb, 0 expired"' "$T_TMP/pdq-restart.err"
 # A forwarder that never answers: TEMPFAIL "timeout" within the resolver's timeout.
 ok "policy: silent forwarder: tempfail timeout" bash -c "ip netns exec $NS_CLI '$PDQ' -P -a '$Z/root-anchor.ds' -f 192.0.2.77 -T 800 POLICY secure.example $SRV4 | grep -Eq '^1 POLICY secure.example .*dane=tempfail result=validation-failure ttl=10 .*why=\"[^\"]*timeout\"'"
 # dane off: every answer none, no DNS.

@@ -757,6 +757,59 @@ test_learn(void **state)
 	pdp_learn_free(l);
 }
 
+/* The persistence hooks: raw entries out, loaded back, drops reported. */
+static int ndrops;
+static void
+on_drop(void *arg, const struct pd_req_addr *x)
+{
+	ndrops++;
+}
+
+static void
+test_learn_raw(void **state)
+{
+	struct pdp_learn *l = pdp_learn_new(2), *l2 = pdp_learn_new(2);
+	struct pd_req_addr x, y;
+	struct pd_pol a, g;
+	const uint8_t *raw;
+	size_t len;
+	uint64_t exp;
+
+	memset(&a, 0, sizeof(a));
+	a.kind = PD_ADDR;
+	a.dane = PD_DANE_MATCH;
+	a.why = a.sts_id = "";
+	a.mx = a.sni = "mx.example";
+	pd_addr4(&x, "192.0.2.1");
+	pdp_learn_on_drop(l, on_drop, NULL);
+	EQ("set", pdp_learn_set(l, &x, &a, 500), 1);
+	raw = pdp_learn_raw(l, &x, &len, &exp);
+	assert_non_null(raw);
+	EQ("exp", exp, 500);
+	EQ("load", pdp_learn_load(l2, &x, raw, len, exp, 100), 1);
+	assert_true(pdp_learn_get(l2, &x, 100, &g));
+	STREQ("loaded", g.sni, "mx.example");
+	EQ("loaded ttl", g.ttl, 400);
+	EQ("expired not loaded", pdp_learn_load(l2, &x, raw, len, exp, 500), 0);
+	EQ("malformed not loaded", pdp_learn_load(l2, &x, raw, len - 1, exp, 1), 0);
+	memset(&y, 0, sizeof(y));
+	EQ("no family", pdp_learn_load(l2, &y, raw, len, exp, 1), 0);
+	/* drops: eviction and expiry are reported, replacement is not */
+	ndrops = 0;
+	EQ("replace", pdp_learn_set(l, &x, &a, 600), 1);
+	EQ("replace: no drop", ndrops, 0);
+	pd_addr4(&y, "192.0.2.2");
+	pdp_learn_set(l, &y, &a, 700);
+	pd_addr4(&y, "192.0.2.3");
+	pdp_learn_set(l, &y, &a, 800);
+	EQ("evicted", ndrops, 1);
+	assert_null(pdp_learn_raw(l, &x, &len, &exp));
+	assert_false(pdp_learn_get(l, &y, 900, &g));
+	EQ("expired", ndrops, 2);
+	pdp_learn_free(l);
+	pdp_learn_free(l2);
+}
+
 int
 main(void)
 {
@@ -771,6 +824,7 @@ main(void)
 		cmocka_unit_test(test_mx_bounds),
 		cmocka_unit_test(test_sts_fields),
 		cmocka_unit_test(test_learn),
+		cmocka_unit_test(test_learn_raw),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
