@@ -75,6 +75,22 @@ all: $(BUILD)/dnsq $(BUILD)/pdq
 $(BUILD)/dnsq $(BUILD)/pdq: $(BUILD)/%: tests/%.c $(BUILD)/libstarttlsd.a
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libstarttlsd.a $(UNBOUND_LDLIBS)
 
+# httpsq: the HTTPS client's test tool (tests/integration/89-https.sh). https.c
+# needs only BoringSSL and libev, but resolves names through resolver.c, so
+# the tool links libunbound the EV_STATIC way. Its objects are named, not
+# taken from libstarttlsd.a: it needs no other part of the proxy.
+HTTPS_OBJS := $(BUILD)/obj/https.o $(BUILD)/obj/resolver.o $(BUILD)/obj/reswire.o
+all: $(BUILD)/httpsq
+$(BUILD)/httpsq: tests/httpsq.c $(HTTPS_OBJS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(HTTPS_OBJS) $(UNBOUND_LDLIBS)
+
+# stsq: the MTA-STS fetcher's test tool (tests/integration/88-sts.sh); stsfetch.c
+# runs in policyd, beside libunbound: linked the EV_STATIC way, objects named.
+STSF_OBJS := $(BUILD)/obj/stsfetch.o $(BUILD)/obj/sts.o $(HTTPS_OBJS)
+all: $(BUILD)/stsq
+$(BUILD)/stsq: tests/stsq.c $(STSF_OBJS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STSF_OBJS) $(UNBOUND_LDLIBS)
+
 unit: $(UNIT_BINS)
 	@tests/run-unit.sh $(UNIT_BINS)
 

@@ -33,6 +33,10 @@ struct stsf_opts {
 	const char *ca_file;         /* NULL: the system bundle */
 	uint16_t https_port;         /* 0: 443 */
 	unsigned fetch_timeout_ms;   /* 0: 60000 */
+	/* Timing, 0 for the defaults; tests shorten them. */
+	unsigned backoff_s;          /* 0: STSF_BACKOFF_S */
+	unsigned recheck_s;          /* 0: 60; the TXT is asked again at most this often */
+	unsigned refresh_tick_ms;    /* 0: 60000; how often near-expiry policies are looked for */
 };
 
 enum stsf_fail {
