@@ -26,6 +26,7 @@
 #include "starttlsd/config.h"
 #include "starttlsd/log.h"
 #include "starttlsd/pdpolicy.h"
+#include "starttlsd/stsfetch.h"
 #include "starttlsd/tlsrpt.h"
 
 #define PD_MAX_CLIENTS 256
@@ -71,12 +72,16 @@ struct pd_job {
 	struct pd_jq q[PD_JOB_QUERIES];
 	size_t nout;             /* queries in flight */
 	ev_timer timer;
+	uint64_t sts_id;         /* stsf_get in flight, 0: none */
+	bool sts_phase;          /* DANE done, waiting for MTA-STS */
 };
 
 static struct {
 	struct ev_loop *loop;
 	bool dane, mta_sts;
 	unsigned timeout_ms;
+	unsigned sts_wait_ms;
+	struct stsf *stsf;      /* opts->mta_sts; NULL: sts always none */
 	struct pdp_learn *learn;
 	MDB_env *lenv;          /* state_dir/policyd.mdb: the learned addresses; NULL: memory only */
 	MDB_dbi ldbi;
@@ -498,6 +503,8 @@ job_free(struct pd_job *j)
 	for (size_t i = 0; i < PD_JOB_QUERIES; i++)
 		if (j->q[i].qid != 0)
 			resolver_cancel(pd.res, j->q[i].qid);
+	if (j->sts_id != 0)
+		stsf_cancel(pd.stsf, j->sts_id);
 	ev_timer_stop(pd.loop, &j->timer);
 	while (j->waiters != NULL) {
 		struct pd_waiter *w = j->waiters;
@@ -536,6 +543,9 @@ job_finish(struct pd_job *j, struct pd_pol *pol)
 }
 
 static void job_step(struct pd_job *j);
+static void on_sts(void *arg, const char *domain, const struct stsf_state *st);
+
+#define PD_STS_NONE_TTL 60      /* a PD_POLICY without an MTA-STS policy, when MTA-STS is on */
 
 static void
 on_job_resolved(void *arg, const struct res_answer *ra)
@@ -556,6 +566,14 @@ job_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 	struct pd_job *j = t->data;
 	struct pd_pol pol;
 
+	if (j->sts_phase) {
+		/* DANE is decided (none); no MTA-STS answer in time: none either. */
+		stsf_cancel(pd.stsf, j->sts_id);
+		j->sts_id = 0;
+		pdp_decide(&j->facts, pd.dane, &pol);
+		job_finish(j, &pol);
+		return;
+	}
 	memset(&pol, 0, sizeof(pol));
 	pol.dane = PD_DANE_TEMPFAIL;
 	pol.dane_result = PD_R_VALIDATION_FAILURE;
@@ -612,7 +630,54 @@ job_step(struct pd_job *j)
 	if (!done || j->nout > 0)
 		return;
 	pdp_decide(&j->facts, pd.dane, &pol);
-	/* MTA-STS (opts->mta_sts, dane NONE): stsfetch.h, not merged yet. */
+	if (pd.stsf != NULL && pol.dane == PD_DANE_NONE && !j->sts_phase) {
+		/*
+		 * The MTA-STS side, only when DANE is none. Its own bound:
+		 * sts_wait_ms (stsf_get answers with what is known then) and a
+		 * second more before the job gives up on it.
+		 */
+		j->sts_phase = true;
+		j->sts_id = stsf_get(pd.stsf, j->facts.domain, pd.sts_wait_ms,
+		    on_sts, j);
+		if (j->sts_id != 0) {
+			ev_timer_stop(pd.loop, &j->timer);
+			ev_timer_set(&j->timer, pd.sts_wait_ms / 1000.0 + 1.0, 0);
+			ev_timer_start(pd.loop, &j->timer);
+			return;
+		}
+	}
+	job_finish(j, &pol);
+}
+
+/* MTA-STS's answer for the job's domain: into the facts, then decide. */
+static void
+on_sts(void *arg, const char *domain, const struct stsf_state *st)
+{
+	struct pd_job *j = arg;
+	struct pdp_facts *f = &j->facts;
+	struct pd_pol pol;
+
+	j->sts_id = 0;
+	f->sts = PD_STS_NONE;
+	if (st != NULL && st->have && st->policy.mode != STS_MODE_NONE) {
+		f->sts = st->policy.mode == STS_MODE_ENFORCE ? PD_STS_ENFORCE :
+		    PD_STS_TESTING;
+		snprintf(f->sts_id, sizeof(f->sts_id), "%s", st->id);
+		f->sts_max_age = st->policy.max_age;
+		f->sts_nmx = st->policy.nmx < STS_MAX_MX ? st->policy.nmx :
+		    STS_MAX_MX;
+		for (size_t i = 0; i < f->sts_nmx; i++)
+			memcpy(f->sts_mx[i], st->policy.mx[i], STS_NAME_MAX);
+	}
+	pdp_decide(f, pd.dane, &pol);
+	/*
+	 * No policy known may mean a first fetch still going on (after
+	 * sts_wait_ms): asked again soon, not after the DNS TTL.
+	 */
+	if (pol.sts == PD_STS_NONE && pol.ttl > PD_STS_NONE_TTL)
+		pol.ttl = PD_STS_NONE_TTL;
+	if (st != NULL && st->fail != STSF_OK)
+		log_msg(LOG_INFO, "policyd", "MTA-STS %s: %s", domain, st->why);
 	job_finish(j, &pol);
 }
 
@@ -977,6 +1042,19 @@ policyd_main(int ctl, const struct policyd_opts *opts)
 			    "kept", err);
 	}
 	learn_db_open(opts->state_dir);
+	pd.sts_wait_ms = opts->sts_wait_ms ? opts->sts_wait_ms : 5000;
+	if (opts->mta_sts) {
+		struct stsf_opts so;
+
+		memset(&so, 0, sizeof(so));
+		so.state_dir = opts->state_dir;
+		so.ca_file = opts->sts_ca_file;
+		so.https_port = opts->sts_https_port;
+		pd.stsf = stsf_new(pd.loop, pd.res, &so, err, sizeof(err));
+		if (pd.stsf == NULL)
+			log_msg(LOG_ERR, "policyd", "MTA-STS: %s: no MTA-STS "
+			    "policies", err);
+	}
 	ev_io_init(&pd.ctl_io, ctl_cb, ctl, EV_READ);
 	ev_io_start(pd.loop, &pd.ctl_io);
 	log_msg(LOG_INFO, "policyd", "started");
@@ -987,6 +1065,8 @@ policyd_main(int ctl, const struct policyd_opts *opts)
 		client_close(pd.clients);
 	while (pd.jobs != NULL)
 		job_free(pd.jobs);   /* cancels their queries: before resolver_free */
+	if (pd.stsf != NULL)
+		stsf_free(pd.stsf);
 	resolver_free(pd.res);   /* pending flights get no callback */
 	while (pd.flights != NULL) {
 		struct pd_flight *f = pd.flights;
