@@ -17,6 +17,7 @@
  *          HOST PATH
  */
 #include <ev.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +108,8 @@ main(int argc, char **argv)
 	int c, n = 1, cancel_ms = -1, expected;
 	ev_timer check, cancel;
 
+	/* as in policyd: a peer that goes away must not kill us on write */
+	signal(SIGPIPE, SIG_IGN);
 	while ((c = getopt(argc, argv, "a:p:c:m:T:X:b:t:o:A:f:n:x:")) != -1) {
 		switch (c) {
 		case 'a': req.addr = optarg; break;

@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <ev.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,6 +170,8 @@ main(int argc, char **argv)
 	ev_timer check;
 	int c;
 
+	/* as in policyd: a peer that goes away must not kill us on write */
+	signal(SIGPIPE, SIG_IGN);
 	while ((c = getopt(argc, argv, "a:f:c:p:s:T:B:R:K:")) != -1) {
 		switch (c) {
 		case 'a': ro.trust_anchor_file = optarg; break;

@@ -28,13 +28,23 @@ esac
 
 H=mta-sts.a.example
 C=$T_TMP/certs
-bash "$PEERS/mkstscerts.sh" "$C" $H mta-sts.six.example mta-sts.fallback.example >"$T_TMP/mkcerts.out" 2>&1
+bash "$PEERS/mkstscerts.sh" "$C" $H mta-sts.six.example mta-sts.fallback.example mta-sts.hole.example >"$T_TMP/mkcerts.out" 2>&1
 ok "test certificates made (openssl CLI)" test -s "$C/expired.crt" -a -s "$C/untrusted.crt"
 ok "the expired leaf really is expired" bash -c "! openssl x509 -in '$C/expired.crt' -noout -checkend 0"
 
 topo_up
 DEAD4=198.51.100.54
+HOLE4=198.51.100.55   # on srv, every packet to it dropped: a connect that never ends
 ip -n "$NS_SRV" addr add $DEAD4/24 dev wan0
+ip -n "$NS_SRV" addr add $HOLE4/24 dev wan0
+in_srv nft -f - <<NFT
+table inet hole {
+	chain input {
+		type filter hook input priority 0; policy accept;
+		ip daddr $HOLE4 drop
+	}
+}
+NFT
 
 printf 'version: STSv1\r\nmode: enforce\r\nmx: mx.a.example\r\nmax_age: 86400\r\n' >"$T_TMP/policy.txt"
 echo file >"$T_TMP/mode"
@@ -46,7 +56,7 @@ httpsd() { # PORT CERT [args...]
 	T_PIDS+=($!); disown $!
 }
 mkdir -p "$T_TMP/capture"
-httpsd 8443 good --mode-file "$T_TMP/mode"
+httpsd 8443 good --mode-file "$T_TMP/mode" --raw "$T_TMP/raw.bin"
 httpsd 8444 expired
 httpsd 8445 untrusted
 httpsd 8446 wrongname
@@ -78,6 +88,8 @@ server:
 	local-data: "mta-sts.six.example. 300 IN AAAA $SRV6"
 	local-data: "mta-sts.fallback.example. 300 IN A $DEAD4"
 	local-data: "mta-sts.fallback.example. 300 IN AAAA $SRV6"
+	local-data: "mta-sts.hole.example. 300 IN A $HOLE4"
+	local-data: "mta-sts.hole.example. 300 IN AAAA $SRV6"
 EOF
 in_gw unbound -d -c "$T_TMP/unbound.conf" >"$T_TMP/unbound.out" 2>&1 &
 T_PIDS+=($!); disown $!
@@ -122,6 +134,12 @@ ok "name resolved through resolver.c (AAAA only)" has dns6 "result=ok status=200
 run fallback "${RES[@]}" -p 8443 mta-sts.fallback.example $P
 ok "A refuses, then AAAA serves: the next address is tried" has fallback "result=ok status=200 .*sha256=$SUM"
 ok "the AAAA server got it (the A address refused)" grep -q "host=mta-sts.fallback.example:8443" "$T_TMP/req-8443.log"
+start=$SECONDS
+run hole "${RES[@]}" -p 8443 -T 30000 mta-sts.hole.example $P
+ok "A black-holed: after its 10 s attempt, AAAA serves" has hole "result=ok status=200 .*sha256=$SUM"
+ok "A black-holed: the attempt bound, not the 30 s timeout" test $((SECONDS - start)) -lt 20
+run hole2 -a $HOLE4 -p 8443 -T 1500 $H $P
+ok "the only address black-holed: timeout (connecting)" has hole2 'result=timeout .*timeout connecting'
 run many -a $SRV4 -p 8443 -n 4 $H $P
 ok "four requests at once: four answers, one each" bash -c "[ \$(grep -c 'result=ok status=200' '$T_TMP/many.out') = 4 ] && [ \$(cat '$T_TMP/many.rc') = 0 ]"
 
@@ -179,6 +197,61 @@ ok "the right certificate asked for another host: cert-name" has name2 'result=c
 ok "no request reached a server with a bad certificate" bash -c "! grep -q . '$T_TMP/req-8444.log' '$T_TMP/req-8445.log' '$T_TMP/req-8446.log' 2>/dev/null"
 echo badstatus >"$T_TMP/mode"; run bad -a $SRV4 -p 8443 $H $P
 ok "bad status line: protocol" has bad 'result=protocol .*bad status line'
+echo file >"$T_TMP/mode"
+
+# ---- responses built byte by byte (mode raw: then close_notify; rawcut: TCP close only) ----
+raw() { # NAME MODE PRINTF-FORMAT [args]: that response, then httpsq
+	local n=$1 m=$2 fmt=$3; shift 3
+	printf "$fmt" "$@" >"$T_TMP/raw.bin"
+	echo "$m" >"$T_TMP/mode"
+	run "$n" -a $SRV4 -p 8443 -o "$T_TMP/$n.body" $H $P
+}
+raw lf raw 'HTTP/1.1 200 OK\nContent-Type: text/plain\nContent-Length: 5\n\nhello'
+ok "head with bare LF line ends: ok" has lf 'result=ok status=200 type="text/plain" len=5 '
+raw cont raw 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi'
+ok "a 100 Continue before the answer is skipped" has cont 'result=ok status=200 .*len=2 '
+raw nobody raw 'HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n'
+ok "204: no body whatever the length says" has nobody 'result=ok status=204 .*len=0 '
+raw trail raw 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n'
+ok "chunk extension and trailer ignored" has trail 'result=ok status=200 .*len=3 '
+ok "chunked: the body is the chunks' data" bash -c "[ \"\$(cat '$T_TMP/trail.body')\" = abc ]"
+raw both raw 'HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n'
+ok "chunked wins over Content-Length" has both 'result=ok status=200 .*len=2 '
+big_head=$(head -c 17000 /dev/zero | tr '\0' a)
+raw bighead raw "HTTP/1.1 200 OK\r\nX-Big: %s\r\n\r\n" "$big_head"
+ok "head over 16 KiB: too-large" has bighead 'result=too-large .*head over'
+raw h2 raw 'HTTP/2 200\r\n\r\n'
+ok "HTTP/2 status line: protocol" has h2 'result=protocol .*bad status line'
+raw twolen raw 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc'
+ok "two different Content-Lengths: protocol" has twolen 'result=protocol .*two Content-Lengths'
+raw neglen raw 'HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n'
+ok "Content-Length -1: protocol" has neglen 'result=protocol .*bad Content-Length'
+raw gzip raw 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n'
+ok "Transfer-Encoding gzip: protocol" has gzip 'result=protocol .*Transfer-Encoding'
+raw fold raw 'HTTP/1.1 200 OK\r\nX-A: 1\r\n  folded\r\nContent-Length: 0\r\n\r\n'
+ok "folded header line: protocol" has fold 'result=protocol .*folded'
+raw badchunk raw 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n'
+ok "bad chunk size: protocol" has badchunk 'result=protocol .*bad chunk size'
+raw hugechunk raw 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffffffff\r\nabc\r\n'
+ok "chunk size overflowing 64 bits: protocol" has hugechunk 'result=protocol .*bad chunk size'
+raw bigchunk1 raw 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10001\r\nabc\r\n'
+ok "one chunk announced over max_body: too-large at once" has bigchunk1 'result=too-large '
+raw nocrlf raw 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXY\r\n0\r\n\r\n'
+ok "chunk data not followed by CRLF: protocol" has nocrlf 'result=protocol .*no CRLF after a chunk'
+raw short raw 'HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc'
+ok "closed before Content-Length bytes: protocol" has short 'result=protocol .*closed after 3 of 10'
+raw cut rawcut 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nversion: STSv1\r\nmode: enforce\r\n'
+ok "body until close, cut without close_notify: protocol (a truncation)" has cut 'result=protocol .*without close_notify'
+raw headcut rawcut 'HTTP/1.1 200 OK\r\nContent-Le'
+ok "closed inside the head: protocol" has headcut 'result=protocol '
+raw nul raw 'HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 0\r\n\r\n'
+ok "NUL in a header: protocol" has nul 'result=protocol .*NUL'
+raw ct1 raw 'HTTP/1.1 200 OK\r\nContent-Type:  Text/Plain ;charset="x"\r\nContent-Length: 0\r\n\r\n'
+ok "https_type_is: case and blanks before parameters ignored" has ct1 'text_plain=1'
+raw ct2 raw 'HTTP/1.1 200 OK\r\nContent-Type: text/plainx\r\nContent-Length: 0\r\n\r\n'
+ok "https_type_is: text/plainx is not text/plain" has ct2 'type="text/plainx" .*text_plain=0'
+raw ct3 raw 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'
+ok "https_type_is: no Content-Type is not text/plain" has ct3 'type="" .*text_plain=0'
 echo file >"$T_TMP/mode"
 
 # ---- POST (TLS-RPT) ------------------------------------------------------------------------

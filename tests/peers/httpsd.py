@@ -19,6 +19,8 @@ Modes (--mode-file is re-read at every request, so a test can switch it):
   bigchunk  200 text/plain, 70 KiB chunked
   slow      reads the request and never answers (until the client goes)
   badstatus "HTTP/1.1 2x0 what" as the status line
+  raw       the --raw file's bytes as the whole response, then close_notify
+  rawcut    the same, then a TCP close without close_notify
   capture   POST: the body is written to DIR/post-N.bin, the headers to
             DIR/post-N.head; answers 200 (GET too: 200 with the file)
 --plain answers in clear text (no TLS); --tls-max 1.1|1.2|1.3 caps the version.
@@ -170,6 +172,13 @@ def handle(args, ctx, raw):
             while conn.recv(1):
                 pass
             return
+        elif mode in ("raw", "rawcut"):
+            with open(args.raw, "rb") as f:
+                conn.sendall(f.read())
+            if mode == "raw":
+                conn = conn.unwrap()   # close_notify
+            else:
+                conn.shutdown(socket.SHUT_RDWR)   # TCP close, no close_notify
         elif mode == "badstatus":
             conn.sendall(b"HTTP/1.1 2x0 what\r\nContent-Length: 0\r\n\r\n")
         else:
@@ -201,6 +210,7 @@ def main():
     ap.add_argument("--ctype", default="text/plain")
     ap.add_argument("--log")
     ap.add_argument("--capture")
+    ap.add_argument("--raw", help="the whole response for modes raw and rawcut")
     ap.add_argument("--plain", action="store_true", help="no TLS (the client's handshake fails)")
     ap.add_argument("--tls-max", choices=["1.1", "1.2", "1.3"], help="highest TLS version offered")
     args = ap.parse_args()
