@@ -27,7 +27,7 @@
  *     any_mx=0 mx=.. sni=.. sts=none nhosts=1 host=MX/BASE/NRR/parse why=".."
  *
  * -n: policyd with dane off (every answer dane=none, no DNS).
- * -S CA_FILE [-p PORT]: MTA-STS on, policies fetched over HTTPS (port PORT)
+ * -S CA_FILE [-p PORT] [-w MS]: MTA-STS on (waiting at most MS for a fetch), policies fetched over HTTPS (port PORT)
  * with CA_FILE as the WebPKI roots; the line then shows sts=enforce ... and
  * the patterns as mx_pattern=...
  * -R DIR: policyd keeps TLS-RPT results in DIR (tlsrpt.h); after it exits,
@@ -349,7 +349,7 @@ main(int argc, char **argv)
 
 	memset(&o, 0, sizeof(o));
 	o.dane = true;
-	while ((c = getopt(argc, argv, "a:f:T:mPnR:S:p:")) != -1) {
+	while ((c = getopt(argc, argv, "a:f:T:mPnR:S:p:w:")) != -1) {
 		switch (c) {
 		case 'a': o.resolver.trust_anchor_file = optarg; break;
 		case 'f':
@@ -363,6 +363,7 @@ main(int argc, char **argv)
 		case 'R': o.tlsrpt = true; o.state_dir = optarg; break;
 		case 'S': o.mta_sts = true; o.sts_ca_file = optarg; break;
 		case 'p': o.sts_https_port = (uint16_t)atoi(optarg); break;
+		case 'w': o.sts_wait_ms = (unsigned)atoi(optarg); break;
 		default: return 2;
 		}
 	}

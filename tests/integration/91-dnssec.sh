@@ -79,8 +79,10 @@ for z in secure bogus expired; do
 	cat "$Z/$k.ds" >>"$Z/parent.ds"
 done
 # MTA-STS for the unsigned zone (DANE none there): its TXT and mta-sts host.
-STS4=198.51.100.80
+STS4=198.51.100.80 STS4_SLOW=198.51.100.81
 printf '_mta-sts IN TXT "v=STSv1; id=sts1"\nmta-sts IN A %s\n' $STS4 >>"$Z/insecure.example.zone"
+# slow.insecure.example: its policy server never answers
+printf 'slow IN MX 10 mx\n_mta-sts.slow IN TXT "v=STSv1; id=slow1"\nmta-sts.slow IN A %s\n' $STS4_SLOW >>"$Z/insecure.example.zone"
 cp "$Z/insecure.example.zone" "$Z/insecure.example.zone.signed"
 # bogus: one hex digit of the signed TLSA rdata changed, RRSIG kept
 sed -i -E '/IN[[:space:]]+TLSA[[:space:]]+3 1 1/s/8cb0fc6c/9cb0fc6c/' "$Z/bogus.example.zone.signed"
@@ -104,6 +106,7 @@ topo_up
 ip -n "$NS_SRV" addr add $NS4/24 dev wan0
 ip -n "$NS_SRV" addr add $NS4_DEAD/24 dev wan0
 ip -n "$NS_SRV" addr add $STS4/24 dev wan0
+ip -n "$NS_SRV" addr add $STS4_SLOW/24 dev wan0
 
 cat >"$T_TMP/nsd.conf" <<EOF
 server:
@@ -271,16 +274,22 @@ ok "addr: the load is logged" grep -Eq 'msg="learned addresses: 2 loaded from .*
 # MTA-STS (stsfetch.c): insecure.example has no DANE, an enforce policy at
 # https://mta-sts.insecure.example:8443 (tests/peers/httpsd.py, test CA).
 C=$T_TMP/certs
-bash "$PEERS/mkstscerts.sh" "$C" mta-sts.insecure.example >"$T_TMP/mkcerts.out" 2>&1
+bash "$PEERS/mkstscerts.sh" "$C" mta-sts.insecure.example mta-sts.slow.insecure.example >"$T_TMP/mkcerts.out" 2>&1
 printf 'version: STSv1\nmode: enforce\nmx: mx.insecure.example\nmx: *.mx.insecure.example\nmax_age: 86400\n' >"$T_TMP/sts.txt"
 in_srv "$PY" "$PEERS/httpsd.py" --listen "$STS4:8443" --cert "$C/good.crt" --key "$C/good.key" \
 	--file "$T_TMP/sts.txt" --log "$T_TMP/sts-req.log" >"$T_TMP/httpsd.out" 2>&1 &
 T_PIDS+=($!); disown $!
+in_srv "$PY" "$PEERS/httpsd.py" --listen "$STS4_SLOW:8443" --cert "$C/good.crt" --key "$C/good.key" \
+	--mode slow --file "$T_TMP/sts.txt" >"$T_TMP/httpsd-slow.out" 2>&1 &
+T_PIDS+=($!); disown $!
 wait_for 10 grep -q ready "$T_TMP/httpsd.out"
+wait_for 10 grep -q ready "$T_TMP/httpsd-slow.out"
 sout=$T_TMP/pdq-sts.out
-in_cli "${VG[@]}" "$PDQ" -P -S "$C/ca.crt" -p 8443 -a "$Z/root-anchor.ds" -f $GWL4 \
-	POLICY insecure.example $SRV4 ADDR $SRV4 >"$sout" 2>"$T_TMP/pdq-sts.err"
+in_cli "${VG[@]}" "$PDQ" -P -S "$C/ca.crt" -p 8443 -w 1000 -a "$Z/root-anchor.ds" -f $GWL4 \
+	POLICY insecure.example $SRV4 POLICY slow.insecure.example $SRV4 ADDR $SRV4 >"$sout" 2>"$T_TMP/pdq-sts.err"
 ok "sts: every question answered, exit 0" test $? -eq 0
+ok "sts: a policy server that never answers: sts=none after sts_wait_ms, cached 60 s at most" \
+	test "$(grep -Ec "^1 POLICY slow.insecure.example $SRV4 dane=none result=success ttl=(60|[1-5][0-9]) .*sts=none nhosts=0 why" "$sout")" -eq 2
 ok "sts: no DANE, an enforce policy: sts=enforce with its id, max_age and patterns, twice" \
 	test "$(grep -Ec "^1 POLICY insecure.example $SRV4 dane=none .*mx=mx.insecure.example .*sts=enforce nhosts=0 sts_id=sts1 max_age=86400 mx_pattern=mx.insecure.example mx_pattern=\*.mx.insecure.example why" "$sout")" -eq 2
 ok "sts: fetched once" test "$(wc -l <"$T_TMP/sts-req.log")" -eq 1
