@@ -215,6 +215,8 @@ tlsa_wanted(const struct pdp_facts *f)
 	int h = pdp_holder(f);
 	unsigned m = 0;
 
+	if (f->no_tlsa)
+		return 0;
 	if (h >= 0)
 		return holding(f, &f->hosts[h])->status == RES_SECURE ?
 		    1u << h : 0;

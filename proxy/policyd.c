@@ -731,6 +731,7 @@ policy_handle(uint64_t client, const struct pd_req *rq)
 		}
 		memcpy(j->key, key, sizeof(key));
 		pdp_init(&j->facts, rq->name, &rq->addr);
+		j->facts.no_tlsa = !pd.dane;
 		j->next = pd.jobs;
 		pd.jobs = j;
 		pd.njobs++;

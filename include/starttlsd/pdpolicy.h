@@ -70,6 +70,7 @@ struct pdp_facts {
 	struct pd_req_addr x;           /* the dialled address */
 	struct pdp_rrs mx;
 	bool parsed, nullmx;
+	bool no_tlsa;                   /* DANE off: addresses only (for MTA-STS learning) */
 	size_t nhosts;
 	struct pdp_host hosts[PDP_MAX_MX];
 	/* MTA-STS, filled by the caller when it asks (pdp_decide copies it) */

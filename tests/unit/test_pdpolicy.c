@@ -262,9 +262,42 @@ test_match(void **state)
 	mx(t, 10, "mx1.d.example");
 	host("mx1.d.example", "192.0.2.1", RES_SECURE);
 	tlsa(ans(RES_T_TLSA, "mx1.d.example", RES_SECURE, 120), true, 0xaa);
-	run(&f, "d.example", "192.0.2.1");
+	{
+		struct pd_req_addr x;
+		struct pdp_query q[32];
+		bool done = false;
+
+		pd_addr4(&x, "192.0.2.1");
+		pdp_init(&f, "d.example", &x);
+		f.no_tlsa = true;
+		for (int r = 0; r < 5 && !done; r++) {
+			size_t n = pdp_next(&f, q, 32, &done);
+			for (size_t i = 0; i < n; i++) {
+				struct res_answer a;
+				const uint8_t *rdp[12];
+				struct fans *hit = NULL;
+				assert_int_not_equal(q[i].type, RES_T_TLSA);
+				for (size_t k = 0; k < ntab; k++)
+					if (tab[k].type == q[i].type &&
+					    strcmp(tab[k].name, q[i].name) == 0)
+						hit = &tab[k];
+				assert_non_null(hit);
+				for (size_t k = 0; k < hit->nrr; k++)
+					rdp[k] = hit->rd[k];
+				memset(&a, 0, sizeof(a));
+				a.status = hit->status;
+				a.ttl = hit->ttl;
+				a.nrr = hit->nrr;
+				a.rdata = rdp;
+				a.rdlen = hit->rdlen;
+				pdp_store(q[i].into, &a);
+			}
+		}
+		assert_true(done);
+	}
 	pdp_decide(&f, false, &p);
 	EQ("off", p.dane, PD_DANE_NONE);
+	STREQ("off: the MX is still known", p.mx, "mx1.d.example");
 	EQ("off", p.nhosts, 0);
 	pdp_free(&f);
 }
