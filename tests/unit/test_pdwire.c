@@ -359,6 +359,9 @@ test_report(void **state)
 	n = pd_report_encode(&r, pkt, sizeof(pkt));
 	EQ("no mx", pd_report_decode(pkt, n, &o), 0);
 	STREQ("no mx", o.mx, "");
+	r.policy_type = 0;
+	EQ("no policy type", pd_report_encode(&r, pkt, sizeof(pkt)), 0);
+	r.policy_type = 3;
 	r.domain[0] = '\0';
 	EQ("no domain", pd_report_encode(&r, pkt, sizeof(pkt)), 0);
 	/* not packets */
