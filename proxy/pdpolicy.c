@@ -215,6 +215,8 @@ tlsa_wanted(const struct pdp_facts *f)
 	int h = pdp_holder(f);
 	unsigned m = 0;
 
+	if (f->no_tlsa)
+		return 0;
 	if (h >= 0)
 		return holding(f, &f->hosts[h])->status == RES_SECURE ?
 		    1u << h : 0;
@@ -522,7 +524,17 @@ struct lentry {
 struct pdp_learn {
 	struct lentry *b[LBUCKETS];
 	size_t n, max;
+	void (*on_drop)(void *arg, const struct pd_req_addr *x);
+	void *arg;
 };
+
+void
+pdp_learn_on_drop(struct pdp_learn *l,
+    void (*cb)(void *arg, const struct pd_req_addr *x), void *arg)
+{
+	l->on_drop = cb;
+	l->arg = arg;
+}
 
 struct pdp_learn *
 pdp_learn_new(size_t max)
@@ -575,36 +587,30 @@ lremove(struct pdp_learn *l, struct lentry **pp)
 {
 	struct lentry *e = *pp;
 
+	if (l->on_drop != NULL)
+		l->on_drop(l->arg, &e->x);
 	*pp = e->next;
 	free(e->blob);
 	free(e);
 	l->n--;
 }
 
-int
-pdp_learn_set(struct pdp_learn *l, const struct pd_req_addr *x,
-    const struct pd_pol *ans, uint64_t expires)
+static void
+key_of(const struct pd_req_addr *x, struct pd_req_addr *k)
 {
-	uint8_t buf[PD_MSG_MAX];
-	struct pd_pol a = *ans;
-	struct pd_req_addr k;
-	struct lentry **pp, *e;
-	size_t n;
-	uint8_t *blob;
+	memset(k, 0, sizeof(*k));
+	k->family = x->family;
+	memcpy(k->addr, x->addr, x->family == AF_INET ? 4 : 16);
+}
 
-	memset(&k, 0, sizeof(k));
-	k.family = x->family;
-	memcpy(k.addr, x->addr, x->family == AF_INET ? 4 : 16);
-	if (k.family != AF_INET && k.family != AF_INET6)
-		return 0;
-	a.kind = PD_ADDR;
-	a.seq = 0;
-	a.flags &= (uint8_t)~PD_F_CACHED;
-	n = pd_pol_encode(&a, buf, sizeof(buf));
-	if (n == 0 || (blob = malloc(n)) == NULL)
-		return -1;
-	memcpy(blob, buf, n);
-	pp = lfind(l, &k);
+/* Store blob (taken over) for x. 1, or -1. */
+static int
+store_blob(struct pdp_learn *l, const struct pd_req_addr *k, uint8_t *blob,
+    size_t n, uint64_t expires)
+{
+	struct lentry **pp, *e;
+
+	pp = lfind(l, k);
 	if (*pp == NULL) {
 		if (l->n >= l->max) {
 			struct lentry **best = NULL;
@@ -616,13 +622,13 @@ pdp_learn_set(struct pdp_learn *l, const struct pd_req_addr *x,
 						best = q;
 			if (best != NULL)
 				lremove(l, best);
-			pp = lfind(l, &k);
+			pp = lfind(l, k);
 		}
 		if ((e = calloc(1, sizeof(*e))) == NULL) {
 			free(blob);
 			return -1;
 		}
-		e->x = k;
+		e->x = *k;
 		*pp = e;
 		l->n++;
 	} else {
@@ -633,6 +639,64 @@ pdp_learn_set(struct pdp_learn *l, const struct pd_req_addr *x,
 	e->len = n;
 	e->expires = expires;
 	return 1;
+}
+
+int
+pdp_learn_set(struct pdp_learn *l, const struct pd_req_addr *x,
+    const struct pd_pol *ans, uint64_t expires)
+{
+	uint8_t buf[PD_MSG_MAX];
+	struct pd_pol a = *ans;
+	struct pd_req_addr k;
+	size_t n;
+	uint8_t *blob;
+
+	key_of(x, &k);
+	if (k.family != AF_INET && k.family != AF_INET6)
+		return 0;
+	a.kind = PD_ADDR;
+	a.seq = 0;
+	a.flags &= (uint8_t)~PD_F_CACHED;
+	n = pd_pol_encode(&a, buf, sizeof(buf));
+	if (n == 0 || (blob = malloc(n)) == NULL)
+		return -1;
+	memcpy(blob, buf, n);
+	return store_blob(l, &k, blob, n, expires);
+}
+
+const uint8_t *
+pdp_learn_raw(struct pdp_learn *l, const struct pd_req_addr *x, size_t *len,
+    uint64_t *expires)
+{
+	struct pd_req_addr k;
+	struct lentry **pp;
+
+	key_of(x, &k);
+	pp = lfind(l, &k);
+	if (*pp == NULL)
+		return NULL;
+	*len = (*pp)->len;
+	*expires = (*pp)->expires;
+	return (*pp)->blob;
+}
+
+int
+pdp_learn_load(struct pdp_learn *l, const struct pd_req_addr *x,
+    const uint8_t *blob, size_t len, uint64_t expires, uint64_t now)
+{
+	struct pd_req_addr k;
+	struct pd_pol p;
+	uint8_t *copy;
+
+	key_of(x, &k);
+	if ((k.family != AF_INET && k.family != AF_INET6) || expires <= now ||
+	    len > PD_MSG_MAX || pd_pol_decode(blob, len, &p) != 0 ||
+	    p.kind != PD_ADDR)
+		return 0;
+	if ((copy = malloc(len)) == NULL)
+		return -1;
+	memcpy(copy, blob, len);
+	return store_blob(l, &k, copy, len, expires);
 }
 
 int
@@ -681,9 +745,7 @@ pdp_learn_get(struct pdp_learn *l, const struct pd_req_addr *x, uint64_t now,
 	struct pd_req_addr k;
 	struct lentry **pp;
 
-	memset(&k, 0, sizeof(k));
-	k.family = x->family;
-	memcpy(k.addr, x->addr, x->family == AF_INET ? 4 : 16);
+	key_of(x, &k);
 	pp = lfind(l, &k);
 	if (*pp != NULL && (*pp)->expires <= now) {
 		lremove(l, pp);

@@ -677,6 +677,7 @@ pd_report_encode(const struct pd_report *r, uint8_t *out, size_t cap)
 	size_t mn = strnlen(r->mx, sizeof(r->mx));
 
 	if (dn == 0 || dn > PD_NAME_MAX || mn > PD_NAME_MAX ||
+	    r->policy_type < 1 || r->policy_type > 3 ||
 	    r->result >= PD_R_MAX_ || !addr_ok(&r->addr) ||
 	    cap < REP_HDR + 2 + dn + mn)
 		return 0;

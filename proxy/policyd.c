@@ -21,10 +21,12 @@
 #include <unistd.h>
 
 #include <ev.h>
+#include <lmdb.h>
 
 #include "starttlsd/config.h"
 #include "starttlsd/log.h"
 #include "starttlsd/pdpolicy.h"
+#include "starttlsd/stsfetch.h"
 #include "starttlsd/tlsrpt.h"
 
 #define PD_MAX_CLIENTS 256
@@ -70,13 +72,20 @@ struct pd_job {
 	struct pd_jq q[PD_JOB_QUERIES];
 	size_t nout;             /* queries in flight */
 	ev_timer timer;
+	uint64_t sts_id;         /* stsf_get in flight, 0: none */
+	bool sts_phase;          /* DANE done, waiting for MTA-STS */
 };
 
 static struct {
 	struct ev_loop *loop;
 	bool dane, mta_sts;
 	unsigned timeout_ms;
+	unsigned sts_wait_ms;
+	struct stsf *stsf;      /* opts->mta_sts; NULL: sts always none */
 	struct pdp_learn *learn;
+	MDB_env *lenv;          /* state_dir/policyd.mdb: the learned addresses; NULL: memory only */
+	MDB_dbi ldbi;
+	bool lfull_logged;
 	struct tlsrpt *tlsrpt;  /* opts->tlsrpt with a state_dir; NULL: reports only counted */
 	struct pd_job *jobs;
 	size_t njobs;
@@ -267,6 +276,175 @@ handle(uint64_t client, const struct pd_req *rq)
 }
 
 
+/* ---- learned addresses in LMDB (state_dir/policyd.mdb) ----------------------------
+ *
+ * A mirror of the table: key = family u8 + 16 address bytes, value =
+ * expires u64 (wall clock) + the encoded PD_ADDR answer. Loaded at start
+ * (expired entries dropped), written at each learn, entries deleted when
+ * the table drops them. MDB_NOSYNC: a crash loses at most what was learned
+ * since the last sync (at exit), which is only a cache.
+ */
+#define LEARN_FILE "policyd.mdb"
+#define LEARN_MAP_SIZE (64u << 20)
+
+static void
+lkey(const struct pd_req_addr *x, uint8_t k[17])
+{
+	k[0] = x->family;
+	memset(k + 1, 0, 16);
+	memcpy(k + 1, x->addr, x->family == AF_INET ? 4 : 16);
+}
+
+static void
+learn_db_err(const char *what, int rc)
+{
+	if (rc == MDB_MAP_FULL && pd.lfull_logged)
+		return;
+	pd.lfull_logged |= rc == MDB_MAP_FULL;
+	log_msg(LOG_ERR, "policyd", "learned addresses: %s: %s", what,
+	    mdb_strerror(rc));
+}
+
+static void
+learn_db_del(void *arg, const struct pd_req_addr *x)
+{
+	uint8_t k[17];
+	MDB_val kv = { sizeof(k), k };
+	MDB_txn *txn;
+	int rc;
+
+	if (pd.lenv == NULL)
+		return;
+	lkey(x, k);
+	if ((rc = mdb_txn_begin(pd.lenv, NULL, 0, &txn)) != 0) {
+		learn_db_err("delete", rc);
+		return;
+	}
+	rc = mdb_del(txn, pd.ldbi, &kv, NULL);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		mdb_txn_abort(txn);
+		learn_db_err("delete", rc);
+		return;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		learn_db_err("delete", rc);
+}
+
+static void
+learn_db_put(const struct pd_req_addr *x)
+{
+	uint8_t k[17], v[8 + PD_MSG_MAX];
+	const uint8_t *blob;
+	size_t len;
+	uint64_t exp;
+	MDB_val kv = { sizeof(k), k }, vv;
+	MDB_txn *txn;
+	int rc;
+
+	if (pd.lenv == NULL ||
+	    (blob = pdp_learn_raw(pd.learn, x, &len, &exp)) == NULL)
+		return;
+	lkey(x, k);
+	memcpy(v, &exp, 8);
+	memcpy(v + 8, blob, len);
+	vv.mv_size = 8 + len;
+	vv.mv_data = v;
+	if ((rc = mdb_txn_begin(pd.lenv, NULL, 0, &txn)) != 0) {
+		learn_db_err("write", rc);
+		return;
+	}
+	if ((rc = mdb_put(txn, pd.ldbi, &kv, &vv, 0)) != 0) {
+		mdb_txn_abort(txn);
+		learn_db_err("write", rc);
+		return;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		learn_db_err("write", rc);
+}
+
+/* Open state_dir/policyd.mdb and load it; memory only if it cannot be. */
+static void
+learn_db_open(const char *dir)
+{
+	char path[4096];
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur;
+	MDB_val kv, vv;
+	uint64_t now = (uint64_t)time(NULL);
+	size_t loaded = 0, stale = 0;
+	int rc;
+
+	if (dir == NULL || dir[0] == '\0')
+		return;
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, LEARN_FILE) >=
+	    sizeof(path)) {
+		log_msg(LOG_ERR, "policyd", "learned addresses: state_dir too "
+		    "long: memory only");
+		return;
+	}
+	if ((rc = mdb_env_create(&pd.lenv)) != 0)
+		goto fail;
+	mdb_env_set_mapsize(pd.lenv, LEARN_MAP_SIZE);
+	if ((rc = mdb_env_open(pd.lenv, path, MDB_NOSUBDIR | MDB_NOSYNC |
+	    MDB_NOMETASYNC, 0600)) != 0 ||
+	    (rc = mdb_txn_begin(pd.lenv, NULL, 0, &txn)) != 0 ||
+	    (rc = mdb_dbi_open(txn, NULL, 0, &pd.ldbi)) != 0 ||
+	    (rc = mdb_cursor_open(txn, pd.ldbi, &cur)) != 0)
+		goto fail;
+	/* Load what is alive; delete the rest (and what does not parse). */
+	while ((rc = mdb_cursor_get(cur, &kv, &vv, loaded + stale == 0 ?
+	    MDB_FIRST : MDB_NEXT)) == 0) {
+		struct pd_req_addr x;
+		uint64_t exp;
+		int r = 0;
+
+		if (kv.mv_size == 17 && vv.mv_size > 8) {
+			memset(&x, 0, sizeof(x));
+			x.family = ((const uint8_t *)kv.mv_data)[0];
+			memcpy(x.addr, (const uint8_t *)kv.mv_data + 1, 16);
+			memcpy(&exp, vv.mv_data, 8);
+			r = pdp_learn_load(pd.learn, &x,
+			    (const uint8_t *)vv.mv_data + 8, vv.mv_size - 8, exp,
+			    now);
+		}
+		if (r == 1) {
+			loaded++;
+		} else {
+			stale++;
+			mdb_cursor_del(cur, 0);
+		}
+	}
+	mdb_cursor_close(cur);
+	if (rc != MDB_NOTFOUND || (rc = mdb_txn_commit(txn)) != 0) {
+		txn = NULL;
+		goto fail;
+	}
+	pdp_learn_on_drop(pd.learn, learn_db_del, NULL);
+	if (loaded > pdp_learn_count(pd.learn))
+		loaded = pdp_learn_count(pd.learn);
+	log_msg(LOG_INFO, "policyd", "learned addresses: %zu loaded from %s, "
+	    "%zu expired", loaded, path, stale);
+	return;
+fail:
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	log_msg(LOG_ERR, "policyd", "learned addresses: %s: %s: memory only",
+	    path, mdb_strerror(rc));
+	if (pd.lenv != NULL)
+		mdb_env_close(pd.lenv);
+	pd.lenv = NULL;
+}
+
+static void
+learn_db_close(void)
+{
+	if (pd.lenv == NULL)
+		return;
+	mdb_env_sync(pd.lenv, 1);
+	mdb_env_close(pd.lenv);
+	pd.lenv = NULL;
+}
+
 /* ---- PD_POLICY: jobs ------------------------------------------------------------ */
 
 static uint64_t
@@ -325,6 +503,8 @@ job_free(struct pd_job *j)
 	for (size_t i = 0; i < PD_JOB_QUERIES; i++)
 		if (j->q[i].qid != 0)
 			resolver_cancel(pd.res, j->q[i].qid);
+	if (j->sts_id != 0)
+		stsf_cancel(pd.stsf, j->sts_id);
 	ev_timer_stop(pd.loop, &j->timer);
 	while (j->waiters != NULL) {
 		struct pd_waiter *w = j->waiters;
@@ -350,7 +530,8 @@ job_finish(struct pd_job *j, struct pd_pol *pol)
 		pd_cache_put(pd.cache, PD_POLICY, 0, j->key,
 		    pol->dane == PD_DANE_TEMPFAIL ? RES_ERROR : RES_SECURE,
 		    pol->ttl, pkt, n, now_s());
-		pdp_learn_put(pd.learn, &j->facts, pol, wall_s());
+		if (pdp_learn_put(pd.learn, &j->facts, pol, wall_s()) == 1)
+			learn_db_put(&j->facts.x);
 		for (struct pd_waiter *w = j->waiters; w != NULL; w = w->next)
 			pol_send(w->client, w->seq, pol);
 	}
@@ -362,6 +543,9 @@ job_finish(struct pd_job *j, struct pd_pol *pol)
 }
 
 static void job_step(struct pd_job *j);
+static void on_sts(void *arg, const char *domain, const struct stsf_state *st);
+
+#define PD_STS_NONE_TTL 60      /* a PD_POLICY without an MTA-STS policy, when MTA-STS is on */
 
 static void
 on_job_resolved(void *arg, const struct res_answer *ra)
@@ -382,6 +566,14 @@ job_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 	struct pd_job *j = t->data;
 	struct pd_pol pol;
 
+	if (j->sts_phase) {
+		/* DANE is decided (none); no MTA-STS answer in time: none either. */
+		stsf_cancel(pd.stsf, j->sts_id);
+		j->sts_id = 0;
+		pdp_decide(&j->facts, pd.dane, &pol);
+		job_finish(j, &pol);
+		return;
+	}
 	memset(&pol, 0, sizeof(pol));
 	pol.dane = PD_DANE_TEMPFAIL;
 	pol.dane_result = PD_R_VALIDATION_FAILURE;
@@ -438,7 +630,54 @@ job_step(struct pd_job *j)
 	if (!done || j->nout > 0)
 		return;
 	pdp_decide(&j->facts, pd.dane, &pol);
-	/* MTA-STS (opts->mta_sts, dane NONE): stsfetch.h, not merged yet. */
+	if (pd.stsf != NULL && pol.dane == PD_DANE_NONE && !j->sts_phase) {
+		/*
+		 * The MTA-STS side, only when DANE is none. Its own bound:
+		 * sts_wait_ms (stsf_get answers with what is known then) and a
+		 * second more before the job gives up on it.
+		 */
+		j->sts_phase = true;
+		j->sts_id = stsf_get(pd.stsf, j->facts.domain, pd.sts_wait_ms,
+		    on_sts, j);
+		if (j->sts_id != 0) {
+			ev_timer_stop(pd.loop, &j->timer);
+			ev_timer_set(&j->timer, pd.sts_wait_ms / 1000.0 + 1.0, 0);
+			ev_timer_start(pd.loop, &j->timer);
+			return;
+		}
+	}
+	job_finish(j, &pol);
+}
+
+/* MTA-STS's answer for the job's domain: into the facts, then decide. */
+static void
+on_sts(void *arg, const char *domain, const struct stsf_state *st)
+{
+	struct pd_job *j = arg;
+	struct pdp_facts *f = &j->facts;
+	struct pd_pol pol;
+
+	j->sts_id = 0;
+	f->sts = PD_STS_NONE;
+	if (st != NULL && st->have && st->policy.mode != STS_MODE_NONE) {
+		f->sts = st->policy.mode == STS_MODE_ENFORCE ? PD_STS_ENFORCE :
+		    PD_STS_TESTING;
+		snprintf(f->sts_id, sizeof(f->sts_id), "%s", st->id);
+		f->sts_max_age = st->policy.max_age;
+		f->sts_nmx = st->policy.nmx < STS_MAX_MX ? st->policy.nmx :
+		    STS_MAX_MX;
+		for (size_t i = 0; i < f->sts_nmx; i++)
+			memcpy(f->sts_mx[i], st->policy.mx[i], STS_NAME_MAX);
+	}
+	pdp_decide(f, pd.dane, &pol);
+	/*
+	 * No policy known may mean a first fetch still going on (after
+	 * sts_wait_ms): asked again soon, not after the DNS TTL.
+	 */
+	if (pol.sts == PD_STS_NONE && pol.ttl > PD_STS_NONE_TTL)
+		pol.ttl = PD_STS_NONE_TTL;
+	if (st != NULL && st->fail != STSF_OK)
+		log_msg(LOG_INFO, "policyd", "MTA-STS %s: %s", domain, st->why);
 	job_finish(j, &pol);
 }
 
@@ -492,6 +731,7 @@ policy_handle(uint64_t client, const struct pd_req *rq)
 		}
 		memcpy(j->key, key, sizeof(key));
 		pdp_init(&j->facts, rq->name, &rq->addr);
+		j->facts.no_tlsa = !pd.dane;
 		j->next = pd.jobs;
 		pd.jobs = j;
 		pd.njobs++;
@@ -515,6 +755,12 @@ addr_handle(uint64_t client, const struct pd_req *rq)
 
 	pdp_learn_get(pd.learn, &rq->addr, wall_s(), &pol);
 	pol_send(client, rq->seq, &pol);
+}
+
+static int
+strptrcmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 /*
@@ -567,6 +813,8 @@ report_strings(const struct pd_report *r, char *buf, size_t cap,
 				o++;
 			}
 		}
+		/* RRset order varies between answers: one order, one aggregate. */
+		qsort(str, n, sizeof(str[0]), strptrcmp);
 	} else if (r->policy_type == TLSRPT_STS && pol.sts != PD_STS_NONE) {
 		ADDSTR("version: STSv1");
 		ADDSTR("mode: %s", pol.sts == PD_STS_ENFORCE ? "enforce" :
@@ -797,6 +1045,20 @@ policyd_main(int ctl, const struct policyd_opts *opts)
 			log_msg(LOG_ERR, "policyd", "tlsrpt: %s: results are not "
 			    "kept", err);
 	}
+	learn_db_open(opts->state_dir);
+	pd.sts_wait_ms = opts->sts_wait_ms ? opts->sts_wait_ms : 5000;
+	if (opts->mta_sts) {
+		struct stsf_opts so;
+
+		memset(&so, 0, sizeof(so));
+		so.state_dir = opts->state_dir;
+		so.ca_file = opts->sts_ca_file;
+		so.https_port = opts->sts_https_port;
+		pd.stsf = stsf_new(pd.loop, pd.res, &so, err, sizeof(err));
+		if (pd.stsf == NULL)
+			log_msg(LOG_ERR, "policyd", "MTA-STS: %s: no MTA-STS "
+			    "policies", err);
+	}
 	ev_io_init(&pd.ctl_io, ctl_cb, ctl, EV_READ);
 	ev_io_start(pd.loop, &pd.ctl_io);
 	log_msg(LOG_INFO, "policyd", "started");
@@ -807,6 +1069,8 @@ policyd_main(int ctl, const struct policyd_opts *opts)
 		client_close(pd.clients);
 	while (pd.jobs != NULL)
 		job_free(pd.jobs);   /* cancels their queries: before resolver_free */
+	if (pd.stsf != NULL)
+		stsf_free(pd.stsf);
 	resolver_free(pd.res);   /* pending flights get no callback */
 	while (pd.flights != NULL) {
 		struct pd_flight *f = pd.flights;
@@ -819,7 +1083,9 @@ policyd_main(int ctl, const struct policyd_opts *opts)
 		free(f);
 	}
 	pd_cache_free(pd.cache);
+	pdp_learn_on_drop(pd.learn, NULL, NULL);
 	pdp_learn_free(pd.learn);
+	learn_db_close();
 	tlsrpt_close(pd.tlsrpt);
 	ev_io_stop(pd.loop, &pd.ctl_io);
 	ev_loop_destroy(pd.loop);

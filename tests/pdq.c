@@ -27,6 +27,9 @@
  *     any_mx=0 mx=.. sni=.. sts=none nhosts=1 host=MX/BASE/NRR/parse why=".."
  *
  * -n: policyd with dane off (every answer dane=none, no DNS).
+ * -S CA_FILE [-p PORT] [-w MS]: MTA-STS on (waiting at most MS for a fetch), policies fetched over HTTPS (port PORT)
+ * with CA_FILE as the WebPKI roots; the line then shows sts=enforce ... and
+ * the patterns as mx_pattern=...
  * -R DIR: policyd keeps TLS-RPT results in DIR (tlsrpt.h); after it exits,
  * today's aggregates are printed: "tlsrpt DOMAIN TYPE success=N ...".
  */
@@ -166,6 +169,10 @@ pol_print(int round, const struct pd_req *rq, const struct pd_pol *p)
 	    (p->flags & PD_F_CACHED) != 0, (p->flags & PD_F_ANY_MX) != 0,
 	    p->mx[0] ? p->mx : "-", p->sni[0] ? p->sni : "-", sts_names[p->sts],
 	    p->nhosts);
+	if (p->sts != PD_STS_NONE)
+		printf(" sts_id=%s max_age=%u", p->sts_id, p->sts_max_age);
+	for (size_t i = 0; i < p->sts_nmx; i++)
+		printf(" mx_pattern=%s", p->sts_mx[i]);
 	for (size_t i = 0; i < p->nhosts; i++) {
 		struct dane_rrset rs;
 		enum dane_parse_result pr = dane_rrset_parse(p->hosts[i].rdata,
@@ -342,7 +349,7 @@ main(int argc, char **argv)
 
 	memset(&o, 0, sizeof(o));
 	o.dane = true;
-	while ((c = getopt(argc, argv, "a:f:T:mPnR:")) != -1) {
+	while ((c = getopt(argc, argv, "a:f:T:mPnR:S:p:w:")) != -1) {
 		switch (c) {
 		case 'a': o.resolver.trust_anchor_file = optarg; break;
 		case 'f':
@@ -354,6 +361,9 @@ main(int argc, char **argv)
 		case 'P': policy = true; break;
 		case 'n': o.dane = false; break;
 		case 'R': o.tlsrpt = true; o.state_dir = optarg; break;
+		case 'S': o.mta_sts = true; o.sts_ca_file = optarg; break;
+		case 'p': o.sts_https_port = (uint16_t)atoi(optarg); break;
+		case 'w': o.sts_wait_ms = (unsigned)atoi(optarg); break;
 		default: return 2;
 		}
 	}

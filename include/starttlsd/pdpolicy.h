@@ -70,6 +70,7 @@ struct pdp_facts {
 	struct pd_req_addr x;           /* the dialled address */
 	struct pdp_rrs mx;
 	bool parsed, nullmx;
+	bool no_tlsa;                   /* DANE off: addresses only (for MTA-STS learning) */
 	size_t nhosts;
 	struct pdp_host hosts[PDP_MAX_MX];
 	/* MTA-STS, filled by the caller when it asks (pdp_decide copies it) */
@@ -148,5 +149,23 @@ int pdp_learn_set(struct pdp_learn *l, const struct pd_req_addr *x,
  */
 bool pdp_learn_get(struct pdp_learn *l, const struct pd_req_addr *x,
     uint64_t now, struct pd_pol *pol);
+
+/*
+ * Persistence hooks (policyd keeps the table in LMDB). on_drop is called for
+ * each entry the table drops by itself: evicted when full, or found expired.
+ */
+void pdp_learn_on_drop(struct pdp_learn *l,
+    void (*cb)(void *arg, const struct pd_req_addr *x), void *arg);
+
+/* The stored entry for x: its encoded PD_ADDR answer and expiry, or NULL. */
+const uint8_t *pdp_learn_raw(struct pdp_learn *l, const struct pd_req_addr *x,
+    size_t *len, uint64_t *expires);
+
+/*
+ * Store an encoded PD_ADDR answer as pdp_learn_raw gave it (loading).
+ * 1, 0 if malformed or expired at now (not stored), -1 out of memory.
+ */
+int pdp_learn_load(struct pdp_learn *l, const struct pd_req_addr *x,
+    const uint8_t *blob, size_t len, uint64_t expires, uint64_t now);
 
 #endif

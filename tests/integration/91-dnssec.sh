@@ -78,6 +78,11 @@ for z in secure bogus expired; do
 	esac || { not_ok "ldns-signzone $z" true; finish; }
 	cat "$Z/$k.ds" >>"$Z/parent.ds"
 done
+# MTA-STS for the unsigned zone (DANE none there): its TXT and mta-sts host.
+STS4=198.51.100.80 STS4_SLOW=198.51.100.81
+printf '_mta-sts IN TXT "v=STSv1; id=sts1"\nmta-sts IN A %s\n' $STS4 >>"$Z/insecure.example.zone"
+# slow.insecure.example: its policy server never answers
+printf 'slow IN MX 10 mx\n_mta-sts.slow IN TXT "v=STSv1; id=slow1"\nmta-sts.slow IN A %s\n' $STS4_SLOW >>"$Z/insecure.example.zone"
 cp "$Z/insecure.example.zone" "$Z/insecure.example.zone.signed"
 # bogus: one hex digit of the signed TLSA rdata changed, RRSIG kept
 sed -i -E '/IN[[:space:]]+TLSA[[:space:]]+3 1 1/s/8cb0fc6c/9cb0fc6c/' "$Z/bogus.example.zone.signed"
@@ -100,6 +105,8 @@ ok "trust anchor is a DS of example." grep -Eq '^example\.[[:space:]]+[0-9]*[[:s
 topo_up
 ip -n "$NS_SRV" addr add $NS4/24 dev wan0
 ip -n "$NS_SRV" addr add $NS4_DEAD/24 dev wan0
+ip -n "$NS_SRV" addr add $STS4/24 dev wan0
+ip -n "$NS_SRV" addr add $STS4_SLOW/24 dev wan0
 
 cat >"$T_TMP/nsd.conf" <<EOF
 server:
@@ -255,6 +262,41 @@ ok "policy: one computation per question (flights shared, then the cache), one r
 	grep -Eq 'msg="exiting \([0-9]+ questions asked, 0 answers dropped, 8 policies computed, 1 reports\)"' "$T_TMP/pdq-pol.err"
 ok "policy: a tempfail is logged" grep -q 'POLICY bogus.example 198.51.100.25: tempfail: TLSA' "$T_TMP/pdq-pol.err"
 [ "$T_FAIL" -gt 0 ] && { cat "$qout" "$T_TMP/pdq-pol.err" >&2; }
+# A restart keeps what was learned (state_dir/policyd.mdb): a new policyd
+# answers PD_ADDR from it before any PD_POLICY.
+in_cli "$PDQ" -P -a "$Z/root-anchor.ds" -f $GWL4 -R "$T_TMP/state" ADDR $SRV4 ADDR 203.0.113.99 \
+	>"$T_TMP/pdq-restart.out" 2>"$T_TMP/pdq-restart.err"
+ok "addr: learned addresses kept across a restart (LMDB)" \
+	grep -Eq "^0 ADDR $SRV4 dane=match .*mx=mx.secure.example sni=mx.secure.example .*host=mx.secure.example/mx.secure.example/2/ok" "$T_TMP/pdq-restart.out"
+ok "addr: after a restart, still nothing for an address never learned" \
+	grep -Eq "^0 ADDR 203.0.113.99 dane=none .*sni=- " "$T_TMP/pdq-restart.out"
+ok "addr: the load is logged" grep -Eq 'msg="learned addresses: 2 loaded from .*/policyd.mdb, 0 expired"' "$T_TMP/pdq-restart.err"
+# MTA-STS (stsfetch.c): insecure.example has no DANE, an enforce policy at
+# https://mta-sts.insecure.example:8443 (tests/peers/httpsd.py, test CA).
+C=$T_TMP/certs
+bash "$PEERS/mkstscerts.sh" "$C" mta-sts.insecure.example mta-sts.slow.insecure.example >"$T_TMP/mkcerts.out" 2>&1
+printf 'version: STSv1\nmode: enforce\nmx: mx.insecure.example\nmx: *.mx.insecure.example\nmax_age: 86400\n' >"$T_TMP/sts.txt"
+in_srv "$PY" "$PEERS/httpsd.py" --listen "$STS4:8443" --cert "$C/good.crt" --key "$C/good.key" \
+	--file "$T_TMP/sts.txt" --log "$T_TMP/sts-req.log" >"$T_TMP/httpsd.out" 2>&1 &
+T_PIDS+=($!); disown $!
+in_srv "$PY" "$PEERS/httpsd.py" --listen "$STS4_SLOW:8443" --cert "$C/good.crt" --key "$C/good.key" \
+	--mode slow --file "$T_TMP/sts.txt" >"$T_TMP/httpsd-slow.out" 2>&1 &
+T_PIDS+=($!); disown $!
+wait_for 10 grep -q ready "$T_TMP/httpsd.out"
+wait_for 10 grep -q ready "$T_TMP/httpsd-slow.out"
+sout=$T_TMP/pdq-sts.out
+in_cli "${VG[@]}" "$PDQ" -P -S "$C/ca.crt" -p 8443 -w 1000 -a "$Z/root-anchor.ds" -f $GWL4 \
+	POLICY insecure.example $SRV4 POLICY slow.insecure.example $SRV4 ADDR $SRV4 >"$sout" 2>"$T_TMP/pdq-sts.err"
+ok "sts: every question answered, exit 0" test $? -eq 0
+ok "sts: a policy server that never answers: sts=none after sts_wait_ms, cached 60 s at most" \
+	test "$(grep -Ec "^1 POLICY slow.insecure.example $SRV4 dane=none result=success ttl=(60|[1-5][0-9]) .*sts=none nhosts=0 why" "$sout")" -eq 2
+ok "sts: no DANE, an enforce policy: sts=enforce with its id, max_age and patterns, twice" \
+	test "$(grep -Ec "^1 POLICY insecure.example $SRV4 dane=none .*mx=mx.insecure.example .*sts=enforce nhosts=0 sts_id=sts1 max_age=86400 mx_pattern=mx.insecure.example mx_pattern=\*.mx.insecure.example why" "$sout")" -eq 2
+ok "sts: fetched once" test "$(wc -l <"$T_TMP/sts-req.log")" -eq 1
+ok "sts: cached" grep -Eq "^2 POLICY insecure.example .*cached=1 .*sts=enforce" "$sout"
+ok "addr: learned from an enforce policy whose pattern covers the MX: sts=enforce, sni = the MX name" \
+	grep -Eq "^3 ADDR $SRV4 dane=none .*mx=mx.insecure.example sni=mx.insecure.example sts=enforce .*mx_pattern=mx.insecure.example" "$sout"
+[ "$T_FAIL" -gt 0 ] && { cat "$sout" "$T_TMP/pdq-sts.err" "$T_TMP/httpsd.out" >&2; }
 # A forwarder that never answers: TEMPFAIL "timeout" within the resolver's timeout.
 ok "policy: silent forwarder: tempfail timeout" bash -c "ip netns exec $NS_CLI '$PDQ' -P -a '$Z/root-anchor.ds' -f 192.0.2.77 -T 800 POLICY secure.example $SRV4 | grep -Eq '^1 POLICY secure.example .*dane=tempfail result=validation-failure ttl=10 .*why=\"[^\"]*timeout\"'"
 # dane off: every answer none, no DNS.
