@@ -52,6 +52,7 @@ pdp_free(struct pdp_facts *f)
 		rrs_free(&f->hosts[i].a);
 		rrs_free(&f->hosts[i].aaaa);
 		rrs_free(&f->hosts[i].tlsa);
+		rrs_free(&f->hosts[i].cname);
 	}
 }
 
@@ -149,11 +150,45 @@ parse_mx(struct pdp_facts *f)
 	}
 }
 
+/* Did this insecure address answer come through a CNAME of h's own name? */
+static bool
+via_alias(const struct pdp_host *h, const struct pdp_rrs *r)
+{
+	return r->done && r->status == RES_INSECURE && r->canon[0] != '\0' &&
+	    strcmp(r->canon, h->name) != 0;
+}
+
+/*
+ * An address answer's status for DANE: an insecure one through a securely
+ * published alias counts as secure (TLSA at the alias's own name); through
+ * an alias whose own lookup failed, as that failure.
+ */
+static enum res_status
+addr_status(const struct pdp_host *h, const struct pdp_rrs *r)
+{
+	if (!via_alias(h, r) || !h->cname.done)
+		return r->status;
+	if (h->cname.status == RES_SECURE && h->cname.nrr > 0)
+		return RES_SECURE;
+	if (failed(&h->cname))
+		return h->cname.status;
+	return RES_INSECURE;
+}
+
+/* Is h's name a securely published alias into an unsigned zone? */
+static bool
+secure_alias(const struct pdp_host *h)
+{
+	return (via_alias(h, &h->a) || via_alias(h, &h->aaaa)) &&
+	    h->cname.done && h->cname.status == RES_SECURE && h->cname.nrr > 0;
+}
+
 bool
 pdp_host_secure(const struct pdp_host *h)
 {
-	return h->a.done && h->aaaa.done && h->a.status == RES_SECURE &&
-	    h->aaaa.status == RES_SECURE && h->a.nrr + h->aaaa.nrr > 0;
+	return h->a.done && h->aaaa.done &&
+	    addr_status(h, &h->a) == RES_SECURE &&
+	    addr_status(h, &h->aaaa) == RES_SECURE && h->a.nrr + h->aaaa.nrr > 0;
 }
 
 /* Does r (A or AAAA) hold x? */
@@ -204,6 +239,9 @@ set_base(struct pdp_host *h)
 	    &h->a : h->aaaa.status == RES_SECURE && h->aaaa.canon[0] ?
 	    &h->aaaa : NULL;
 
+	/* A secure alias into an unsigned zone: TLSA at the alias's name. */
+	if (secure_alias(h))
+		r = NULL;
 	snprintf(h->base, sizeof(h->base), "%s",
 	    r != NULL && strcmp(r->canon, h->name) != 0 ? r->canon : h->name);
 }
@@ -218,7 +256,8 @@ tlsa_wanted(const struct pdp_facts *f)
 	if (f->no_tlsa)
 		return 0;
 	if (h >= 0)
-		return holding(f, &f->hosts[h])->status == RES_SECURE ?
+		return addr_status(&f->hosts[h], holding(f, &f->hosts[h])) ==
+		    RES_SECURE ?
 		    1u << h : 0;
 	for (size_t i = 0; i < f->nhosts; i++)
 		if (failed(&f->hosts[i].a) || failed(&f->hosts[i].aaaa))
@@ -269,6 +308,16 @@ pdp_next(struct pdp_facts *f, struct pdp_query *q, size_t max, bool *done)
 	}
 	if (waiting)
 		return n;
+	/* Insecure addresses through a CNAME: is the alias itself secure? */
+	for (size_t i = 0; i < f->nhosts && !f->no_tlsa; i++) {
+		struct pdp_host *h = &f->hosts[i];
+		if (!via_alias(h, &h->a) && !via_alias(h, &h->aaaa))
+			continue;
+		add(q, max, &n, RES_T_CNAME, h->name, &h->cname);
+		waiting |= !h->cname.asked || !h->cname.done;
+	}
+	if (waiting)
+		return n;
 	want = tlsa_wanted(f);
 	for (size_t i = 0; i < f->nhosts; i++) {
 		struct pdp_host *h = &f->hosts[i];
@@ -309,11 +358,16 @@ why_failed(struct pdp_facts *f, const char *q, const char *name,
 	    res_status_str(r->status), r->why[0] ? ": " : "", r->why);
 }
 
+/*
+ * A lookup that gave no valid records, bogus or failed (SERVFAIL, a
+ * timeout): RFC 8460 4.3.2's dnssec-invalid ("no valid records were
+ * returned from the recursive resolver"), whatever the cause.
+ */
 static enum pd_result
 fail_result(const struct pdp_rrs *r)
 {
-	return r->status == RES_BOGUS ? PD_R_DNSSEC_INVALID :
-	    PD_R_VALIDATION_FAILURE;
+	(void)r;
+	return PD_R_DNSSEC_INVALID;
 }
 
 /* A host's DANE state from its TLSA answer (done, for a secure host). */
@@ -366,8 +420,8 @@ decide_dane(struct pdp_facts *f, struct pd_pol *p)
 
 	if (!f->mx.done) {
 		p->dane = PD_DANE_TEMPFAIL;
-		p->dane_result = PD_R_VALIDATION_FAILURE;
 		whyf(f, "MX %s: no answer", f->domain);
+		p->dane_result = PD_R_DNSSEC_INVALID;
 		return;
 	}
 	if (failed(&f->mx)) {
@@ -392,7 +446,16 @@ decide_dane(struct pdp_facts *f, struct pd_pol *p)
 		struct pdp_host *hh = &f->hosts[h];
 
 		p->mx = hh->name;
-		if (holding(f, hh)->status != RES_SECURE) {
+		if (failed(&hh->cname) && addr_status(hh, holding(f, hh)) !=
+		    RES_SECURE && addr_status(hh, holding(f, hh)) !=
+		    RES_INSECURE) {
+			/* The alias could not be checked: never a downgrade. */
+			p->dane = PD_DANE_TEMPFAIL;
+			p->dane_result = fail_result(&hh->cname);
+			why_failed(f, "CNAME", hh->name, &hh->cname);
+			return;
+		}
+		if (addr_status(hh, holding(f, hh)) != RES_SECURE) {
 			p->dane = PD_DANE_NONE;
 			p->ttl = ttl;
 			return;
@@ -406,7 +469,7 @@ decide_dane(struct pdp_facts *f, struct pd_pol *p)
 			if (!hh->tlsa.done) {
 				whyf(f, "TLSA %s: no answer",
 				    tlsaname);
-				p->dane_result = PD_R_VALIDATION_FAILURE;
+				p->dane_result = PD_R_DNSSEC_INVALID;
 			} else if (failed(&hh->tlsa)) {
 				why_failed(f, "TLSA", tlsaname, &hh->tlsa);
 				p->dane_result = fail_result(&hh->tlsa);
@@ -425,11 +488,13 @@ decide_dane(struct pdp_facts *f, struct pd_pol *p)
 	for (size_t i = 0; i < f->nhosts; i++) {
 		const struct pdp_host *hh = &f->hosts[i];
 		const struct pdp_rrs *r = failed(&hh->a) ? &hh->a :
-		    failed(&hh->aaaa) ? &hh->aaaa : NULL;
+		    failed(&hh->aaaa) ? &hh->aaaa : failed(&hh->cname) ?
+		    &hh->cname : NULL;
 		if (r != NULL) {
 			p->dane = PD_DANE_TEMPFAIL;
 			p->dane_result = fail_result(r);
-			why_failed(f, r == &hh->a ? "A" : "AAAA", hh->name, r);
+			why_failed(f, r == &hh->a ? "A" : r == &hh->aaaa ? "AAAA" :
+			    "CNAME", hh->name, r);
 			return;
 		}
 	}
@@ -452,7 +517,8 @@ decide_dane(struct pdp_facts *f, struct pd_pol *p)
 				whyf(f, "TLSA %s: %s",
 				    tlsaname, hh->tlsa.done ? "out of memory" :
 				    "no answer");
-				p->dane_result = PD_R_VALIDATION_FAILURE;
+				p->dane_result = hh->tlsa.done ?
+				    PD_R_VALIDATION_FAILURE : PD_R_DNSSEC_INVALID;
 			}
 			return;
 		}

@@ -530,7 +530,14 @@ job_finish(struct pd_job *j, struct pd_pol *pol)
 		pd_cache_put(pd.cache, PD_POLICY, 0, j->key,
 		    pol->dane == PD_DANE_TEMPFAIL ? RES_ERROR : RES_SECURE,
 		    pol->ttl, pkt, n, now_s());
-		if (pdp_learn_put(pd.learn, &j->facts, pol, wall_s()) == 1)
+		/*
+		 * MTA-STS (the SNI) is learned now; a DANE address only once a
+		 * worker reports that its chain matched (report_learn): an
+		 * address several MX names share must not be held to the
+		 * records of one whose TLSA the server does not satisfy.
+		 */
+		if (pol->dane != PD_DANE_MATCH &&
+		    pdp_learn_put(pd.learn, &j->facts, pol, wall_s()) == 1)
 			learn_db_put(&j->facts.x);
 		for (struct pd_waiter *w = j->waiters; w != NULL; w = w->next)
 			pol_send(w->client, w->seq, pol);
@@ -576,7 +583,7 @@ job_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 	}
 	memset(&pol, 0, sizeof(pol));
 	pol.dane = PD_DANE_TEMPFAIL;
-	pol.dane_result = PD_R_VALIDATION_FAILURE;
+	pol.dane_result = PD_R_DNSSEC_INVALID;  /* no valid records in time */
 	pol.ttl = PD_TTL_FAIL;
 	pol.why = "timeout";
 	pol.mx = pol.sni = pol.sts_id = "";
@@ -827,6 +834,47 @@ report_strings(const struct pd_report *r, char *buf, size_t cap,
 	return n;
 }
 
+/*
+ * A worker's chain matched the DANE policy of (domain, address): the
+ * address is learned (PD_ADDR: SNI = the TLSA base domain, TLS required,
+ * the chain checked before the greeting), for what is left of the cached
+ * answer's TTL.
+ */
+static void
+report_learn(const struct pd_report *r)
+{
+	struct pd_req rq;
+	struct pd_pol pol, a;
+	char key[PD_CACHE_KEY_MAX + 1];
+	const uint8_t *ans;
+	size_t len;
+	uint32_t left;
+
+	if (r->policy_type != TLSRPT_TLSA || r->result != PD_R_SUCCESS ||
+	    r->addr.family == 0)
+		return;
+	memset(&rq, 0, sizeof(rq));
+	memcpy(rq.name, r->domain, sizeof(rq.name));
+	rq.addr = r->addr;
+	policy_key(&rq, key, sizeof(key));
+	ans = pd_cache_get(pd.cache, PD_POLICY, 0, key, now_s(), &len, &left);
+	if (ans == NULL || pd_pol_decode(ans, len, &pol) != 0 ||
+	    pol.dane != PD_DANE_MATCH || (pol.flags & PD_F_ANY_MX) ||
+	    pol.nhosts != 1 || left == 0)
+		return;
+	memset(&a, 0, sizeof(a));
+	a.kind = PD_ADDR;
+	a.ttl = left;
+	a.why = a.sts_id = "";
+	a.mx = pol.hosts[0].host;
+	a.dane = PD_DANE_MATCH;
+	a.sni = pol.hosts[0].base;
+	a.nhosts = 1;
+	a.hosts[0] = pol.hosts[0];
+	if (pdp_learn_set(pd.learn, &r->addr, &a, wall_s() + left) == 1)
+		learn_db_put(&r->addr);
+}
+
 /* PD_REPORT: no answer. 0, or -1 if malformed. */
 static int
 report_handle(const uint8_t *pkt, size_t len)
@@ -845,6 +893,7 @@ report_handle(const uint8_t *pkt, size_t len)
 	log_msg(LOG_DEBUG, "policyd", "report %s %s mx=%s ip=%s type=%u",
 	    r.domain, pd_result_str(r.result), r.mx[0] ? r.mx : "-", a,
 	    r.policy_type);
+	report_learn(&r);
 	if (pd.tlsrpt == NULL)
 		return 0;
 	n = report_strings(&r, buf, sizeof(buf), str, TLSRPT_MAX_STRINGS);

@@ -827,7 +827,9 @@ sess_dp_report(struct session *s, const struct dp_out *o, const char *domain)
 {
 	struct pd_report r;
 
-	if (sess_pdc == NULL || !s->env->cfg.tlsrpt)
+	/* Always: policyd learns a DANE address from a success (and
+	 * aggregates for TLS-RPT when tlsrpt = on). */
+	if (sess_pdc == NULL)
 		return;
 	memset(&r, 0, sizeof(r));
 	r.policy_type = o->policy == DP_DANE ? TLSRPT_TLSA : TLSRPT_STS;

@@ -62,6 +62,14 @@ struct pdp_host {
 	char name[PD_NAME_MAX + 1];
 	uint16_t pref;
 	struct pdp_rrs a, aaaa, tlsa;
+	/*
+	 * An insecure address answer reached through a CNAME: the CNAME at
+	 * the name itself, asked to see whether the alias is securely
+	 * published (RFC 7672 2.2.2; Postfix, KumoMTA): then the host is
+	 * DANE-eligible at its own name even though its target zone is not
+	 * signed. Failed or bogus: a lookup failure (never a downgrade).
+	 */
+	struct pdp_rrs cname;
 	char base[PD_NAME_MAX + 1];    /* the TLSA base domain, set with the addresses */
 };
 

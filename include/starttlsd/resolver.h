@@ -36,6 +36,7 @@ struct ev_loop;
 #define RESOLVER_TIMEOUT_MS 15000   /* a query's bound; DANE must answer before RCPT times out */
 
 #define RES_T_A 1
+#define RES_T_CNAME 5
 #define RES_T_MX 15
 #define RES_T_TXT 16
 #define RES_T_AAAA 28

@@ -239,8 +239,8 @@ ok "policy: insecure zone: none" \
 	phas 1 "POLICY insecure.example $SRV4" "dane=none .* mx=mx.insecure.example .*nhosts=0"
 ok "policy: bogus TLSA: tempfail dnssec-invalid, 10 s" \
 	phas 1 "POLICY bogus.example $SRV4" 'dane=tempfail result=dnssec-invalid ttl=10 .*mx=mx.bogus.example .*nhosts=0 why="TLSA _25._tcp.mx.bogus.example: bogus: '
-ok "policy: SERVFAIL: tempfail validation-failure naming the MX query" \
-	phas 1 "POLICY broken.example $SRV4" 'dane=tempfail result=validation-failure ttl=10 .*why="MX broken.example: error'
+ok "policy: SERVFAIL: tempfail dnssec-invalid naming the MX query" \
+	phas 1 "POLICY broken.example $SRV4" 'dane=tempfail result=dnssec-invalid ttl=10 .*why="MX broken.example: error'
 ok "policy: address in no MX, every MX with usable TLSA: match any_mx" \
 	phas 1 "POLICY secure.example 203.0.113.99" "dane=match .*any_mx=1 mx=- .*nhosts=1 host=mx.secure.example/mx.secure.example/2/ok"
 ok "policy: address in no MX, mixed MX set: unknown" \
@@ -298,7 +298,7 @@ ok "addr: learned from an enforce policy whose pattern covers the MX: sts=enforc
 	grep -Eq "^3 ADDR $SRV4 dane=none .*mx=mx.insecure.example sni=mx.insecure.example sts=enforce .*mx_pattern=mx.insecure.example" "$sout"
 [ "$T_FAIL" -gt 0 ] && { cat "$sout" "$T_TMP/pdq-sts.err" "$T_TMP/httpsd.out" >&2; }
 # A forwarder that never answers: TEMPFAIL "timeout" within the resolver's timeout.
-ok "policy: silent forwarder: tempfail timeout" bash -c "ip netns exec $NS_CLI '$PDQ' -P -a '$Z/root-anchor.ds' -f 192.0.2.77 -T 800 POLICY secure.example $SRV4 | grep -Eq '^1 POLICY secure.example .*dane=tempfail result=validation-failure ttl=10 .*why=\"[^\"]*timeout\"'"
+ok "policy: silent forwarder: tempfail timeout" bash -c "ip netns exec $NS_CLI '$PDQ' -P -a '$Z/root-anchor.ds' -f 192.0.2.77 -T 800 POLICY secure.example $SRV4 | grep -Eq '^1 POLICY secure.example .*dane=tempfail result=dnssec-invalid ttl=10 .*why=\"[^\"]*timeout\"'"
 # dane off: every answer none, no DNS.
 ok "policy: dane off: none" bash -c "ip netns exec $NS_CLI '$PDQ' -P -n -a '$Z/root-anchor.ds' -f $GWL4 POLICY secure.example $SRV4 | grep -Eq '^1 POLICY secure.example .*dane=none .*nhosts=0'"
 

@@ -126,6 +126,7 @@ dane_conf() { # MODE MTA_STS: the daemon's configuration file
 	trust_anchor_file = $DANE_ANCHOR
 	policy_timeout = 10
 	ca_file = $DANE_C/root.crt
+	mta_sts_ca_file = $DANE_C/root.crt
 	tlsrpt = on
 	tlsrpt_from = tlsrpt@gw.example.org
 	EOF
@@ -242,18 +243,36 @@ ok "c18: downgrade for c18b only" wait_for 5 eval 'has_kv "$(dg_line c18b.exampl
 not_ok "c18: no downgrade for c18a" bash -c "grep event=downgrade '$PROXY_LOG' | grep -q ' domain=c18a.example'"
 say "  (enforce pass: $((SECONDS - t0)) s)"
 
-# A learned address (c02's MX host has usable TLSA, secure): the next session
-# to it is checked before the client's greeting: 421 4.7.5, the client tries
-# its next MX; the TLSA base domain goes as SNI.
-in_cli swaks --server "$(dane_dial c02)" --port 25 --helo client.example.org --quit-after connect \
-	--timeout 30 >"$DANE_OUT/swaks-c02-again.out" 2>&1
-ok "learned address: 421 4.7.5 instead of the greeting" grep -Eq '<\*\* +421 4\.7\.5' "$DANE_OUT/swaks-c02-again.out"
+# A learned address: c01 passed above, so policyd learned its address
+# (secure MX host, usable TLSA, a chain that matched). The next session to
+# it sends the TLSA base domain as SNI and has its chain checked before the
+# client's greeting: when the server's key no longer matches (here the
+# address is redirected to the server with the expired certificate), the
+# client gets 421 4.7.5 instead of a greeting and tries its next MX.
+c01m=$(dane_msg c01)
+ok "learned address: the first session sent no SNI (nothing known yet)" test "$(json "$c01m" sni)" = None
+rm -f "$c01m" "${c01m%.json}.eml"
+ok "learned address: the next session is relayed" send c01
+ok "learned address: ... and sent the TLSA base domain as SNI" wait_for 5 eval 'm=$(dane_msg c01) && [ "$(json "$m" sni)" = mx.c01.example ]'
+in_srv nft -f - <<NFT
+table ip danemove {
+	chain pre {
+		type nat hook prerouting priority -100; policy accept;
+		ip daddr $(dane_ip c01) tcp dport 25 dnat to $(dane_ip c03)
+	}
+}
+NFT
+in_cli swaks --server "$(dane_dial c01)" --port 25 --helo client.example.org --quit-after connect \
+	--timeout 30 >"$DANE_OUT/swaks-c01-moved.out" 2>&1
+in_srv nft delete table ip danemove
+ok "learned address, another key: 421 4.7.5 instead of the greeting" grep -Eq '<\*\* +421 4\.7\.5' "$DANE_OUT/swaks-c01-moved.out"
 ok "learned address: event=downgrade signal=dane-failed before the greeting, mx named" \
-	wait_for 5 eval 'grep event=downgrade "$PROXY_LOG" | grep "dst=$(dane_dial c02):25" | grep -q "(learned for this address)" && has_kv "$(grep event=downgrade "$PROXY_LOG" | grep "learned for this address" | tail -n 1)" signal dane-failed policy dane action blocked mx mx.c02.example'
-ok "learned address: session line action=blocked policy=dane" \
-	wait_for 5 eval 'has_kv "$(sess_line $(dane_dial c02))" action blocked policy dane policy_met no'
-# A learned address that matches: delivered as before (SNI: the base domain).
-expect_pass c01 dane
+	wait_for 5 eval 'has_kv "$(grep event=downgrade "$PROXY_LOG" | grep "learned for this address" | tail -n 1)" signal dane-failed policy dane action blocked tlsrpt tlsa-invalid mx mx.c01.example'
+ok "learned address: session line action=blocked policy=dane policy_met=no" \
+	wait_for 5 eval 'has_kv "$(grep event=session "$PROXY_LOG" | grep "dst=$(dane_dial c01):25" | grep "action=blocked" | tail -n 1)" policy dane policy_met no'
+# An address two MX names share (c18a matches, c18b does not): learned from
+# the match only, so c18b's records never block c18a's mail before the greeting.
+ok "shared address: c18a still delivered after c18b failed (swaks: 250 to the end of DATA)" send c18a
 
 # TLS-RPT (tlsrpt = on): every domain judged went to policyd's aggregate.
 CTL=${STARTTLSCTL:-$(dirname "$STARTTLSD")/starttlsctl}

@@ -170,6 +170,12 @@ class Server:
             if args.client_ca:
                 ctx.load_verify_locations(cafile=args.client_ca)
                 ctx.verify_mode = ssl.CERT_OPTIONAL
+
+            def sni_seen(sslobj, name, _ctx):
+                # The name the client sent (SNI), for the message's record.
+                sslobj.sni_name = name
+                return None
+            ctx.sni_callback = sni_seen
             self.ctx = ctx
 
     def next_conn_id(self):
@@ -187,6 +193,7 @@ class Server:
             meta = {
                 "n": n,
                 "tls": sess.tls_version,
+                "sni": getattr(sess, "sni", None),
                 "cipher": sess.cipher,
                 "helo": sess.helo,
                 "helo_verb": sess.helo_verb,
@@ -234,6 +241,7 @@ class Session:
         self.dead = False            # socket already closed (dropdata)
         self.state = "cmd"           # cmd | data | bdat | skipline
         self.tls_version = None
+        self.sni = None
         self.cipher = None
         self.client_cert = None
         self.no_service = False      # greet554
@@ -552,6 +560,7 @@ class Session:
             self.closing = True
             return
         self.tls_version = ssock.version()
+        self.sni = getattr(ssock, "sni_name", None)
         c = ssock.cipher()
         self.cipher = c[0] if c else None
         cert = ssock.getpeercert() if self.srv.args.client_ca else None

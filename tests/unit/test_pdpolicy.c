@@ -215,7 +215,7 @@ test_mx_fail(void **state)
 	run(&f, "d.example", "192.0.2.1");
 	pdp_decide(&f, true, &p);
 	EQ("error", p.dane, PD_DANE_TEMPFAIL);
-	EQ("error", p.dane_result, PD_R_VALIDATION_FAILURE);
+	EQ("error", p.dane_result, PD_R_DNSSEC_INVALID);
 	STREQ("error", p.why, "MX d.example: error: SERVFAIL");
 	pdp_free(&f);
 }
@@ -319,7 +319,7 @@ test_host_tlsa(void **state)
 		{ "insecure", RES_INSECURE, 1, PD_DANE_NONE, PD_R_SUCCESS, "" },
 		{ "bogus", RES_BOGUS, 0, PD_DANE_TEMPFAIL, PD_R_DNSSEC_INVALID,
 		  "TLSA _25._tcp.mx.d.example: bogus: x" },
-		{ "error", RES_ERROR, 0, PD_DANE_TEMPFAIL, PD_R_VALIDATION_FAILURE,
+		{ "error", RES_ERROR, 0, PD_DANE_TEMPFAIL, PD_R_DNSSEC_INVALID,
 		  "TLSA _25._tcp.mx.d.example: error: x" },
 	};
 
