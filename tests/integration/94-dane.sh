@@ -243,6 +243,27 @@ ok "c18: downgrade for c18b only" wait_for 5 eval 'has_kv "$(dg_line c18b.exampl
 not_ok "c18: no downgrade for c18a" bash -c "grep event=downgrade '$PROXY_LOG' | grep -q ' domain=c18a.example'"
 say "  (enforce pass: $((SECONDS - t0)) s)"
 
+# MTA-STS without DANE (unsigned zones): the policy host's certificate is
+# checked against mta_sts_ca_file, the mail server's against ca_file.
+sts_block() { # CASE TLSRPT MODE ACTION
+	local c=$1 d; d=$(dane_domain "$1")
+	send "$c"
+	if [ "$4" = blocked ]; then
+		ok "starttlsd $c (MTA-STS $3): RCPT gets 450 4.7.5" rcpt_450 "$c"
+		ok "starttlsd $c: nothing stored" not_stored "$c"
+	else
+		ok "starttlsd $c (MTA-STS $3): delivered" wait_for 5 eval 'dane_msg '"$c"' >/dev/null'
+	fi
+	ok "starttlsd $c: event=downgrade signal=sts-failed policy=mta-sts mode=$3 action=$4 tlsrpt=$2" \
+		wait_for 5 eval 'has_kv "$(dg_line '"$d"')" signal sts-failed policy mta-sts mode '"$3"' action '"$4"' tlsrpt '"$2"
+	ok "starttlsd $c: session line policy=mta-sts policy_met=no" \
+		wait_for 5 eval 'has_kv "$(sess_line '"$(dane_dial "$c")"')" policy mta-sts policy_met no'
+}
+sts_block s20 certificate-host-mismatch enforce blocked
+sts_block s21 certificate-host-mismatch testing allowed
+expect_pass s22 mta-sts
+sts_block s23 certificate-not-trusted enforce blocked
+
 # A learned address: c01 passed above, so policyd learned its address
 # (secure MX host, usable TLSA, a chain that matched). The next session to
 # it sends the TLSA base domain as SNI and has its chain checked before the

@@ -77,12 +77,22 @@ DANE_CASES=(
 	"c30 ta 198.51.100.128"      # TLSA SERVFAIL + MTA-STS enforce with a valid cert
 )
 # Extra addresses a kind listens on beyond its cases' MX addresses.
-DANE_EXTRA_ee="198.51.100.171"
+DANE_EXTRA_ee="198.51.100.171 198.51.100.133"
+DANE_EXTRA_ta="198.51.100.130 198.51.100.131 198.51.100.132"
+# MTA-STS without DANE (unsigned zones), through starttlsd only (no Postfix
+# oracle: Postfix 3.7 has no MTA-STS): name mismatch under enforce, the same
+# under testing, a wildcard pattern that matches, an untrusted certificate.
+STS_CASES=(
+	"s20 ta 198.51.100.130"      # enforce, mx.s20 not in the certificate: 450
+	"s21 ta 198.51.100.131"      # testing, the same: delivered, alerted
+	"s22 ta 198.51.100.132"      # enforce, mx: *.s22.example, cert mx.s22: pass
+	"s23 ee 198.51.100.133"      # enforce, self-signed certificate: 450
+)
 DANE_EXTRA_exp="198.51.100.172"
 
 dane_field() { # CASE N: field N (1-based) of the case's entry
 	local c=$1 n=$2 f e
-	for e in "${DANE_CASES[@]}"; do
+	for e in "${DANE_CASES[@]}" "${STS_CASES[@]}"; do
 		read -r -a f <<<"$e"
 		[ "${f[0]}" = "$c" ] && { echo "${f[$((n - 1))]:-}"; return 0; }
 	done
@@ -134,7 +144,7 @@ dane_certs() {
 	printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n' >"$c/ca.ext"
 	_dane_sign inter "/CN=starttlsd DANE test intermediate" root "$c/ca.ext" || return 1
 	printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=%s\n' \
-		"DNS:mx.c04.example,DNS:mx.c04r.example,DNS:mx.c07s.example,DNS:mx.c29.example,DNS:mx.c30.example,DNS:mta-sts.c07s.example,DNS:mta-sts.c29.example,DNS:mta-sts.c30.example" >"$c/ta.ext"
+		"DNS:mx.c04.example,DNS:mx.c04r.example,DNS:mx.c07s.example,DNS:mx.c29.example,DNS:mx.c30.example,DNS:mta-sts.c07s.example,DNS:mta-sts.c29.example,DNS:mta-sts.c30.example,DNS:mx.s22.example,DNS:mta-sts.s20.example,DNS:mta-sts.s21.example,DNS:mta-sts.s22.example,DNS:mta-sts.s23.example" >"$c/ta.ext"
 	_dane_sign ta "/CN=mx.c04.example" inter "$c/ta.ext" || return 1
 	printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:mx.elsewhere.example\n' >"$c/taw.ext"
 	_dane_sign taw "/CN=mx.elsewhere.example" inter "$c/taw.ext" || return 1
@@ -252,6 +262,12 @@ mta-sts IN A $DANE_STS4"
 	_dane_zone c13b.example "@ IN MX 10 mx13b.hosts.example."
 	_dane_zone ins.example "mx14b IN A $(dane_ip c14b)"
 	DANE_PLAIN=(c08.example c13.example c13b.example ins.example)
+	for z in s20 s21 s22 s23; do
+		_dane_zone "$z.example" "$(std $z)
+_mta-sts IN TXT \"v=STSv1; id=$DANE_STS_ID\"
+mta-sts IN A $DANE_STS4"
+		DANE_PLAIN+=("$z.example")
+	done
 	_dane_zone hosts.example "mx13 IN A $(dane_ip c13)
 _25._tcp.mx13 IN TLSA 3 1 1 $EE256
 mx13b IN A $(dane_ip c13b)
@@ -376,7 +392,9 @@ _dane_https() {
 	        if self.path != "/.well-known/mta-sts.txt" or not host.startswith("mta-sts."):
 	            self.send_error(404); return
 	        d = host[len("mta-sts."):]
-	        body = ("version: STSv1\r\nmode: enforce\r\nmx: mx.%s\r\nmax_age: 86400\r\n" % d).encode()
+	        mode = "testing" if d.startswith("s21.") else "enforce"
+	        mx = "*." + d if d.startswith("s22.") else "mx." + d
+	        body = ("version: STSv1\r\nmode: %s\r\nmx: %s\r\nmax_age: 86400\r\n" % (mode, mx)).encode()
 	        self.send_response(200)
 	        self.send_header("Content-Type", "text/plain")
 	        self.send_header("Content-Length", str(len(body)))
@@ -403,6 +421,9 @@ dane_up() {
 	dane_zones || return 1
 	local a kind addrs e f
 	for a in $DANE_NS4 $DANE_DEAD4 $DANE_DROP4 $DANE_STS4; do ip -n "$NS_SRV" addr add "$a/24" dev wan0; done
+	for a in $DANE_EXTRA_ee $DANE_EXTRA_ta $DANE_EXTRA_exp; do
+		ip -n "$NS_SRV" addr add "$a/24" dev wan0 2>/dev/null || true
+	done
 	for e in "${DANE_CASES[@]}"; do
 		read -r -a f <<<"$e"
 		for a in "${f[2]}" ${f[3]:+"${f[3]}"}; do
