@@ -13,9 +13,10 @@
 #     case of /work/shared/dane.md section 4 (table DANE_CASES below), and
 #     hosts.example (secure), ins.example (insecure) for shared MX hosts.
 #     DANE_ANCHOR is the DS of example., the only trust anchor.
-#   * srv: nsd on 198.51.100.53; 198.51.100.54 holds nothing on port 53 (a
-#     delegation there is SERVFAIL at once); 198.51.100.55 drops all DNS
-#     (nft in srv: queries time out, "the server drops TLSA queries").
+#   * srv: nsd on 198.51.100.53; 198.51.100.55 drops all DNS (nft in srv:
+#     queries time out, "the server drops TLSA queries", case 16); case 30's
+#     TLSA sub-zone is delegated to nsd, which does not serve it (REFUSED:
+#     a lame delegation, SERVFAIL at once).
 #   * gw: unbound on 192.0.2.1 WITHOUT validation (for starttlsd, which
 #     validates itself), and a second, VALIDATING unbound on 127.0.0.1 with
 #     DANE_ANCHOR (for Postfix, which trusts the AD bit).
@@ -31,7 +32,6 @@
 # through starttlsd on gw when the interception is on).
 
 DANE_NS4=198.51.100.53     # nsd
-DANE_DEAD4=198.51.100.54   # nothing on port 53: port unreachable
 DANE_DROP4=198.51.100.55   # DNS silently dropped
 DANE_STS4=198.51.100.80    # HTTPS mta-sts policy host
 DANE_VAL=127.0.0.1         # gw: validating unbound for Postfix
@@ -226,7 +226,7 @@ _25._tcp.mx IN TLSA 3 1 1 $WR256" ;;
 mx IN CNAME mx14b.ins.example.
 _25._tcp.mx IN TLSA 3 1 1 $EE256" ;;
 		c15) body=$(std $z "3 1 1 $EE256") ;;
-		c16|c30) # the TLSA name lives in a secure sub-zone whose server is unreachable
+		c16|c30) # the TLSA name lives in a secure sub-zone no server answers for
 			# c16: a server that drops the queries (timeouts); c30: nsd
 			# itself, which does not serve that zone (REFUSED: lame, SERVFAIL at once)
 			local kk dead=ns.example.
@@ -280,11 +280,10 @@ _25._tcp.mx14 IN TLSA 3 1 1 $EE256"
 	grep -q "$JUNK" "$DANE_Z/c09.example.zone.signed" || { say "dane: c09 not tampered"; return 1; }
 	grep -Eq 'MX[[:space:]]+20 ' "$DANE_Z/c12.example.zone.signed" || { say "dane: c12 not tampered"; return 1; }
 	# The parent: delegations (with DS for the signed ones), the name servers.
-	local deleg="" ds
+	local deleg=""
 	for z in "${DANE_SIGNED[@]}" "${DANE_PLAIN[@]}"; do deleg="$deleg
 ${z%.example} IN NS ns.example."; done
 	_dane_zone example "ns IN A $DANE_NS4
-ns-dead IN A $DANE_DEAD4
 ns-drop IN A $DANE_DROP4$deleg
 $(cat "$DANE_Z/parent.ds")"
 	local kp
@@ -402,7 +401,7 @@ dane_up() {
 	dane_certs || { say "dane: certificates failed"; return 1; }
 	dane_zones || return 1
 	local a kind addrs e f
-	for a in $DANE_NS4 $DANE_DEAD4 $DANE_DROP4 $DANE_STS4; do ip -n "$NS_SRV" addr add "$a/24" dev wan0; done
+	for a in $DANE_NS4 $DANE_DROP4 $DANE_STS4; do ip -n "$NS_SRV" addr add "$a/24" dev wan0; done
 	for e in "${DANE_CASES[@]}"; do
 		read -r -a f <<<"$e"
 		for a in "${f[2]}" ${f[3]:+"${f[3]}"}; do
