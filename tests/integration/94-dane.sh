@@ -154,6 +154,15 @@ has_kv() { # LINE KEY VALUE...: the line has KEY=VALUE for each pair
 	local l=$1; shift
 	while [ $# -ge 2 ]; do grep -Eq "(^| )$1=$2( |$)" <<<"$l" || { echo "no $1=$2 in: $l"; return 1; }; shift 2; done
 }
+wait_kv() { # SECONDS FUNC ARG KEY VALUE...: until FUNC ARG's line has each KEY=VALUE (one message at the end)
+	local end=$((SECONDS + $1)) fn=$2 arg=$3
+	shift 3
+	while [ $SECONDS -lt $end ]; do
+		has_kv "$("$fn" "$arg")" "$@" >/dev/null && return 0
+		sleep 0.1
+	done
+	has_kv "$("$fn" "$arg")" "$@"
+}
 stored() { # CASE: the message arrived, over TLS, at the dialled address, byte for byte
 	local c=$1 m
 	m=$(dane_msg "$c") || { echo "no message for $c"; return 1; }
@@ -170,8 +179,7 @@ expect_pass() {
 	ip=$(dane_dial "$c")
 	ok "starttlsd $c: swaks delivers" send "$c"
 	ok "starttlsd $c: stored over TLS at $ip, byte-identical" wait_for 5 stored "$c"
-	ok "starttlsd $c: session line policy=$pol policy_met=yes" \
-		wait_for 5 eval 'has_kv "$(sess_line '"$ip"')" policy '"$pol"' policy_met yes'
+	ok "starttlsd $c: session line policy=$pol policy_met=yes" wait_kv 5 sess_line "$ip" policy "$pol" policy_met yes
 	not_ok "starttlsd $c: no event=downgrade for $(dane_domain "$c")" bash -c "grep event=downgrade '$PROXY_LOG' | grep -Eq ' domain=$(dane_domain "$c")( |$)'"
 }
 # expect_block CASE TLSRPT [MODE]: 450 4.7.5 at RCPT (enforce) or delivered (monitor), the alert.
@@ -187,13 +195,16 @@ expect_block() {
 		ok "starttlsd $c (monitor): delivered all the same" wait_for 5 dane_msg "$c"
 	fi
 	ok "starttlsd $c: event=downgrade signal=dane-failed policy=dane mode=$mode action=$act tlsrpt=$rpt domain=$d" \
-		wait_for 5 eval 'has_kv "$(dg_line '"$d"')" signal dane-failed policy dane mode '"$mode"' action '"$act"' tlsrpt '"$rpt"' domain '"$d"
-	ok "starttlsd $c: session line policy=dane policy_met=$met" \
-		wait_for 5 eval 'has_kv "$(sess_line '"$ip"')" policy dane policy_met '"$met"
+		wait_kv 5 dg_line "$d" signal dane-failed policy dane mode "$mode" action "$act" tlsrpt "$rpt" domain "$d"
+	ok "starttlsd $c: session line policy=dane policy_met=$met" wait_kv 5 sess_line "$ip" policy dane policy_met "$met"
 }
 
 : >"$PROXY_LOG"
 ok "starttlsd starts (dane = on, mta_sts = on, enforce)" dane_proxy "$(dane_conf enforce on)"
+# A daemon that refuses the configuration (keys not implemented yet) would
+# only make every check below wait for nothing.
+kill -0 "$PROXY_PID" 2>/dev/null && grep -q "event=start" "$PROXY_LOG" ||
+	{ say "  starttlsd did not start: part (b) not run"; tail -n 3 "$PROXY_LOG" >&2; finish; }
 t0=$SECONDS
 expect_pass c01 dane
 expect_block c02 tlsa-invalid
@@ -206,7 +217,13 @@ expect_pass c05b dane
 expect_pass c06 dane            # only unusable TLSA: TLS required, no authentication
 expect_block c06s starttls-not-supported
 expect_pass c07 none            # secure NODATA: no DANE, no STS published
-expect_pass c07s mta-sts       # secure NODATA, MTA-STS enforce, valid cert: STS applies
+# c07s: secure NODATA, MTA-STS enforce, valid cert: STS applies. With no policy
+# cached the first message may go without one while it is fetched (RFC 8461
+# section 5.1); once the policy host has served it, the next one has it.
+ok "starttlsd c07s: first message delivered" send c07s
+ok "starttlsd c07s: the policy was fetched from mta-sts.c07s.example" wait_for 15 grep -q "^mta-sts.c07s.example.*GET /.well-known/mta-sts.txt" "$DANE_OUT/sts.log"
+sleep 0.5
+expect_pass c07s mta-sts
 expect_pass c08 none            # insecure delegation: no DANE
 expect_block c09 dnssec-invalid
 expect_block c10 dnssec-invalid
@@ -236,7 +253,7 @@ ok "c18: RCPT user@c18b.example gets 450 4.7.5" test "$(rcpt_reply "$DANE_OUT/sw
 ok "c18: RCPT user@c18a.example gets 250" bash -c "[[ '$(rcpt_reply "$DANE_OUT/swaks-c18.out" user@c18a.example)' == 250* ]]"
 ok "c18: RCPT user@c08.example gets 250" bash -c "[[ '$(rcpt_reply "$DANE_OUT/swaks-c18.out" user@c08.example)' == 250* ]]"
 ok "c18: stored once, for c18a and c08 only" wait_for 5 bash -c "m=\$(ls '$DANE_OUT'/srv-ee/msg-*.json | xargs grep -l 'user@c18a.example' | head -n 1); [ -n \"\$m\" ] && $PY -c 'import json,sys; r=json.load(open(sys.argv[1]))[\"rcpt_to\"]; sys.exit(0 if sorted(x.strip(\"<>\") for x in r)==[\"user@c08.example\",\"user@c18a.example\"] else 1)' \"\$m\""
-ok "c18: downgrade for c18b only" wait_for 5 eval 'has_kv "$(dg_line c18b.example)" signal dane-failed policy dane action blocked tlsrpt tlsa-invalid'
+ok "c18: downgrade for c18b only" wait_kv 5 dg_line c18b.example signal dane-failed policy dane action blocked tlsrpt tlsa-invalid
 not_ok "c18: no downgrade for c18a" bash -c "grep event=downgrade '$PROXY_LOG' | grep -q ' domain=c18a.example'"
 say "  (enforce pass: $((SECONDS - t0)) s)"
 ok "starttlsd stops cleanly" proxy_stop
