@@ -58,7 +58,7 @@ declare -A PF=(
 	[c06s]=unusable-no-starttls [c07]=no-dane [c07s]=no-dane-verified [c08]=no-dane [c09]=tlsa-lookup-error
 	[c10]=tlsa-lookup-error [c10a]=dns-tempfail [c11]=dns-tempfail [c12]=dns-tempfail
 	[c13]=trusted [c13b]=dane-fail [c14]=verified [c14b]=verified [c15]=dane-no-starttls
-	[c16]=tlsa-lookup-error [c17]=verified [c17b]=verified [c18a]=verified [c18b]=dane-fail
+	[c16]=tlsa-lookup-error [c17]=verified [c17b]=verified [c18a]=verified [c18b]=dane-fail [c19]=verified
 	[c29]=dane-fail [c30]=tlsa-lookup-error
 )
 # Details behind some verdicts, from posttls-finger's own lines.
@@ -83,6 +83,8 @@ ok "postfix c14: TLSA of the CNAME target used, not the alias's" fgrep_case c14 
 ok "postfix c14b: TLSA at the alias used (secure CNAME, insecure target)" fgrep_case c14b "DNSSEC-signed TLSA record: _25._tcp.mx.c14b.example"
 ok "postfix c15: no STARTTLS offered" bash -c "! grep -q STARTTLS '$DANE_OUT/finger-c15.out'"
 ok "postfix c16: the TLSA query timed out into a lookup error" fgrep_case c16 "TLSA lookup error for mx.c16.example"
+ok "postfix c19: posttls-finger sent SNI mx.c19.example and got the right key" grep -q "tls sni=mx.c19.example cert=ee" "$DANE_OUT/srv-sni.log"
+not_ok "postfix c19: no handshake without SNI" grep -q "tls sni=None" "$DANE_OUT/srv-sni.log"
 
 # The Postfix SMTP client's first delivery attempt per case (dane_pf_verdict).
 declare -A PFC=(
@@ -93,7 +95,7 @@ declare -A PFC=(
 	[c10]=deferred/tlsa-lookup-error [c10a]=deferred/dns [c11]=deferred/dns [c12]=deferred/dns
 	[c13]=sent/trusted [c13b]=deferred/cert-not-trusted [c14]=sent/verified [c14b]=sent/verified
 	[c15]=deferred/no-starttls [c16]=deferred/tlsa-lookup-error [c17]=sent/verified
-	[c17b]=sent/verified [c18a]=sent/verified [c18b]=deferred/cert-not-trusted
+	[c17b]=sent/verified [c18a]=sent/verified [c18b]=deferred/cert-not-trusted [c19]=sent/verified
 	[c29]=deferred/cert-not-trusted [c30]=deferred/tlsa-lookup-error
 )
 all_done() { local c; for c in "${ALL_CASES[@]}"; do [ -n "$(dane_pf_status "$c")" ] || return 1; done; }
@@ -255,6 +257,19 @@ ok "c18: RCPT user@c08.example gets 250" bash -c "[[ '$(rcpt_reply "$DANE_OUT/sw
 ok "c18: stored once, for c18a and c08 only" wait_for 5 bash -c "m=\$(ls '$DANE_OUT'/srv-ee/msg-*.json | xargs grep -l 'user@c18a.example' | head -n 1); [ -n \"\$m\" ] && $PY -c 'import json,sys; r=json.load(open(sys.argv[1]))[\"rcpt_to\"]; sys.exit(0 if sorted(x.strip(\"<>\") for x in r)==[\"user@c08.example\",\"user@c18a.example\"] else 1)' \"\$m\""
 ok "c18: downgrade for c18b only" wait_kv 5 dg_line c18b.example signal dane-failed policy dane action blocked tlsrpt tlsa-invalid
 not_ok "c18: no downgrade for c18a" bash -c "grep event=downgrade '$PROXY_LOG' | grep -q ' domain=c18a.example'"
+# (19) A multi-certificate server at an address starttlsd has not seen: without
+# SNI it shows a key no TLSA matches (450); the secure answers teach starttlsd
+# address -> mx.c19.example, so the retry sends SNI and gets the right key.
+send c19
+ok "c19: first contact, no SNI: RCPT gets 450 4.7.5" rcpt_450 c19
+ok "c19: first contact: the server saw no SNI" grep -q "tls sni=None cert=exp" "$DANE_OUT/srv-sni.log"
+ok "c19: first contact: downgrade tlsrpt=tlsa-invalid" wait_kv 5 dg_line c19.example signal dane-failed policy dane action blocked tlsrpt tlsa-invalid
+n19=$(grep -c "event=downgrade" "$PROXY_LOG")
+ok "c19: the retry is delivered" send c19
+ok "c19: the retry sent SNI mx.c19.example (the TLSA base domain)" grep -q "tls sni=mx.c19.example cert=ee" "$DANE_OUT/srv-sni.log"
+ok "c19: stored over TLS with that SNI, byte-identical" wait_for 5 bash -c "m=\$(ls -t '$DANE_OUT'/srv-sni/msg-*.json 2>/dev/null | head -n 1); [ -n \"\$m\" ] && grep -q '\"sni\": \"mx.c19.example\"' \"\$m\" && cmp '$DANE_OUT/body-c19.expect' \"\${m%.json}.eml\""
+ok "c19: the retry's session line policy=dane policy_met=yes" wait_kv 5 sess_line "$(dane_ip c19)" policy dane policy_met yes
+ok "c19: no new downgrade for the retry" test "$(grep -c "event=downgrade" "$PROXY_LOG")" -eq "$n19"
 say "  (enforce pass: $((SECONDS - t0)) s)"
 ok "starttlsd stops cleanly" proxy_stop
 
