@@ -515,6 +515,32 @@ job_free(struct pd_job *j)
 	free(j);
 }
 
+static void learn_db_put(const struct pd_req_addr *x);
+
+/*
+ * A DANE answer for the host holding x: remember its TLSA base domain as
+ * x's SNI, unless x already has a DANE entry (learned from a match).
+ */
+static void
+learn_sni(const struct pd_req_addr *x, const struct pd_pol *pol)
+{
+	struct pd_pol cur, a;
+
+	if ((pol->flags & PD_F_ANY_MX) || pol->nhosts != 1 || pol->ttl == 0 ||
+	    (pdp_learn_get(pd.learn, x, wall_s(), &cur) &&
+	    cur.dane == PD_DANE_MATCH))
+		return;
+	memset(&a, 0, sizeof(a));
+	a.kind = PD_ADDR;
+	a.ttl = pol->ttl;
+	a.why = a.sts_id = "";
+	a.mx = pol->hosts[0].host;
+	a.sni = pol->hosts[0].base;
+	a.dane = PD_DANE_NONE;
+	if (pdp_learn_set(pd.learn, x, &a, wall_s() + pol->ttl) == 1)
+		learn_db_put(x);
+}
+
 /* The answer is known: cache it, learn from it, send it to every asker. */
 static void
 job_finish(struct pd_job *j, struct pd_pol *pol)
@@ -531,14 +557,20 @@ job_finish(struct pd_job *j, struct pd_pol *pol)
 		    pol->dane == PD_DANE_TEMPFAIL ? RES_ERROR : RES_SECURE,
 		    pol->ttl, pkt, n, now_s());
 		/*
-		 * MTA-STS (the SNI) is learned now; a DANE address only once a
-		 * worker reports that its chain matched (report_learn): an
-		 * address several MX names share must not be held to the
-		 * records of one whose TLSA the server does not satisfy.
+		 * MTA-STS (the SNI) is learned now, and for a DANE address the
+		 * SNI only (the TLSA base domain: a server that picks its
+		 * certificate by name presents the right one next time). The
+		 * RRset, checked before the greeting, only once a worker
+		 * reports that its chain matched (report_learn): an address
+		 * several MX names share must not be held to the records of
+		 * one whose TLSA the server does not satisfy.
 		 */
-		if (pol->dane != PD_DANE_MATCH &&
-		    pdp_learn_put(pd.learn, &j->facts, pol, wall_s()) == 1)
-			learn_db_put(&j->facts.x);
+		if (pol->dane != PD_DANE_MATCH) {
+			if (pdp_learn_put(pd.learn, &j->facts, pol, wall_s()) == 1)
+				learn_db_put(&j->facts.x);
+		} else {
+			learn_sni(&j->facts.x, pol);
+		}
 		for (struct pd_waiter *w = j->waiters; w != NULL; w = w->next)
 			pol_send(w->client, w->seq, pol);
 	}

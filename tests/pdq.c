@@ -20,8 +20,10 @@
  *
  * Round 0 asks every ADDR (nothing learned yet), round 1 every POLICY (each
  * twice at once: one computation), round 2 every POLICY again (cached),
- * then a PD_REPORT is sent (never answered), then round 3 asks every ADDR
- * again (learned from round 1). One line per answer:
+ * then a PD_REPORT is sent (never answered: a failure for the first POLICY
+ * question, a success for the last), then round 3 asks every ADDR again
+ * (learned from round 1: the SNI of a DANE match, its RRset once a
+ * success was reported). One line per answer:
  *
  *   ROUND POLICY DOMAIN ADDR dane=match result=success ttl=300 cached=0
  *     any_mx=0 mx=.. sni=.. sts=none nhosts=1 host=MX/BASE/NRR/parse why=".."
@@ -287,6 +289,23 @@ policy_main(struct policyd_opts *o, int argc, char **argv, int ms)
 			bad = 1;
 		else
 			printf("report: sent\n");
+		/*
+		 * A success for the last POLICY question: a worker's chain
+		 * matched, so policyd learns that address's DANE RRset (the
+		 * failure above teaches only the SNI).
+		 */
+		if (!bad && npol > 1) {
+			r.result = PD_R_SUCCESS;
+			snprintf(r.domain, sizeof(r.domain), "%s",
+			    pols[npol - 1].name);
+			r.addr = pols[npol - 1].addr;
+			n = pd_report_encode(&r, pkt, sizeof(pkt));
+			if (n == 0 || send(cli[0], pkt, n, MSG_NOSIGNAL) !=
+			    (ssize_t)n)
+				bad = 1;
+			else
+				printf("report: success sent\n");
+		}
 	}
 	if (!bad && naddr > 0 && pol_round(cli[0], 3, addrs, naddr, 1, ms) < 0)
 		bad = 1;

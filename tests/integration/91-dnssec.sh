@@ -250,24 +250,26 @@ ok "policy: MX host behind a secure CNAME: TLSA at the canonical name" \
 ok "policy: round 2 all from the cache" test "$(grep -Ec '^2 POLICY .* cached=1 ' "$qout")" -eq 8
 ok "policy: a cached tempfail keeps its 10 s" phas 2 "POLICY bogus.example $SRV4" "dane=tempfail .*ttl=(10|[1-9]) cached=1"
 ok "addr: nothing learned yet: none" test "$(grep -Ec '^0 ADDR .*dane=none .*mx=- sni=- sts=none nhosts=0' "$qout")" -eq 3
-ok "addr: learned from a match: match, sni = the TLSA base domain, the TLSA records" \
-	phas 3 "ADDR $SRV4" "dane=match .*mx=mx.secure.example sni=mx.secure.example .*nhosts=1 host=mx.secure.example/mx.secure.example/2/ok"
-ok "addr: behind a CNAME: sni = the canonical name (RFC 7672 8.1)" \
-	phas 3 "ADDR $SRV6" "dane=match .*mx=alias.secure.example sni=mx.secure.example "
+ok "addr: a match whose chain failed teaches the SNI only (the TLSA base domain)" \
+	phas 3 "ADDR $SRV4" "dane=none .*mx=mx.secure.example sni=mx.secure.example .*nhosts=0"
+ok "addr: a match reported met: match, sni = the canonical name behind a CNAME (RFC 7672 8.1), the TLSA records" \
+	phas 3 "ADDR $SRV6" "dane=match .*mx=alias.secure.example sni=mx.secure.example .*nhosts=1 host=alias.secure.example/mx.secure.example/2/ok"
 ok "addr: an any_mx match teaches nothing" phas 3 "ADDR 203.0.113.99" "dane=none .*sni=- "
 ok "policy: the report is taken, not answered" grep -q '^report: sent' "$qout"
 ok "tlsrpt: the report recorded with the TLSA records in force as policy strings" \
 	grep -Eq "^tlsrpt secure.example tlsa success=0 failure=1 strings=2 string=\"0 0 1 $TLSA_HASH\" string=\"3 1 1 $TLSA_HASH\" detail=certificate-host-mismatch/-$" "$qout"
 ok "policy: one computation per question (flights shared, then the cache), one report" \
-	grep -Eq 'msg="exiting \([0-9]+ questions asked, 0 answers dropped, 8 policies computed, 1 reports\)"' "$T_TMP/pdq-pol.err"
+	grep -Eq 'msg="exiting \([0-9]+ questions asked, 0 answers dropped, 8 policies computed, 2 reports\)"' "$T_TMP/pdq-pol.err"
 ok "policy: a tempfail is logged" grep -q 'POLICY bogus.example 198.51.100.25: tempfail: TLSA' "$T_TMP/pdq-pol.err"
 [ "$T_FAIL" -gt 0 ] && { cat "$qout" "$T_TMP/pdq-pol.err" >&2; }
 # A restart keeps what was learned (state_dir/policyd.mdb): a new policyd
 # answers PD_ADDR from it before any PD_POLICY.
-in_cli "$PDQ" -P -a "$Z/root-anchor.ds" -f $GWL4 -R "$T_TMP/state" ADDR $SRV4 ADDR 203.0.113.99 \
+in_cli "$PDQ" -P -a "$Z/root-anchor.ds" -f $GWL4 -R "$T_TMP/state" ADDR $SRV4 ADDR $SRV6 ADDR 203.0.113.99 \
 	>"$T_TMP/pdq-restart.out" 2>"$T_TMP/pdq-restart.err"
 ok "addr: learned addresses kept across a restart (LMDB)" \
-	grep -Eq "^0 ADDR $SRV4 dane=match .*mx=mx.secure.example sni=mx.secure.example .*host=mx.secure.example/mx.secure.example/2/ok" "$T_TMP/pdq-restart.out"
+	grep -Eq "^0 ADDR $SRV4 dane=none .*mx=mx.secure.example sni=mx.secure.example " "$T_TMP/pdq-restart.out"
+ok "addr: a learned DANE RRset kept across a restart" \
+	grep -Eq "^0 ADDR $SRV6 dane=match .*sni=mx.secure.example .*host=alias.secure.example/mx.secure.example/2/ok" "$T_TMP/pdq-restart.out"
 ok "addr: after a restart, still nothing for an address never learned" \
 	grep -Eq "^0 ADDR 203.0.113.99 dane=none .*sni=- " "$T_TMP/pdq-restart.out"
 ok "addr: the load is logged" grep -Eq 'msg="learned addresses: 2 loaded from .*/policyd.mdb, 0 expired"' "$T_TMP/pdq-restart.err"

@@ -13,9 +13,10 @@
 #     case of /work/shared/dane.md section 4 (table DANE_CASES below), and
 #     hosts.example (secure), ins.example (insecure) for shared MX hosts.
 #     DANE_ANCHOR is the DS of example., the only trust anchor.
-#   * srv: nsd on 198.51.100.53; 198.51.100.54 holds nothing on port 53 (a
-#     delegation there is SERVFAIL at once); 198.51.100.55 drops all DNS
-#     (nft in srv: queries time out, "the server drops TLSA queries").
+#   * srv: nsd on 198.51.100.53; 198.51.100.55 drops all DNS (nft in srv:
+#     queries time out, "the server drops TLSA queries", case 16); case 30's
+#     TLSA sub-zone is delegated to nsd, which does not serve it (REFUSED:
+#     a lame delegation, SERVFAIL at once).
 #   * gw: unbound on 192.0.2.1 WITHOUT validation (for starttlsd, which
 #     validates itself), and a second, VALIDATING unbound on 127.0.0.1 with
 #     DANE_ANCHOR (for Postfix, which trusts the AD bit).
@@ -31,7 +32,6 @@
 # through starttlsd on gw when the interception is on).
 
 DANE_NS4=198.51.100.53     # nsd
-DANE_DEAD4=198.51.100.54   # nothing on port 53: port unreachable
 DANE_DROP4=198.51.100.55   # DNS silently dropped
 DANE_STS4=198.51.100.80    # HTTPS mta-sts policy host
 DANE_VAL=127.0.0.1         # gw: validating unbound for Postfix
@@ -73,20 +73,21 @@ DANE_CASES=(
 	"c17b ee 198.51.100.125 198.51.100.172"  # dialled address in no MX set, chain does not match
 	"c18a ee 198.51.100.126"     # multi-domain: this one matches
 	"c18b ee 198.51.100.126"     # multi-domain: same address, TLSA wrong
+	"c19 sni 198.51.100.130"     # the right key only with SNI mx.c19.example (else the expired cert)
 	"c29 ta 198.51.100.127"      # DANE mismatch + MTA-STS enforce with a valid cert
 	"c30 ta 198.51.100.128"      # TLSA SERVFAIL + MTA-STS enforce with a valid cert
 )
 # Extra addresses a kind listens on beyond its cases' MX addresses.
-DANE_EXTRA_ee="198.51.100.171 198.51.100.133"
-DANE_EXTRA_ta="198.51.100.130 198.51.100.131 198.51.100.132"
+DANE_EXTRA_ee="198.51.100.171 198.51.100.143"
+DANE_EXTRA_ta="198.51.100.140 198.51.100.141 198.51.100.142"
 # MTA-STS without DANE (unsigned zones), through starttlsd only (no Postfix
 # oracle: Postfix 3.7 has no MTA-STS): name mismatch under enforce, the same
 # under testing, a wildcard pattern that matches, an untrusted certificate.
 STS_CASES=(
-	"s20 ta 198.51.100.130"      # enforce, mx.s20 not in the certificate: 450
-	"s21 ta 198.51.100.131"      # testing, the same: delivered, alerted
-	"s22 ta 198.51.100.132"      # enforce, mx: *.s22.example, cert mx.s22: pass
-	"s23 ee 198.51.100.133"      # enforce, self-signed certificate: 450
+	"s20 ta 198.51.100.140"      # enforce, mx.s20 not in the certificate: 450
+	"s21 ta 198.51.100.141"      # testing, the same: delivered, alerted
+	"s22 ta 198.51.100.142"      # enforce, mx: *.s22.example, cert mx.s22: pass
+	"s23 ee 198.51.100.143"      # enforce, self-signed certificate: 450
 )
 DANE_EXTRA_exp="198.51.100.172"
 
@@ -213,11 +214,11 @@ mx IN A $(dane_ip "$n")" t
 _25._tcp.mx IN TLSA $t"; done
 		printf '%s\n' "$b"
 	}
-	for z in c01 c02 c03 c04 c04w c04r c05a c05b c06 c06s c07 c07s c09 c10 c10a c11 c12 c14 c14b c15 c16 c17 c17b c18a c18b c29 c30; do
+	for z in c01 c02 c03 c04 c04w c04r c05a c05b c06 c06s c07 c07s c09 c10 c10a c11 c12 c14 c14b c15 c16 c17 c17b c18a c18b c19 c29 c30; do
 		case $z in
 		c01|c18a|c10|c10a|c17) body=$(std $z "3 1 1 $EE256") ;;
 		c02|c18b) body=$(std $z "3 1 1 $WR256") ;;
-		c17b) body=$(std $z "3 1 1 $EE256") ;;
+		c17b|c19) body=$(std $z "3 1 1 $EE256") ;;
 		c03) body=$(std $z "3 1 1 $EXP256") ;;
 		c04|c04w) body=$(std $z "2 1 1 $INTER") ;;
 		c04r) body=$(std $z "2 1 1 $ROOT") ;;
@@ -236,7 +237,7 @@ _25._tcp.mx IN TLSA 3 1 1 $WR256" ;;
 mx IN CNAME mx14b.ins.example.
 _25._tcp.mx IN TLSA 3 1 1 $EE256" ;;
 		c15) body=$(std $z "3 1 1 $EE256") ;;
-		c16|c30) # the TLSA name lives in a secure sub-zone whose server is unreachable
+		c16|c30) # the TLSA name lives in a secure sub-zone no server answers for
 			# c16: a server that drops the queries (timeouts); c30: nsd
 			# itself, which does not serve that zone (REFUSED: lame, SERVFAIL at once)
 			local kk dead=ns.example.
@@ -296,11 +297,10 @@ _25._tcp.mx14 IN TLSA 3 1 1 $EE256"
 	grep -q "$JUNK" "$DANE_Z/c09.example.zone.signed" || { say "dane: c09 not tampered"; return 1; }
 	grep -Eq 'MX[[:space:]]+20 ' "$DANE_Z/c12.example.zone.signed" || { say "dane: c12 not tampered"; return 1; }
 	# The parent: delegations (with DS for the signed ones), the name servers.
-	local deleg="" ds
+	local deleg=""
 	for z in "${DANE_SIGNED[@]}" "${DANE_PLAIN[@]}"; do deleg="$deleg
 ${z%.example} IN NS ns.example."; done
 	_dane_zone example "ns IN A $DANE_NS4
-ns-dead IN A $DANE_DEAD4
 ns-drop IN A $DANE_DROP4$deleg
 $(cat "$DANE_Z/parent.ds")"
 	local kp
@@ -381,6 +381,83 @@ _dane_smtpd() {
 		>"$DANE_OUT/srv-$kind.stdout" 2>"$DANE_OUT/srv-$kind.stderr" &
 	T_PIDS+=($!); disown $!
 }
+# _dane_snismtpd ADDR: a small SMTP server whose certificate depends on SNI:
+# the ee certificate for SNI mx.c19.example, the expired one otherwise (a
+# multi-certificate host). Stores msg-N.eml/.json in DANE_OUT/srv-sni like
+# smtpd.py (rcpt_to, tls, local, sni); logs "tls sni=NAME cert=KIND" per handshake.
+_dane_snismtpd() {
+	mkdir -p "$DANE_OUT/srv-sni"
+	cat >"$DANE_OUT/snismtpd.py" <<-'PY'
+	import json, os, socket, ssl, sys, threading
+	addr, certs, out, logf = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+	lock = threading.Lock(); count = [0]
+	def ctx(kind):
+	    c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+	    c.load_cert_chain(os.path.join(certs, kind + ".chain"), os.path.join(certs, kind + ".key"))
+	    return c
+	ee = ctx("ee")
+	def log(line):
+	    with lock, open(logf, "a") as f: f.write(line + "\n")
+	def handle(sock, peer):
+	    st = {"sni": None, "tls": None}
+	    def sni(sslobj, name, c):
+	        st["sni"] = name
+	        if name == "mx.c19.example": sslobj.context = ee
+	    exp = ctx("exp")   # per connection: its callback writes this connection's state
+	    exp.sni_callback = sni
+	    f = sock.makefile("rb"); w = lambda s: (sock.sendall(s.encode()))
+	    w("220 sni.dane.example ESMTP\r\n")
+	    rcpts, frm = [], None
+	    while True:
+	        line = f.readline(65536)
+	        if not line: break
+	        cmd = line.decode("latin-1").rstrip("\r\n"); up = cmd.upper()
+	        if up.startswith("EHLO") or up.startswith("HELO"):
+	            w("250-sni.dane.example\r\n" + ("" if st["tls"] else "250-STARTTLS\r\n") + "250 8BITMIME\r\n")
+	        elif up == "STARTTLS" and not st["tls"]:
+	            w("220 2.0.0 go ahead\r\n")
+	            try:
+	                sock = exp.wrap_socket(sock, server_side=True)
+	            except (ssl.SSLError, OSError) as e:
+	                log("tls-fail %s" % e); return
+	            st["tls"] = sock.version()
+	            log("tls sni=%s cert=%s" % (st["sni"], "ee" if st["sni"] == "mx.c19.example" else "exp"))
+	            f = sock.makefile("rb"); w = lambda s: (sock.sendall(s.encode()))
+	        elif up.startswith("MAIL FROM:"): frm = cmd[10:]; rcpts = []; w("250 2.1.0 ok\r\n")
+	        elif up.startswith("RCPT TO:"): rcpts.append(cmd[8:].strip().strip("<>")); w("250 2.1.5 ok\r\n")
+	        elif up == "DATA":
+	            w("354 go ahead\r\n"); data = b""
+	            while True:
+	                l = f.readline(65536)
+	                if not l or l == b".\r\n": break
+	                data += l[1:] if l.startswith(b".") else l
+	            with lock:
+	                count[0] += 1; n = count[0]
+	            open(os.path.join(out, "msg-%d.eml" % n), "wb").write(data)
+	            meta = {"n": n, "tls": st["tls"], "sni": st["sni"], "rcpt_to": rcpts, "mail_from": frm,
+	                    "local": sock.getsockname()[0], "peer": peer[0]}
+	            tmp = os.path.join(out, ".msg-%d.tmp" % n)
+	            json.dump(meta, open(tmp, "w")); os.replace(tmp, os.path.join(out, "msg-%d.json" % n))
+	            log("queued %d sni=%s" % (n, st["sni"])); w("250 2.0.0 queued\r\n")
+	        elif up == "RSET": rcpts = []; w("250 2.0.0 ok\r\n")
+	        elif up == "NOOP": w("250 2.0.0 ok\r\n")
+	        elif up == "QUIT": w("221 2.0.0 bye\r\n"); break
+	        else: w("502 5.5.2 no\r\n")
+	    sock.close()
+	def serve(sock, peer):
+	    try: handle(sock, peer)
+	    except Exception as e: log("error %s" % e)
+	s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+	s.bind((addr, 25)); s.listen(16)
+	print("ready", flush=True)
+	while True:
+	    c, p = s.accept(); log("conn %s" % p[0])
+	    threading.Thread(target=serve, args=(c, p), daemon=True).start()
+	PY
+	in_srv "$PY" "$DANE_OUT/snismtpd.py" "$1" "$DANE_C" "$DANE_OUT/srv-sni" "$DANE_OUT/srv-sni.log" \
+		>"$DANE_OUT/srv-sni.stdout" 2>"$DANE_OUT/srv-sni.stderr" &
+	T_PIDS+=($!); disown $!
+}
 # The MTA-STS policy host: HTTPS on DANE_STS4:443, one enforce policy per Host.
 _dane_https() {
 	cat >"$DANE_OUT/sts.py" <<-'PY'
@@ -420,7 +497,7 @@ dane_up() {
 	dane_certs || { say "dane: certificates failed"; return 1; }
 	dane_zones || return 1
 	local a kind addrs e f
-	for a in $DANE_NS4 $DANE_DEAD4 $DANE_DROP4 $DANE_STS4; do ip -n "$NS_SRV" addr add "$a/24" dev wan0; done
+	for a in $DANE_NS4 $DANE_DROP4 $DANE_STS4; do ip -n "$NS_SRV" addr add "$a/24" dev wan0; done
 	for a in $DANE_EXTRA_ee $DANE_EXTRA_ta $DANE_EXTRA_exp; do
 		ip -n "$NS_SRV" addr add "$a/24" dev wan0 2>/dev/null || true
 	done
@@ -455,9 +532,10 @@ dane_up() {
 		case $kind in plain) _dane_smtpd plain plain "${addrs[@]}" ;; *) _dane_smtpd "$kind" starttls "${addrs[@]}" ;; esac
 	done
 	_dane_https
+	_dane_snismtpd "$(dane_ip c19)"
 	printf 'nameserver %s\noptions timeout:8 attempts:1\n' "$DANE_VAL" >"$DANE_OUT/resolv.conf"
 	local ready
-	for kind in ee exp ta taw plain; do
+	for kind in ee exp ta taw plain sni; do
 		wait_for 10 grep -q ready "$DANE_OUT/srv-$kind.stdout" || { say "dane: smtpd $kind did not start"; cat "$DANE_OUT/srv-$kind.stderr" >&2; return 1; }
 	done
 	wait_for 10 grep -q ready "$DANE_OUT/sts.stdout" || { say "dane: https did not start"; cat "$DANE_OUT/sts.log" >&2; return 1; }
