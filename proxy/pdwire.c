@@ -77,6 +77,9 @@ name_norm(const char *in, size_t n, char *out)
 			return false;
 		out[i] = c;
 	}
+	/* "name.." is not "name.": one trailing dot only (and so idempotent). */
+	if (out[n - 1] == '.')
+		return false;
 	out[n] = '\0';
 	return true;
 }
