@@ -424,14 +424,17 @@ checkHost = mx.example.net
         for (name, size, conc, keep, full, small) in CASES:
             if want is not None and f"{name}-c{conc}" not in want:
                 continue
-            count = self.n(full, small)
+            count = self.a.messages or self.n(full, small)
             # Default stunnel (D) too where issue 10's LAN target names it.
             legs = "ABCD" if name == "1k-new" else "ABC"
+            if self.a.legs:
+                legs = "".join(x for x in legs if x in self.a.legs)
             for r in range(self.runs):
                 for leg in legs:
                     tag = f"{name}-c{conc}-r{r}"
                     rec = {"case": name, "size": size, "conc": conc, "keep": keep,
-                           "count": count, "leg": leg, "run": r, "ok": False}
+                           "count": count, "leg": leg, "run": r, "ok": False,
+                           "loadavg": open("/proc/loadavg").read().split()[0]}
                     p = None
                     try:
                         p, addr, port = self.leg_start(leg, SINK_PORTS["p256"],
@@ -451,7 +454,8 @@ checkHost = mx.example.net
                         rec.update(wall=wall, rc=rc, client_cpu=ccpu,
                                    sink_cpu=s1["cpu"] - s0["cpu"], sink_msgs=got,
                                    tls_full=s1["tls_full"] - s0["tls_full"],
-                                   tls_resumed=s1["tls_resumed"] - s0["tls_resumed"])
+                                   tls_resumed=s1["tls_resumed"] - s0["tls_resumed"],
+                                   sink_conns=s1["conns"] - s0["conns"])
                         self.cmds.setdefault(f"load {name} c{conc}", " ".join(
                             cmd[:-1] + ["HOST:PORT"]))
                         bad = self.refused(leg, p)
@@ -469,7 +473,11 @@ checkHost = mx.example.net
                     if rec["ok"]:
                         say(f"  {tag:18} {leg} {count / rec['wall']:9.1f} msg/s"
                             + (f"  proxy {1e6 * rec['cpu'] / count:8.1f} us/msg"
-                               f"  hwm {rec['hwm_kb'] / 1024:6.1f} MiB" if p else ""))
+                               f"  hwm {rec['hwm_kb'] / 1024:6.1f} MiB" if p else "")
+                            + f"  server conns {rec['sink_conns']:.0f}"
+                            + f"  resumed {rec['tls_resumed']:.0f}/"
+                              f"{rec['tls_full'] + rec['tls_resumed']:.0f}"
+                            + f"  load {rec['loadavg']}")
 
     # -- new TLS sessions per second ---------------------------------------------
     def handshakes(self):
@@ -1747,6 +1755,11 @@ def main():
                          "report, e.g. docs/performance.md), leaving the rest as it is")
     ap.add_argument("--cases", default=None,
                     help="load cases to run, e.g. 1m-keep-c1,1k-keep-c10 (default: all)")
+    ap.add_argument("--legs", default=None,
+                    help="load section: only these legs, e.g. A (a quick look at "
+                         "starttlsd alone: make bench-cpu)")
+    ap.add_argument("--messages", type=int, default=None,
+                    help="load section: messages per run instead of the case's own")
     ap.add_argument("--starttlsd", default=os.path.join(TOP, "build/starttlsd"))
     ap.add_argument("--tools", default=os.path.join(TOP, "build/bench"))
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
