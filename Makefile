@@ -300,6 +300,15 @@ bench-smoke: deps
 	$(MAKE) SANITIZE= all bench-tools
 	tests/bench/run.sh --smoke
 
+# Issue 10's LAN CPU row alone: starttlsd (leg A) only, 1 KiB, a new
+# connection per message, 10 sessions, 5 runs of 5,000 messages (~1 min);
+# prints proxy CPU per message, server connections, resumed handshakes and
+# the load average of each run; writes no report.
+.PHONY: bench-cpu
+bench-cpu: deps
+	$(MAKE) SANITIZE= all bench-tools
+	tests/bench/run.sh --sections load --cases 1k-new-c10 --legs A --runs 5 --messages 5000
+
 # The fleet test (tests/integration/92-redis.sh) with a long soak: Redis
 # killed and restarted SOAK_ROUNDS times while both gateways relay (~7 s a round).
 .PHONY: soak-redis

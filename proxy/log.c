@@ -1,23 +1,184 @@
 /* log: logfmt lines to syslog (LOG_MAIL) and, on request, stderr. */
+#include <errno.h>
+#include <paths.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "starttlsd/log.h"
 
 static bool log_to_stderr;
 static bool log_to_syslog;
 
+/*
+ * The syslog socket, written as glibc's syslog(3) with openlog("starttlsd",
+ * LOG_PID | LOG_NDELAY, LOG_MAIL) writes it: one datagram per line,
+ * "<PRI>Mmm dd hh:mm:ss starttlsd[PID]: TEXT" (local time, C locale), to
+ * _PATH_LOG, connected at log_open; a stream socket if that is what
+ * _PATH_LOG is (then the line ends in a NUL, as glibc sends it); a failed
+ * send is tried once more over a new connection. Unlike glibc, a missing
+ * syslog daemon costs no socket(), connect() and close() per line: while
+ * there is none, a new connection is tried at most once a second (the
+ * lines in between are lost, as they are with glibc). Nor is getpid()
+ * asked per line: the pid is kept, and forgotten in a forked child.
+ */
+static struct {
+	pthread_mutex_t mu;
+	int fd;
+	int type;          /* SOCK_DGRAM, or SOCK_STREAM */
+	time_t retry_at;   /* not connected: no new try before this */
+	time_t stamp_sec;  /* the second stamp[] was made for */
+	char stamp[32];    /* "Dec  7 01:52:03 " */
+} sl = { PTHREAD_MUTEX_INITIALIZER, -1, SOCK_DGRAM, 0, -1, "" };
+static pid_t log_pid_cached;
+
+static void
+log_atfork_prepare(void)
+{
+	pthread_mutex_lock(&sl.mu);
+}
+
+static void
+log_atfork_parent(void)
+{
+	pthread_mutex_unlock(&sl.mu);
+}
+
+static void
+log_atfork_child(void)
+{
+	log_pid_cached = 0;
+	pthread_mutex_unlock(&sl.mu);
+}
+
+static void
+log_atfork_once(void)
+{
+	pthread_atfork(log_atfork_prepare, log_atfork_parent, log_atfork_child);
+}
+
+static pid_t
+log_pid(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, log_atfork_once);
+	if (log_pid_cached == 0)
+		log_pid_cached = getpid();
+	return log_pid_cached;
+}
+
+/* Connect to _PATH_LOG (sl.mu held). */
+static void
+sl_connect(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", _PATH_LOG);
+	for (int i = 0; i < 2 && sl.fd < 0; i++) {
+		sl.fd = socket(AF_UNIX, sl.type | SOCK_CLOEXEC, 0);
+		if (sl.fd < 0)
+			break;
+		if (connect(sl.fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			return;
+		int e = errno;
+		close(sl.fd);
+		sl.fd = -1;
+		if (e != EPROTOTYPE)
+			break;
+		/* _PATH_LOG is a stream socket: try that (once). */
+		sl.type = sl.type == SOCK_DGRAM ? SOCK_STREAM : SOCK_DGRAM;
+	}
+}
+
+static void
+sl_disconnect(void)
+{
+	if (sl.fd >= 0)
+		close(sl.fd);
+	sl.fd = -1;
+}
+
+static bool
+sl_send(const char *p, size_t n)
+{
+	ssize_t r;
+
+	do
+		r = send(sl.fd, p, n, MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+	return r >= 0;
+}
+
+static void
+sl_write(int prio, const char *text)
+{
+	static const char mon[12][4] = { "Jan", "Feb", "Mar", "Apr", "May",
+	    "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	char line[LOG_LINE_MAX + 96];
+	time_t now = time(NULL);
+	int n;
+
+	if ((prio & LOG_FACMASK) == 0)
+		prio |= LOG_MAIL;
+	pthread_mutex_lock(&sl.mu);
+	if (sl.fd < 0) {
+		if (now < sl.retry_at)
+			goto out;
+		sl_connect();
+		if (sl.fd < 0) {
+			sl.retry_at = now + 1;
+			goto out;
+		}
+	}
+	if (now != sl.stamp_sec) {
+		struct tm tm;
+
+		if (localtime_r(&now, &tm) == NULL)
+			memset(&tm, 0, sizeof(tm));
+		snprintf(sl.stamp, sizeof(sl.stamp), "%.3s %2d %02d:%02d:%02d ",
+		    mon[(unsigned)tm.tm_mon % 12], tm.tm_mday % 100,
+		    tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100);
+		sl.stamp_sec = now;
+	}
+	n = snprintf(line, sizeof(line), "<%d>%sstarttlsd[%d]: %s", prio,
+	    sl.stamp, (int)log_pid(), text);
+	if (n < 0)
+		goto out;
+	if ((size_t)n >= sizeof(line))
+		n = (int)sizeof(line) - 1;
+	/* A stream socket: the NUL ends the line. */
+	if (sl.type == SOCK_STREAM)
+		n++;
+	if (!sl_send(line, (size_t)n)) {
+		/* The daemon went (a restart): once more, connected anew. */
+		sl_disconnect();
+		sl_connect();
+		if (sl.fd < 0 || !sl_send(line, (size_t)n))
+			sl.retry_at = now + 1;
+	}
+out:
+	pthread_mutex_unlock(&sl.mu);
+}
+
 void
 log_open(bool to_stderr, bool to_syslog)
 {
 	log_to_stderr = to_stderr;
 	log_to_syslog = to_syslog;
-	if (to_syslog)
-		openlog("starttlsd", LOG_PID | LOG_NDELAY, LOG_MAIL);
+	(void)log_pid();
+	if (to_syslog) {
+		pthread_mutex_lock(&sl.mu);
+		sl.retry_at = 0;
+		sl_connect();
+		pthread_mutex_unlock(&sl.mu);
+	}
 }
 
 void
@@ -29,8 +190,11 @@ log_set_stderr(bool to_stderr)
 void
 log_close(void)
 {
-	if (log_to_syslog)
-		closelog();
+	if (log_to_syslog) {
+		pthread_mutex_lock(&sl.mu);
+		sl_disconnect();
+		pthread_mutex_unlock(&sl.mu);
+	}
 }
 
 static void
@@ -234,7 +398,7 @@ log_emit(struct logline *l, int prio)
 		l->marked = true;
 	}
 	if (log_to_syslog)
-		syslog(prio, "%s", l->text);
+		sl_write(prio, l->text);
 	if (log_to_stderr) {
 		struct timespec ts;
 		struct tm tm;
@@ -244,7 +408,7 @@ log_emit(struct logline *l, int prio)
 		gmtime_r(&ts.tv_sec, &tm);
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 		fprintf(stderr, "%s.%03ldZ starttlsd[%d]: %s\n", when,
-		    ts.tv_nsec / 1000000, (int)getpid(), l->text);
+		    ts.tv_nsec / 1000000, (int)log_pid(), l->text);
 	}
 }
 
@@ -276,7 +440,7 @@ log_fatal(const char *fmt, ...)
 	log_begin(&l, "fatal");
 	log_str(&l, "msg", tmp);
 	if (log_to_syslog)
-		syslog(LOG_CRIT, "%s", l.text);
+		sl_write(LOG_CRIT, l.text);
 	fprintf(stderr, "starttlsd: %s\n", tmp);
 	exit(1);
 }

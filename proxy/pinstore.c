@@ -188,11 +188,41 @@ pin_expired(const struct pin_store *ps, const struct pin *p, int64_t now)
 	return expired(ps, p, now);
 }
 
+/*
+ * This process's pid without a getpid() per lookup (several per session):
+ * kept, and forgotten in a child at fork() (pthread_atfork), so a copy
+ * inherited over fork() is still told apart.
+ */
+static pid_t pin_pid_cached;
+
+static void
+pin_pid_forget(void)
+{
+	pin_pid_cached = 0;
+}
+
+static void
+pin_pid_once(void)
+{
+	pthread_atfork(NULL, NULL, pin_pid_forget);
+}
+
+static pid_t
+pin_pid(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, pin_pid_once);
+	if (pin_pid_cached == 0)
+		pin_pid_cached = getpid();
+	return pin_pid_cached;
+}
+
 /* LMDB calls after a fork() would use the parent's locks and reader slots. */
 static int
 same_process(const struct pin_store *ps, char *err, size_t errlen)
 {
-	if (ps->pid == getpid())
+	if (ps->pid == pin_pid())
 		return 0;
 	snprintf(err, errlen, "pin store %s: opened by process %d before a "
 	    "fork; open it in the process that uses it", ps->dir, (int)ps->pid);
@@ -811,7 +841,7 @@ fleet_note(struct pin_store *ps, MDB_txn *txn, const struct pin *n,
 static int
 registry_add(struct pin_store *ps, char *err, size_t errlen)
 {
-	pid_t pid = getpid();
+	pid_t pid = pin_pid();
 	int free_slot = -1, rc = 0;
 
 	pthread_mutex_lock(&pin_open_mu);
@@ -922,7 +952,7 @@ pin_open(const char *dir, bool readonly, int64_t expire_secs, char *err,
 	snprintf(ps->dir, sizeof(ps->dir), "%s", dir);
 	ps->readonly = readonly;
 	ps->expire_secs = expire_secs > 0 ? expire_secs : 0;
-	ps->pid = getpid();
+	ps->pid = pin_pid();
 	ps->dev = st.st_dev;
 	ps->ino = st.st_ino;
 	atomic_init(&ps->dirty, false);
@@ -1003,7 +1033,7 @@ pin_close(struct pin_store *ps)
 	 * A copy inherited over fork(): the environment, its locks and the
 	 * sync thread are the parent's. Free only our memory.
 	 */
-	if (ps->pid != getpid()) {
+	if (ps->pid != pin_pid()) {
 		free(ps->q);
 		free(ps->hash);
 		free(ps);

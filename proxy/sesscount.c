@@ -24,16 +24,27 @@ struct sess_shared {
 static struct sess_shared sess_shared_local[1];
 static struct sess_shared *sess_shared = sess_shared_local;
 static size_t sess_nslots = 1, sess_slot;
+/*
+ * Readers add up slots [0, *sess_used) only: one past the highest slot a
+ * process has counted in (shared, never lowered). Each slot is 128 KiB
+ * (a page or more of its own): summing every one of 2 * MAX_WORKERS slots
+ * cost a cache and TLB miss per slot for each accepted connection.
+ */
+static uint32_t sess_used_local = 1;
+static uint32_t *sess_used = &sess_used_local;
+#define SESS_HDR 64 /* the shared header (sess_used) before the slots */
 
 int
 sess_shared_init(size_t nslots)
 {
-	void *p = mmap(NULL, nslots * sizeof(struct sess_shared),
+	char *p = mmap(NULL, SESS_HDR + nslots * sizeof(struct sess_shared),
 	    PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
 	if (p == MAP_FAILED)
 		return -1;
-	sess_shared = p;
+	sess_used = (uint32_t *)(void *)p;
+	*sess_used = 1;
+	sess_shared = (struct sess_shared *)(void *)(p + SESS_HDR);
 	sess_nslots = nslots;
 	return 0;
 }
@@ -41,7 +52,22 @@ sess_shared_init(size_t nslots)
 void
 sess_shared_use(size_t slot)
 {
+	uint32_t want, have;
+
 	sess_slot = slot < sess_nslots ? slot : 0;
+	want = (uint32_t)sess_slot + 1;
+	have = __atomic_load_n(sess_used, __ATOMIC_RELAXED);
+	while (have < want && !__atomic_compare_exchange_n(sess_used, &have,
+	    want, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		;
+}
+
+static size_t
+slots_used(void)
+{
+	size_t n = __atomic_load_n(sess_used, __ATOMIC_ACQUIRE);
+
+	return n < sess_nslots ? n : sess_nslots;
 }
 
 void
@@ -75,7 +101,7 @@ sess_count_client(const struct sockaddr_storage *peer)
 	size_t b = client_bucket(peer);
 	unsigned n = 0;
 
-	for (size_t i = 0; i < sess_nslots; i++)
+	for (size_t i = 0, used = slots_used(); i < used; i++)
 		n += __atomic_load_n(&sess_shared[i].per_client[b],
 		    __ATOMIC_RELAXED);
 	return n;
@@ -86,7 +112,7 @@ sess_count_all(void)
 {
 	unsigned n = 0;
 
-	for (size_t i = 0; i < sess_nslots; i++)
+	for (size_t i = 0, used = slots_used(); i < used; i++)
 		n += __atomic_load_n(&sess_shared[i].total, __ATOMIC_RELAXED);
 	return n;
 }

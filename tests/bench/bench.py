@@ -336,6 +336,16 @@ openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -set_serial 7 -days 10
                    "--upstream", f"{WAN}:{upstream_port}", "--helo-name",
                    "bench.example.org", "--ca-file", ca] + opts
             self.cmds.setdefault("A", " ".join(cmd).replace(self.tmp, "$TMP"))
+            if getattr(self, "syslog", None):
+                # Its own /dev: null, zero, random, urandom, and the
+                # receiver's log socket (as tests/lib/common.sh does).
+                # unshare and sh exec: the pid stays starttlsd's.
+                cmd = ["unshare", "-m", "sh", "-c",
+                       'fdev=$1; shift; mount --make-rprivate / 2>/dev/null; '
+                       'for d in null zero random urandom; do '
+                       'touch "$fdev/$d" && mount --bind "/dev/$d" "$fdev/$d" || exit 1; '
+                       'done; mount --bind "$fdev" /dev || exit 1; exec "$@"',
+                       "sh", self.fdev] + cmd
             p = start(cmd, log)
             wait_listen(p, LAN, PORT_A, "starttlsd")
             p.log = log
@@ -424,19 +434,23 @@ checkHost = mx.example.net
         for (name, size, conc, keep, full, small) in CASES:
             if want is not None and f"{name}-c{conc}" not in want:
                 continue
-            count = self.n(full, small)
+            count = self.a.messages or self.n(full, small)
             # Default stunnel (D) too where issue 10's LAN target names it.
             legs = "ABCD" if name == "1k-new" else "ABC"
+            if self.a.legs:
+                legs = "".join(x for x in legs if x in self.a.legs)
             for r in range(self.runs):
                 for leg in legs:
                     tag = f"{name}-c{conc}-r{r}"
                     rec = {"case": name, "size": size, "conc": conc, "keep": keep,
-                           "count": count, "leg": leg, "run": r, "ok": False}
+                           "count": count, "leg": leg, "run": r, "ok": False,
+                           "loadavg": open("/proc/loadavg").read().split()[0]}
                     p = None
                     try:
                         p, addr, port = self.leg_start(leg, SINK_PORTS["p256"],
                                                        self.p256["ca"], tag)
                         c0 = cpu_s(p.pid) if p else None
+                        l0 = self.syslog_lines() if leg == "A" and self.syslog else None
                         s0 = self.sink_stats("p256")
                         wall, rc, ccpu, out, cmd = self.smtp_source(addr, port, size, conc,
                                                                     count, keep)
@@ -451,7 +465,10 @@ checkHost = mx.example.net
                         rec.update(wall=wall, rc=rc, client_cpu=ccpu,
                                    sink_cpu=s1["cpu"] - s0["cpu"], sink_msgs=got,
                                    tls_full=s1["tls_full"] - s0["tls_full"],
-                                   tls_resumed=s1["tls_resumed"] - s0["tls_resumed"])
+                                   tls_resumed=s1["tls_resumed"] - s0["tls_resumed"],
+                                   sink_conns=s1["conns"] - s0["conns"])
+                        if l0 is not None:
+                            rec["syslog_lines"] = self.syslog_lines() - l0
                         self.cmds.setdefault(f"load {name} c{conc}", " ".join(
                             cmd[:-1] + ["HOST:PORT"]))
                         bad = self.refused(leg, p)
@@ -469,7 +486,13 @@ checkHost = mx.example.net
                     if rec["ok"]:
                         say(f"  {tag:18} {leg} {count / rec['wall']:9.1f} msg/s"
                             + (f"  proxy {1e6 * rec['cpu'] / count:8.1f} us/msg"
-                               f"  hwm {rec['hwm_kb'] / 1024:6.1f} MiB" if p else ""))
+                               f"  hwm {rec['hwm_kb'] / 1024:6.1f} MiB" if p else "")
+                            + f"  server conns {rec['sink_conns']:.0f}"
+                            + f"  resumed {rec['tls_resumed']:.0f}/"
+                              f"{rec['tls_full'] + rec['tls_resumed']:.0f}"
+                            + f"  load {rec['loadavg']}"
+                            + (f"  syslog lines {rec['syslog_lines']}"
+                               if "syslog_lines" in rec else ""))
 
     # -- new TLS sessions per second ---------------------------------------------
     def handshakes(self):
@@ -950,9 +973,36 @@ postlog    unix-dgram n  -       n       -       1       postlogd
                 for ph in rec["phases"]))
 
     # -- everything ------------------------------------------------------------------
+    def start_syslog(self):
+        """A syslog receiver on a private /dev/log for starttlsd (leg A), as a
+        syslog daemon takes its lines on a real host: the proxy pays its send
+        per line (without one, a line costs it nothing). The lines land in
+        $TMP/syslog.out; the receiver's own CPU is not the proxy's."""
+        self.syslog = None
+        if self.a.no_syslog:
+            return
+        self.fdev = os.path.join(self.tmp, "fakedev")
+        os.makedirs(self.fdev)
+        os.chmod(self.fdev, 0o755)
+        out = os.path.join(self.tmp, "syslog.out")
+        p = start([sys.executable, os.path.join(TOP, "tests/peers/syslogd.py"),
+                   os.path.join(self.fdev, "log"), out],
+                  os.path.join(self.logs, "syslogd.log"), stdout=subprocess.PIPE)
+        if p.stdout.readline().strip() != b"ready":
+            raise RuntimeError("the syslog receiver did not start")
+        self.syslog = {"p": p, "out": out}
+
+    def syslog_lines(self):
+        try:
+            with open(self.syslog["out"], "rb") as f:
+                return sum(1 for _ in f)
+        except (OSError, TypeError):
+            return None
+
     def run(self):
         self.certs()
         self.start_sinks()
+        self.start_syslog()
         sections = self.a.sections.split(",")
         try:
             for s in ("load", "handshakes", "idle", "latency", "postfix", "wan"):
@@ -962,6 +1012,9 @@ postlog    unix-dgram n  -       n       -       1       postlogd
             self.sink_final = {k: self.sink_stats(k) for k in self.sinks}
             for s in self.sinks.values():
                 stop(s["p"])
+            if getattr(self, "syslog", None):
+                self.syslog_n = self.syslog_lines()
+                stop(self.syslog["p"])
         self.elapsed = time.monotonic() - self.t0
         f1 = foreign_cpu()
         other = {}
@@ -1650,8 +1703,11 @@ NOTES = [
     "add their RTT to session set-up.",
     "- As on a gateway, the clients reach the proxies on one address (127.0.0.1) and the "
     "proxies reach the destination from another (127.0.1.1).",
-    "- starttlsd logs one line per session to syslog(3) and, with --log-stderr, to a file; "
-    "no syslog daemon runs in the namespace. stunnel logs at its default level "
+    "- starttlsd logs one line per session to syslog and, with --log-stderr, to a file. "
+    "Its syslog lines go to a receiver (tests/peers/syslogd.py) on a private /dev/log, "
+    "as to a syslog daemon on a real host, so each line costs the proxy its send "
+    "(reports before 2026-12-07 had no receiver: then a line cost it nothing but "
+    "a failed connect; `--no-syslog` runs so). stunnel logs at its default level "
     "(5, notice) to a file.",
     "- The sink issues TLS session tickets, so both proxies may resume upstream sessions "
     "(stunnel: OpenSSL's client session cache; starttlsd: its own pool of tickets per destination, each used once). "
@@ -1747,6 +1803,14 @@ def main():
                          "report, e.g. docs/performance.md), leaving the rest as it is")
     ap.add_argument("--cases", default=None,
                     help="load cases to run, e.g. 1m-keep-c1,1k-keep-c10 (default: all)")
+    ap.add_argument("--legs", default=None,
+                    help="load section: only these legs, e.g. A (a quick look at "
+                         "starttlsd alone: make bench-cpu)")
+    ap.add_argument("--no-syslog", action="store_true",
+                    help="no syslog receiver for starttlsd (its lines then go nowhere "
+                         "and cost it nothing; reports before 2026-12-07 ran so)")
+    ap.add_argument("--messages", type=int, default=None,
+                    help="load section: messages per run instead of the case's own")
     ap.add_argument("--starttlsd", default=os.path.join(TOP, "build/starttlsd"))
     ap.add_argument("--tools", default=os.path.join(TOP, "build/bench"))
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
