@@ -184,7 +184,9 @@ listener_accept_one(struct ev_loop *loop, struct listener *l, int fd,
 	struct sess_env *env = cur_env;
 
 	memset(&dst, 0, sizeof(dst));
-	if (getsockname(fd, (struct sockaddr *)&self, &slen) < 0)
+	/* Smarthost mode never looks at where the connection was addressed. */
+	if (env->upstream_len != 0 ||
+	    getsockname(fd, (struct sockaddr *)&self, &slen) < 0)
 		memset(&self, 0, sizeof(self));
 	if (env->upstream_len == 0 && l->transparent &&
 	    !nat_original_dst(fd, l->addr.ss_family, &self, &dst, &dlen)) {
