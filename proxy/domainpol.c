@@ -202,6 +202,17 @@ dp_judge(const struct pd_pol *pol, const struct dp_tls *t, struct dp_out *o)
 		return;
 	}
 	/* NONE or UNKNOWN: not DANE-protected at this address; MTA-STS may apply. */
-	if (pol->sts == PD_STS_ENFORCE || pol->sts == PD_STS_TESTING)
+	if (pol->sts == PD_STS_ENFORCE || pol->sts == PD_STS_TESTING) {
 		judge_sts(pol, t, o);
+	} else if (pol->sts_fail != PD_R_SUCCESS) {
+		/*
+		 * A policy announced but not to be had: delivery goes on as if
+		 * there were none (RFC 8461 5), the failure is alerted and
+		 * reported (RFC 8460 4.3.3); never blocks.
+		 */
+		o->policy = DP_STS;
+		o->block = false;
+		fail(o, pol->sts_fail, pol->sts_why != NULL && pol->sts_why[0] ?
+		    pol->sts_why : "MTA-STS policy not to be had");
+	}
 }

@@ -572,6 +572,10 @@ pdp_decide(struct pdp_facts *f, bool dane_on, struct pd_pol *p)
 		p->sts_nmx = f->sts_nmx < STS_MAX_MX ? f->sts_nmx : STS_MAX_MX;
 		for (size_t i = 0; i < p->sts_nmx; i++)
 			p->sts_mx[i] = f->sts_mx[i];
+		if (p->sts == PD_STS_NONE && f->sts_fail != PD_R_SUCCESS) {
+			p->sts_fail = f->sts_fail;
+			p->sts_why = f->sts_why;
+		}
 	}
 }
 

@@ -560,6 +560,7 @@ pol_write(const struct pd_pol *pol, struct wr *w, bool bare)
 	wr_u8(w, (uint8_t)pol->dane);
 	wr_u8(w, (uint8_t)pol->dane_result);
 	wr_u8(w, (uint8_t)(bare ? PD_STS_NONE : pol->sts));
+	wr_u8(w, (uint8_t)(bare ? PD_R_SUCCESS : pol->sts_fail));
 	wr_u8(w, (uint8_t)nhosts);
 	wr_u8(w, (uint8_t)nmx);
 	{
@@ -570,6 +571,7 @@ pol_write(const struct pd_pol *pol, struct wr *w, bool bare)
 	wr_str(w, bare ? "" : pol->mx, PD_NAME_MAX);
 	wr_str(w, bare ? "" : pol->sni, PD_NAME_MAX);
 	wr_str(w, bare ? "" : pol->sts_id, POL_STS_ID_MAX);
+	wr_str(w, bare || pol->sts_why == NULL ? "" : pol->sts_why, PD_WHY_MAX);
 	for (size_t i = 0; i < nhosts; i++) {
 		const struct pd_tlsa_host *h = &pol->hosts[i];
 		wr_str(w, h->host, PD_NAME_MAX);
@@ -622,7 +624,7 @@ int
 pd_pol_decode(const uint8_t *in, size_t len, struct pd_pol *out)
 {
 	struct rd r = { in, len, 0, false };
-	unsigned kind, dane, res, sts;
+	unsigned kind, dane, res, sts, stsf;
 
 	memset(out, 0, sizeof(*out));
 	if (rd_u32(&r) != PD_MAGIC || r.bad)
@@ -634,21 +636,26 @@ pd_pol_decode(const uint8_t *in, size_t len, struct pd_pol *out)
 	dane = rd_u8(&r);
 	res = rd_u8(&r);
 	sts = rd_u8(&r);
+	stsf = rd_u8(&r);
 	out->nhosts = rd_u8(&r);
 	out->sts_nmx = rd_u8(&r);
 	out->sts_max_age = rd_u32(&r);
 	if (r.bad || (kind != PD_POLICY && kind != PD_ADDR) ||
 	    dane > PD_DANE_UNKNOWN || res >= PD_R_MAX_ || sts > PD_STS_ENFORCE ||
+	    (stsf != PD_R_SUCCESS && stsf != PD_R_STS_POLICY_FETCH_ERROR &&
+	    stsf != PD_R_STS_POLICY_INVALID && stsf != PD_R_STS_WEBPKI_INVALID) ||
 	    out->nhosts > PD_MAX_HOSTS || out->sts_nmx > POL_STS_MX_MAX)
 		return -1;
 	out->kind = (enum pd_kind)kind;
 	out->dane = (enum pd_dane)dane;
 	out->dane_result = (enum pd_result)res;
 	out->sts = (enum pd_sts)sts;
+	out->sts_fail = (enum pd_result)stsf;
 	out->why = rd_str(&r, PD_WHY_MAX);
 	out->mx = rd_str(&r, PD_NAME_MAX);
 	out->sni = rd_str(&r, PD_NAME_MAX);
 	out->sts_id = rd_str(&r, POL_STS_ID_MAX);
+	out->sts_why = rd_str(&r, PD_WHY_MAX);
 	for (size_t i = 0; i < out->nhosts && !r.bad; i++) {
 		struct pd_tlsa_host *h = &out->hosts[i];
 		h->host = rd_str(&r, PD_NAME_MAX);

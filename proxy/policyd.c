@@ -698,6 +698,14 @@ on_sts(void *arg, const char *domain, const struct stsf_state *st)
 
 	j->sts_id = 0;
 	f->sts = PD_STS_NONE;
+	f->sts_fail = PD_R_SUCCESS;
+	/* A policy announced (TXT) that could not be had: said, not enforced. */
+	if (st != NULL && !st->have && st->fail != STSF_OK) {
+		f->sts_fail = st->fail == STSF_POLICY_INVALID ?
+		    PD_R_STS_POLICY_INVALID : st->fail == STSF_WEBPKI_INVALID ?
+		    PD_R_STS_WEBPKI_INVALID : PD_R_STS_POLICY_FETCH_ERROR;
+		snprintf(f->sts_why, sizeof(f->sts_why), "%s", st->why);
+	}
 	if (st != NULL && st->have && st->policy.mode != STS_MODE_NONE) {
 		f->sts = st->policy.mode == STS_MODE_ENFORCE ? PD_STS_ENFORCE :
 		    PD_STS_TESTING;

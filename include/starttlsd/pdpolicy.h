@@ -87,6 +87,8 @@ struct pdp_facts {
 	uint32_t sts_max_age;
 	size_t sts_nmx;
 	char sts_mx[STS_MAX_MX][STS_NAME_MAX];
+	enum pd_result sts_fail;        /* an announced policy that could not be had */
+	char sts_why[PD_WHY_MAX];
 	char why[PD_WHY_MAX];           /* pdp_decide's reason */
 };
 

@@ -229,6 +229,15 @@ struct pd_pol {
 	uint32_t sts_max_age;
 	size_t sts_nmx;
 	const char *sts_mx[32];     /* "mx.example.net", "*.example.net" (STS_MAX_MX) */
+	/*
+	 * sts NONE although the domain announces a policy (its _mta-sts TXT)
+	 * that could not be had: PD_R_STS_POLICY_FETCH_ERROR, _INVALID or
+	 * PD_R_STS_WEBPKI_INVALID (RFC 8460 4.3.3), with why; else SUCCESS.
+	 * The mail goes on (RFC 8461 5: as if no policy), the failure is
+	 * alerted and reported.
+	 */
+	enum pd_result sts_fail;
+	const char *sts_why;        /* "" unless sts_fail */
 };
 #define PD_F_ANY_MX 0x04          /* MATCH: the address is in no MX set, hosts[] is every MX */
 

@@ -50,6 +50,8 @@ check_pol(const uint8_t *data, size_t size)
 	same_str(p.mx, q.mx, "mx");
 	same_str(p.sni, q.sni, "sni");
 	same_str(p.sts_id, q.sts_id, "sts_id");
+	same_str(p.sts_why, q.sts_why, "sts_why");
+	FUZZ_CHECK(p.sts_fail == q.sts_fail, "sts_fail differs");
 	for (size_t i = 0; i < p.nhosts; i++) {
 		same_str(p.hosts[i].host, q.hosts[i].host, "host");
 		same_str(p.hosts[i].base, q.hosts[i].base, "base");

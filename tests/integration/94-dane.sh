@@ -275,13 +275,14 @@ send c19
 ok "c19: first contact, no SNI: RCPT gets 450 4.7.5" rcpt_450 c19
 ok "c19: first contact: the server saw no SNI" sni_since "$n" "tls sni=None cert=exp"
 ok "c19: first contact: downgrade tlsrpt=tlsa-invalid" wait_kv 5 dg_line c19.example signal dane-failed policy dane action blocked tlsrpt tlsa-invalid
-n19=$(grep -c "event=downgrade" "$PROXY_LOG")
+c19dg() { grep "event=downgrade" "$PROXY_LOG" | grep -c -E "dst=$(dane_ip c19):25 |domain=c19.example"; }
+n19=$(c19dg)
 n=$(wc -l <"$DANE_OUT/srv-sni.log")
 ok "c19: the retry is delivered" send c19
 ok "c19: the retry made a new connection with SNI mx.c19.example (the TLSA base domain)" sni_since "$n" "tls sni=mx.c19.example cert=ee"
 ok "c19: stored over TLS with that SNI, byte-identical" wait_for 5 bash -c "m=\$(ls -t '$DANE_OUT'/srv-sni/msg-*.json 2>/dev/null | head -n 1); [ -n \"\$m\" ] && grep -q '\"sni\": \"mx.c19.example\"' \"\$m\" && cmp '$DANE_OUT/body-c19.expect' \"\${m%.json}.eml\""
 ok "c19: the retry's session line policy=dane policy_met=yes" wait_kv 5 sess_line "$(dane_ip c19)" policy dane policy_met yes
-ok "c19: no new downgrade for the retry" test "$(grep -c "event=downgrade" "$PROXY_LOG")" -eq "$n19"
+ok "c19: no new downgrade for the retry" test "$(c19dg)" -eq "$n19"
 say "  (enforce pass: $((SECONDS - t0)) s)"
 
 # MTA-STS without DANE (unsigned zones): the policy host's certificate is
@@ -304,6 +305,14 @@ sts_block s20 certificate-host-mismatch enforce blocked
 sts_block s21 certificate-host-mismatch testing allowed
 expect_pass s22 mta-sts
 sts_block s23 certificate-not-trusted enforce blocked
+# A policy announced that cannot be had: delivered as if none (RFC 8461 5),
+# alerted and reported with the RFC 8460 type.
+for c in s24:sts-policy-fetch-error s25:sts-webpki-invalid; do
+	n=${c%%:*} r=${c#*:}
+	ok "starttlsd $n (policy not to be had): delivered" send "$n"
+	ok "starttlsd $n: event=downgrade signal=sts-failed policy=mta-sts action=allowed tlsrpt=$r" \
+		wait_for 5 eval 'has_kv "$(dg_line '"$n.example"')" signal sts-failed policy mta-sts action allowed tlsrpt '"$r"
+done
 
 # A learned address: c01 passed above, so policyd learned its address
 # (secure MX host, usable TLSA, a chain that matched). The next session to

@@ -79,7 +79,7 @@ DANE_CASES=(
 )
 # Extra addresses a kind listens on beyond its cases' MX addresses.
 DANE_EXTRA_ee="198.51.100.171 198.51.100.143"
-DANE_EXTRA_ta="198.51.100.140 198.51.100.141 198.51.100.142"
+DANE_EXTRA_ta="198.51.100.140 198.51.100.141 198.51.100.142 198.51.100.144 198.51.100.145"
 # MTA-STS without DANE (unsigned zones), through starttlsd only (no Postfix
 # oracle: Postfix 3.7 has no MTA-STS): name mismatch under enforce, the same
 # under testing, a wildcard pattern that matches, an untrusted certificate.
@@ -88,6 +88,8 @@ STS_CASES=(
 	"s21 ta 198.51.100.141"      # testing, the same: delivered, alerted
 	"s22 ta 198.51.100.142"      # enforce, mx: *.s22.example, cert mx.s22: pass
 	"s23 ee 198.51.100.143"      # enforce, self-signed certificate: 450
+	"s24 ta 198.51.100.144"      # announced (TXT), the policy host answers 404: delivered, sts-policy-fetch-error
+	"s25 ta 198.51.100.145"      # announced, the policy host's certificate lacks mta-sts.s25: sts-webpki-invalid
 )
 DANE_EXTRA_exp="198.51.100.172"
 
@@ -145,7 +147,7 @@ dane_certs() {
 	printf 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n' >"$c/ca.ext"
 	_dane_sign inter "/CN=starttlsd DANE test intermediate" root "$c/ca.ext" || return 1
 	printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=%s\n' \
-		"DNS:mx.c04.example,DNS:mx.c04r.example,DNS:mx.c07s.example,DNS:mx.c29.example,DNS:mx.c30.example,DNS:mta-sts.c07s.example,DNS:mta-sts.c29.example,DNS:mta-sts.c30.example,DNS:mx.s22.example,DNS:mta-sts.s20.example,DNS:mta-sts.s21.example,DNS:mta-sts.s22.example,DNS:mta-sts.s23.example" >"$c/ta.ext"
+		"DNS:mx.c04.example,DNS:mx.c04r.example,DNS:mx.c07s.example,DNS:mx.c29.example,DNS:mx.c30.example,DNS:mta-sts.c07s.example,DNS:mta-sts.c29.example,DNS:mta-sts.c30.example,DNS:mx.s22.example,DNS:mta-sts.s20.example,DNS:mta-sts.s21.example,DNS:mta-sts.s22.example,DNS:mta-sts.s23.example,DNS:mta-sts.s24.example" >"$c/ta.ext"
 	_dane_sign ta "/CN=mx.c04.example" inter "$c/ta.ext" || return 1
 	printf 'basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:mx.elsewhere.example\n' >"$c/taw.ext"
 	_dane_sign taw "/CN=mx.elsewhere.example" inter "$c/taw.ext" || return 1
@@ -263,7 +265,7 @@ mta-sts IN A $DANE_STS4"
 	_dane_zone c13b.example "@ IN MX 10 mx13b.hosts.example."
 	_dane_zone ins.example "mx14b IN A $(dane_ip c14b)"
 	DANE_PLAIN=(c08.example c13.example c13b.example ins.example)
-	for z in s20 s21 s22 s23; do
+	for z in s20 s21 s22 s23 s24 s25; do
 		_dane_zone "$z.example" "$(std $z)
 _mta-sts IN TXT \"v=STSv1; id=$DANE_STS_ID\"
 mta-sts IN A $DANE_STS4"
@@ -469,6 +471,8 @@ _dane_https() {
 	        if self.path != "/.well-known/mta-sts.txt" or not host.startswith("mta-sts."):
 	            self.send_error(404); return
 	        d = host[len("mta-sts."):]
+	        if d.startswith("s24."):
+	            self.send_error(404); return
 	        mode = "testing" if d.startswith("s21.") else "enforce"
 	        mx = "*." + d if d.startswith("s22.") else "mx." + d
 	        body = ("version: STSv1\r\nmode: %s\r\nmx: %s\r\nmax_age: 86400\r\n" % (mode, mx)).encode()

@@ -256,6 +256,32 @@ test_none(void **state)
 	EQ("unknown + sts", f.o.result, PD_R_STARTTLS_NOT_SUPPORTED);
 }
 
+/* An MTA-STS policy announced that could not be had: alerted, never blocked. */
+static void
+test_sts_unavailable(void **state)
+{
+	struct fx f;
+
+	fx_init(&f);
+	f.pol.sts = PD_STS_NONE;
+	f.pol.sts_fail = PD_R_STS_POLICY_FETCH_ERROR;
+	f.pol.sts_why = "https://mta-sts.example.com/.well-known/mta-sts.txt: status 404";
+	f.t.tls = false;
+	dp_judge(&f.pol, &f.t, &f.o);
+	EQ("unavailable", f.o.policy, DP_STS);
+	EQ("unavailable", f.o.met, false);
+	EQ("unavailable", f.o.block, false);
+	EQ("unavailable", f.o.result, PD_R_STS_POLICY_FETCH_ERROR);
+	STREQ("unavailable", f.o.detail, f.pol.sts_why);
+	/* DANE decides when it applies: the STS failure is not even looked at. */
+	f.pol.dane = PD_DANE_MATCH;
+	fx_host(&f, "mx.example.com", f.good);
+	f.t.tls = true;
+	dp_judge(&f.pol, &f.t, &f.o);
+	EQ("dane first", f.o.policy, DP_DANE);
+	EQ("dane first", f.o.met, true);
+}
+
 int
 main(void)
 {
@@ -268,6 +294,7 @@ main(void)
 		cmocka_unit_test(test_dane_any_mx),
 		cmocka_unit_test(test_sts),
 		cmocka_unit_test(test_none),
+		cmocka_unit_test(test_sts_unavailable),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

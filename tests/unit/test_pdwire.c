@@ -234,8 +234,9 @@ test_pol(void **state)
 		static const struct { size_t off; uint8_t v; const char *what; } bad[] = {
 			{ 0, 0, "magic" }, { 8, PD_TLSA, "kind" }, { 8, PD_REPORT, "kind report" },
 			{ 14, 9, "dane" }, { 15, PD_R_MAX_, "result" }, { 16, 3, "sts" },
-			{ 17, PD_MAX_HOSTS + 1, "nhosts" }, { 18, 33, "sts_nmx" },
-			{ 23, 0xff, "why length" },
+			{ 17, PD_R_TLSA_INVALID, "sts_fail not an STS failure" },
+			{ 18, PD_MAX_HOSTS + 1, "nhosts" }, { 19, 33, "sts_nmx" },
+			{ 24, 0xff, "why length" },
 		};
 		for (size_t i = 0; i < NELEM(bad); i++) {
 			uint8_t c[PD_MSG_MAX];
@@ -247,7 +248,7 @@ test_pol(void **state)
 		{
 			uint8_t c[PD_MSG_MAX];
 			memcpy(c, pkt, n);
-			c[23 + 2] = 'x';   /* why is "": its NUL right after the length */
+			c[24 + 2] = 'x';   /* why is "": its NUL right after the length */
 			EQ("string NUL", pd_pol_decode(c, n, &o), -1);
 		}
 	}
