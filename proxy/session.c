@@ -556,6 +556,12 @@ sess_finish(struct session *s, const char *reason, const char *last_reply)
 	if (s->phase == SP_CLOSING)
 		return 0;
 	sess_enter(s, SP_CLOSING);
+	/* A question to policyd no longer matters: its answer must not come. */
+	if (s->pd_id != 0) {
+		pdc_cancel(sess_pdc, s->pd_id);
+		s->pd_id = 0;
+		s->pd_wait = s->pd_dial = false;
+	}
 	conn_cork(&s->client, false);
 	up_cleanup(&s->up);
 	if (s->server != NULL)
