@@ -275,7 +275,10 @@ send c19
 ok "c19: first contact, no SNI: RCPT gets 450 4.7.5" rcpt_450 c19
 ok "c19: first contact: the server saw no SNI" sni_since "$n" "tls sni=None cert=exp"
 ok "c19: first contact: downgrade tlsrpt=tlsa-invalid" wait_kv 5 dg_line c19.example signal dane-failed policy dane action blocked tlsrpt tlsa-invalid
-c19dg() { grep "event=downgrade" "$PROXY_LOG" | grep -c -E "dst=$(dane_ip c19):25 |domain=c19.example"; }
+# (A key-changed line may come, at info: the server's key for this address
+# differs with SNI, and the pin from the first contact may be written by
+# then. Not a failure of the policy.)
+c19dg() { grep "event=downgrade" "$PROXY_LOG" | grep -v "signal=key-changed" | grep -c -E "dst=$(dane_ip c19):25 |domain=c19.example"; }
 n19=$(c19dg)
 n=$(wc -l <"$DANE_OUT/srv-sni.log")
 ok "c19: the retry is delivered" send c19
