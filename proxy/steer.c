@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "starttlsd/addr.h"
 #include "starttlsd/hash.h"
 #include "starttlsd/log.h"
 #include "starttlsd/metrics.h"
@@ -261,10 +262,12 @@ steer_send(int slot, int fd, const struct sockaddr_storage *peer,
 	name(&sun, &len, st.master, (size_t)slot);
 	mh.msg_name = &sun;
 	mh.msg_namelen = len;
+	/* Only the bytes the addresses use: the rest stays zero (no
+	 * uninitialised bytes of the caller's storage on the wire). */
 	memset(&m, 0, sizeof(m));
 	m.magic = STEER_MAGIC;
 	m.dlen = dlen;
-	m.peer = *peer;
+	memcpy(&m.peer, peer, addr_len((const struct sockaddr *)peer));
 	memcpy(&m.dst, dst, dlen);
 	memset(&cb, 0, sizeof(cb));
 	h = CMSG_FIRSTHDR(&mh);
