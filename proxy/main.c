@@ -28,6 +28,7 @@
 #include "starttlsd/pinstore.h"
 #include "starttlsd/pinsync.h"
 #include "starttlsd/policy.h"
+#include "starttlsd/fdpass.h"
 #include "starttlsd/pdclient.h"
 #include "starttlsd/policyd.h"
 #include "starttlsd/priv.h"
@@ -441,26 +442,12 @@ static void
 ctl_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	char c = 'T';
-	union {
-		struct cmsghdr h;
-		char b[CMSG_SPACE(sizeof(int))];
-	} cb;
-	struct iovec iov = { .iov_base = &c, .iov_len = 1 };
-	struct msghdr mh = {
-		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = cb.b, .msg_controllen = sizeof(cb.b),
-	};
-	ssize_t n = recvmsg(w->fd, &mh, MSG_CMSG_CLOEXEC);
-	int fd = -1;
+	int fd;
+	ssize_t n = fdpass_recv(w->fd, &c, 1, &fd, NULL, 0);
 
 	(void)revents;
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
-	for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); n > 0 && h != NULL;
-	    h = CMSG_NXTHDR(&mh, h))
-		if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS &&
-		    h->cmsg_len == CMSG_LEN(sizeof(int)))
-			memcpy(&fd, CMSG_DATA(h), sizeof(int));
 	if (n == 1 && c == 'P') {
 		worker_policyd_fd(loop, fd);
 		return;
@@ -846,28 +833,11 @@ policyd_up(struct ev_loop *loop)
 	for (size_t i = 0; i < SHARED_SLOTS; i++) {
 		struct worker *w = &g.workers[i];
 		int fd;
-		char c = 'P';
-		union {
-			struct cmsghdr h;
-			char b[CMSG_SPACE(sizeof(int))];
-		} cb;
-		struct iovec iov = { .iov_base = &c, .iov_len = 1 };
-		struct msghdr mh = {
-			.msg_iov = &iov, .msg_iovlen = 1,
-			.msg_control = cb.b, .msg_controllen = sizeof(cb.b),
-		};
-		struct cmsghdr *h;
 
 		if (w->pid <= 0 || w->retiring || w->ctl < 0 ||
 		    (fd = policyd_pair()) < 0)
 			continue;
-		memset(&cb, 0, sizeof(cb));
-		h = CMSG_FIRSTHDR(&mh);
-		h->cmsg_level = SOL_SOCKET;
-		h->cmsg_type = SCM_RIGHTS;
-		h->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(h), &fd, sizeof(int));
-		if (sendmsg(w->ctl, &mh, MSG_NOSIGNAL) != 1)
+		if (fdpass_send(w->ctl, "P", 1, fd, NULL, 0, 0) != 1)
 			log_msg(LOG_ERR, "policyd", "cannot give worker %d its "
 			    "socket: %s", (int)w->pid, strerror(errno));
 		close(fd);

@@ -5,6 +5,8 @@
  */
 #include "starttlsd/policyd.h"
 
+#include "starttlsd/fdpass.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -386,27 +388,7 @@ pd_cache_count(const struct pd_cache *c)
 int
 policyd_give_client(int ctl, int fd)
 {
-	char byte = 'C';
-	struct iovec iov = { &byte, 1 };
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} u;
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
-	    .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *cm;
-	ssize_t r;
-
-	memset(&u, 0, sizeof(u));
-	cm = CMSG_FIRSTHDR(&m);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	do
-		r = sendmsg(ctl, &m, MSG_NOSIGNAL);
-	while (r < 0 && errno == EINTR);
-	return r == 1 ? 0 : -1;
+	return fdpass_send(ctl, "C", 1, fd, NULL, 0, 0) == 1 ? 0 : -1;
 }
 
 /* ---- domain policy answers, reports ---------------------------------------------- */

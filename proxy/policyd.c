@@ -5,6 +5,7 @@
  * client's socket cannot take right now is dropped (the client's own
  * timeout covers it) and counted.
  */
+#include "starttlsd/fdpass.h"
 #include "starttlsd/policyd.h"
 
 #include <errno.h>
@@ -990,29 +991,18 @@ static void
 ctl_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
 	char byte;
-	struct iovec iov = { &byte, 1 };
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} u;
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
-	    .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-	struct cmsghdr *cm;
 	struct pd_client *c;
-	ssize_t r;
-	int fd = -1;
+	int fd;
+	ssize_t r = fdpass_recv(pd.ctl, &byte, 1, &fd, NULL, MSG_DONTWAIT);
 
-	r = recvmsg(pd.ctl, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	if (r < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (r <= 0) {
+		if (fd >= 0)
+			close(fd);
 		ev_break(loop, EVBREAK_ALL);
 		return;
 	}
-	for (cm = CMSG_FIRSTHDR(&m); cm != NULL; cm = CMSG_NXTHDR(&m, cm))
-		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-		    cm->cmsg_len == CMSG_LEN(sizeof(int)))
-			memcpy(&fd, CMSG_DATA(cm), sizeof(int));
 	if (fd < 0)
 		return;
 	if (pd.nclients >= PD_MAX_CLIENTS || (c = calloc(1, sizeof(*c))) == NULL) {

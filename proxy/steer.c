@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "starttlsd/addr.h"
+#include "starttlsd/fdpass.h"
 #include "starttlsd/hash.h"
 #include "starttlsd/log.h"
 #include "starttlsd/metrics.h"
@@ -99,40 +100,18 @@ io_cb(struct ev_loop *loop, ev_io *w, int revents)
 	(void)revents;
 	for (int i = 0; i < 64; i++) {
 		struct steer_msg m;
-		struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
-		union {
-			struct cmsghdr h;
-			char b[CMSG_SPACE(sizeof(int)) +
-			    CMSG_SPACE(sizeof(struct ucred))];
-		} cb;
-		struct msghdr mh = {
-			.msg_iov = &iov, .msg_iovlen = 1,
-			.msg_control = cb.b, .msg_controllen = sizeof(cb.b),
-		};
-		ssize_t n = recvmsg(st.fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		int fd = -1;
-		bool ours = false;
+		int fd;
+		uid_t uid;
+		ssize_t n = fdpass_recv(st.fd, &m, sizeof(m), &fd, &uid,
+		    MSG_DONTWAIT);
+		bool ours = uid == getuid();
 
 		if (n < 0)
 			return;  /* EAGAIN, or nothing we can do */
-		for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h != NULL;
-		    h = CMSG_NXTHDR(&mh, h)) {
-			if (h->cmsg_level != SOL_SOCKET)
-				continue;
-			if (h->cmsg_type == SCM_RIGHTS &&
-			    h->cmsg_len == CMSG_LEN(sizeof(int)))
-				memcpy(&fd, CMSG_DATA(h), sizeof(int));
-			else if (h->cmsg_type == SCM_CREDENTIALS &&
-			    h->cmsg_len == CMSG_LEN(sizeof(struct ucred))) {
-				struct ucred u;
-				memcpy(&u, CMSG_DATA(h), sizeof(u));
-				ours = u.uid == getuid();
-			}
-		}
 		if (fd < 0)
 			continue;
 		if (!ours || n != (ssize_t)sizeof(m) || m.magic != STEER_MAGIC ||
-		    m.dlen > sizeof(m.dst) || (mh.msg_flags & MSG_CTRUNC)) {
+		    m.dlen > sizeof(m.dst)) {
 			log_msg(LOG_WARNING, "worker", "handoff refused: %s",
 			    ours ? "malformed" : "not from a worker");
 			close(fd);
@@ -246,22 +225,10 @@ steer_send(int slot, int fd, const struct sockaddr_storage *peer,
 	struct sockaddr_un sun;
 	socklen_t len;
 	struct steer_msg m;
-	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
-	union {
-		struct cmsghdr h;
-		char b[CMSG_SPACE(sizeof(int))];
-	} cb;
-	struct msghdr mh = {
-		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = cb.b, .msg_controllen = sizeof(cb.b),
-	};
-	struct cmsghdr *h;
 
 	if (!st.on || slot < 0 || dlen > sizeof(m.dst))
 		return false;
 	name(&sun, &len, st.master, (size_t)slot);
-	mh.msg_name = &sun;
-	mh.msg_namelen = len;
 	/* Only the bytes the addresses use: the rest stays zero (no
 	 * uninitialised bytes of the caller's storage on the wire). */
 	memset(&m, 0, sizeof(m));
@@ -269,14 +236,8 @@ steer_send(int slot, int fd, const struct sockaddr_storage *peer,
 	m.dlen = dlen;
 	memcpy(&m.peer, peer, addr_len((const struct sockaddr *)peer));
 	memcpy(&m.dst, dst, dlen);
-	memset(&cb, 0, sizeof(cb));
-	h = CMSG_FIRSTHDR(&mh);
-	h->cmsg_level = SOL_SOCKET;
-	h->cmsg_type = SCM_RIGHTS;
-	h->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(h), &fd, sizeof(int));
-	if (sendmsg(st.fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) !=
-	    (ssize_t)sizeof(m))
+	if (fdpass_send(st.fd, &m, sizeof(m), fd, (struct sockaddr *)&sun, len,
+	    MSG_DONTWAIT) != (ssize_t)sizeof(m))
 		return false;
 	metrics_handoff();
 	return true;
